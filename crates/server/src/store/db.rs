@@ -1,0 +1,296 @@
+//! The [`Store`]: a SQLite or PostgreSQL pool, chosen from the database URL, with the
+//! migrations of that backend and the small helpers every query module shares.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+use super::{StoreError, StoreResult};
+
+/// The active pool.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Storage on SQLite or PostgreSQL; implements every store trait. Cheap to clone (the pool is
+/// shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+/// How to connect, beyond the URL.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Pool size. SQLite serialises writers anyway; extra connections serve readers (WAL).
+    pub max_connections: u32,
+    /// PostgreSQL only: the schema to use (set as `search_path` on every connection), for
+    /// several installations, or test runs, in one database. The schema must exist.
+    pub postgres_schema: Option<String>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 10,
+            postgres_schema: None,
+        }
+    }
+}
+
+/// Connects to the database named by `database_url`: `postgres://...` / `postgresql://...`
+/// for PostgreSQL; `sqlite:<path>`, `sqlite://<path>`, `sqlite::memory:` or a plain file path
+/// for SQLite (the file is created if missing). Run [`Store::migrate`] before use.
+pub async fn connect(database_url: &str) -> StoreResult<Store> {
+    connect_with(database_url, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with options.
+pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> StoreResult<Store> {
+    let url = database_url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut pg = PgConnectOptions::from_str(url)?;
+        if let Some(schema) = &options.postgres_schema {
+            pg = pg.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(pg)
+            .await?;
+        return Ok(Store {
+            pool: Pool::Postgres(pool),
+        });
+    }
+
+    let (sqlite, in_memory) = if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)?;
+        (
+            opts,
+            url.contains(":memory:") || url.contains("mode=memory"),
+        )
+    } else if !url.is_empty() && !url.contains("://") {
+        (SqliteConnectOptions::new().filename(Path::new(url)), false)
+    } else {
+        return Err(StoreError::UnsupportedUrl(database_url.to_owned()));
+    };
+    let sqlite = sqlite
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+        .synchronous(SqliteSynchronous::Normal);
+    let mut pool = SqlitePoolOptions::new();
+    let (sqlite, max_connections) = if in_memory {
+        // An in-memory database lives as long as one of its connections: keep exactly one
+        // open (several would share it through SQLite's shared cache, which fails with
+        // SQLITE_LOCKED instead of waiting).
+        pool = pool
+            .min_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None);
+        (sqlite, 1)
+    } else {
+        (
+            sqlite.journal_mode(SqliteJournalMode::Wal),
+            options.max_connections.max(1),
+        )
+    };
+    let pool = pool
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(sqlite)
+        .await?;
+    Ok(Store {
+        pool: Pool::Sqlite(pool),
+    })
+}
+
+/// The migrations, append-only: add `000N_<what>.sql` to both folders and a line to both lists.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        list.iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Store {
+    /// Applies the migrations not yet applied. Safe to call at every start, and from several
+    /// instances at once (PostgreSQL: under an advisory lock).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await?,
+            Pool::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match &self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The statement that opens a transaction that writes. On SQLite, `BEGIN IMMEDIATE` takes
+    /// the write lock at once, waiting for it up to the busy timeout: a deferred transaction
+    /// that reads and then writes fails at once with `SQLITE_BUSY` ("database is locked")
+    /// when another connection wrote in between, since waiting could not help it.
+    pub(crate) fn begin_write(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// The statement that opens a read-only transaction whose queries all see one snapshot
+    /// (on SQLite, every transaction does).
+    pub(crate) fn begin_snapshot(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+
+    /// Checks that the database answers (for a readiness probe).
+    pub async fn ping(&self) -> StoreResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Reading columns by name from a row of either backend, so that each row mapper is written
+/// once (sqlx decodes SQLite's INTEGER 0/1 and PostgreSQL's BOOLEAN both into `bool`).
+pub(crate) trait Cols {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn boolean(&self, col: &str) -> Result<bool, sqlx::Error>;
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+}
+
+macro_rules! impl_cols {
+    ($row:ty) => {
+        impl Cols for $row {
+            fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn boolean(&self, col: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+                self.try_get(col)
+            }
+        }
+    };
+}
+
+impl_cols!(SqliteRow);
+impl_cols!(PgRow);
+
+/// JSON stored as TEXT, read back.
+pub(crate) fn from_json<T: DeserializeOwned>(table: &'static str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("bad JSON: {e}"),
+    })
+}
+
+/// A value stored as JSON TEXT.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    // Serializing maps with string keys, vectors and `serde_json::Value` cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// True when `e` is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The constraint a unique violation broke, as text to search for a column name in
+/// (PostgreSQL names the constraint, e.g. `links_slug_key`; SQLite only says
+/// `UNIQUE constraint failed: links.slug` in its message).
+pub(crate) fn violated(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => format!("{} {}", db.constraint().unwrap_or(""), db.message()),
+        _ => String::new(),
+    }
+}
+
+/// Maps a unique violation to `Conflict { what }`, anything else to `Database`.
+pub(crate) fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict { what: what() }
+    } else {
+        StoreError::Database(e)
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub(crate) fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

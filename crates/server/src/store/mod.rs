@@ -1,0 +1,233 @@
+//! Storage: workspaces and API keys, bots and entry points, links, clicks and statistics,
+//! on SQLite (the embedded default) or PostgreSQL (several instances sharing one database).
+//!
+//! The rest of the server sees traits split by aggregate ([`WorkspaceStore`], [`BotStore`],
+//! [`LinkStore`], [`ClickStore`]), held as `Arc<dyn ...>`. One [`Store`] implements them all
+//! by running the same SQL on whichever pool is active; the backend is chosen once, from the
+//! database URL, by [`connect`].
+//!
+//! Rules every method keeps:
+//! - time is a parameter (`now_ms`, epoch milliseconds), never read from a clock here;
+//! - every read, update and delete of a workspace's resource filters on its [`WorkspaceId`],
+//!   so another workspace's resource is [`StoreError::NotFound`], never visible;
+//! - a unique value already used (a bot name, an entry point key, a link slug) is
+//!   [`StoreError::Conflict`] with a message that names it, and nothing is written.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Runs `$body` with `$pool` bound to the active pool (a `SqlitePool` in one arm, a `PgPool`
+/// in the other), so one piece of SQL-running code serves both backends.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::db::Pool::Sqlite($pool) => $body,
+            $crate::store::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+mod bots;
+mod clicks;
+mod db;
+mod ids;
+mod links;
+mod model;
+mod workspaces;
+
+pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
+pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
+pub use model::{
+    ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
+    EntryPointPatch, Link, LinkCount, LinkFilter, LinkPatch, MS_PER_DAY, NONE_KEY, NewApiKey,
+    NewBot, NewClick, NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope, UnknownRole,
+    Utm, Workspace, day_of, day_to_date,
+};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource does not exist, or belongs to another workspace.
+    #[error("not found")]
+    NotFound,
+    /// A unique value is already used; `what` is a sentence for the caller, e.g.
+    /// `the slug "promo" is already used by another link`.
+    #[error("{what}")]
+    Conflict { what: String },
+    /// A pagination cursor that this store did not produce.
+    #[error("invalid cursor: pass the next_cursor of the previous page unchanged")]
+    InvalidCursor,
+    /// A database URL that names neither SQLite nor PostgreSQL.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite:<path>, a file path, or postgres://user@host/db"
+    )]
+    UnsupportedUrl(String),
+    /// A row that cannot be read back (e.g. a role or JSON that this version does not know).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Workspaces and their API keys.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// The workspace named `name`, created if missing. Safe when called concurrently:
+    /// every caller gets the same workspace.
+    async fn ensure_workspace(&self, name: &str, now_ms: i64) -> StoreResult<Workspace>;
+    async fn workspace_by_name(&self, name: &str) -> StoreResult<Option<Workspace>>;
+    async fn workspace(&self, id: &WorkspaceId) -> StoreResult<Workspace>;
+
+    /// Stores a key; `Conflict` if its hash is already stored.
+    async fn create_api_key(&self, key: NewApiKey, now_ms: i64) -> StoreResult<ApiKey>;
+    /// The key with this hash, unless revoked (what authentication needs).
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Keys of a workspace, revoked ones included, oldest first.
+    async fn list_api_keys(&self, ws: &WorkspaceId) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked (revoking twice keeps the first time).
+    async fn revoke_api_key(&self, ws: &WorkspaceId, id: &ApiKeyId, now_ms: i64)
+    -> StoreResult<()>;
+    /// Records that a key was used.
+    async fn touch_api_key(&self, id: &ApiKeyId, now_ms: i64) -> StoreResult<()>;
+}
+
+/// Bots, their channel settings and their entry points.
+#[async_trait]
+pub trait BotStore: Send + Sync {
+    /// Creates a bot and its channels in one transaction.
+    async fn create_bot(&self, ws: &WorkspaceId, bot: NewBot, now_ms: i64) -> StoreResult<Bot>;
+    async fn get_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<Bot>;
+    /// Bots of a workspace with their channels, by name.
+    async fn list_bots(&self, ws: &WorkspaceId) -> StoreResult<Vec<Bot>>;
+    /// Renames and/or changes channels in one transaction; returns the bot as it now is.
+    async fn update_bot(
+        &self,
+        ws: &WorkspaceId,
+        id: &BotId,
+        patch: BotPatch,
+        now_ms: i64,
+    ) -> StoreResult<Bot>;
+    /// Deletes a bot with its channels, entry points, links and their clicks.
+    async fn delete_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<()>;
+
+    /// `Conflict` when the bot already has an entry point with this key.
+    async fn create_entry_point(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        ep: NewEntryPoint,
+        now_ms: i64,
+    ) -> StoreResult<EntryPoint>;
+    async fn entry_point(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        key: &str,
+    ) -> StoreResult<EntryPoint>;
+    async fn entry_point_by_id(
+        &self,
+        ws: &WorkspaceId,
+        id: &EntryPointId,
+    ) -> StoreResult<EntryPoint>;
+    /// Entry points of a bot, by key.
+    async fn list_entry_points(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+    ) -> StoreResult<Vec<EntryPoint>>;
+    async fn update_entry_point(
+        &self,
+        ws: &WorkspaceId,
+        id: &EntryPointId,
+        patch: EntryPointPatch,
+        now_ms: i64,
+    ) -> StoreResult<EntryPoint>;
+    /// Deletes an entry point; its links stay, without an entry point.
+    async fn delete_entry_point(&self, ws: &WorkspaceId, id: &EntryPointId) -> StoreResult<()>;
+}
+
+/// Links.
+#[async_trait]
+pub trait LinkStore: Send + Sync {
+    /// Creates all the links or none (one transaction). Every bot and entry point named must
+    /// belong to `ws` (else `NotFound`); a used code or slug is a `Conflict` naming it.
+    async fn create_links(
+        &self,
+        ws: &WorkspaceId,
+        links: Vec<NewLink>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Link>>;
+    async fn get_link(&self, ws: &WorkspaceId, id: &LinkId) -> StoreResult<Link>;
+    /// The link whose code, or else whose slug, is `s` (the public redirect lookup; any
+    /// workspace). Disabled and expired links are returned too: the caller decides.
+    async fn link_by_code_or_slug(&self, s: &str) -> StoreResult<Option<Link>>;
+    /// A page of links, newest first, and the cursor of the next page (`None` on the last).
+    async fn list_links(
+        &self,
+        ws: &WorkspaceId,
+        filter: LinkFilter,
+    ) -> StoreResult<(Vec<Link>, Option<String>)>;
+    async fn update_link(
+        &self,
+        ws: &WorkspaceId,
+        id: &LinkId,
+        patch: LinkPatch,
+        now_ms: i64,
+    ) -> StoreResult<Link>;
+    /// Deletes a link and its clicks.
+    async fn delete_link(&self, ws: &WorkspaceId, id: &LinkId) -> StoreResult<()>;
+    /// Takes one use of a link limited by `max_clicks`, atomically; false when none is left
+    /// (or the link is gone). Links without a limit always succeed.
+    async fn try_consume_click(&self, id: &LinkId) -> StoreResult<bool>;
+}
+
+/// Clicks and statistics.
+#[async_trait]
+pub trait ClickStore: Send + Sync {
+    /// Writes a batch in one transaction; a click whose id is already stored, or whose link
+    /// has been deleted meanwhile, is skipped. Returns how many rows were written.
+    async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64>;
+    async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>>;
+    /// Counts for a link, an entry point or a bot of `ws` (else `NotFound`).
+    async fn stats(
+        &self,
+        ws: &WorkspaceId,
+        scope: StatsScope,
+        range: StatsRange,
+    ) -> StoreResult<Stats>;
+    /// The bot's links with the most clicks in the range (links without any are left out).
+    async fn top_links(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        range: StatsRange,
+        limit: u32,
+    ) -> StoreResult<Vec<LinkCount>>;
+}
+
+/// The store seen through each trait, ready for an application state.
+#[derive(Clone)]
+pub struct Stores {
+    pub workspaces: Arc<dyn WorkspaceStore>,
+    pub bots: Arc<dyn BotStore>,
+    pub links: Arc<dyn LinkStore>,
+    pub clicks: Arc<dyn ClickStore>,
+}
+
+impl Store {
+    /// This store behind each of its traits.
+    pub fn stores(self: &Arc<Self>) -> Stores {
+        Stores {
+            workspaces: self.clone(),
+            bots: self.clone(),
+            links: self.clone(),
+            clicks: self.clone(),
+        }
+    }
+}

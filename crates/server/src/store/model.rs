@@ -1,0 +1,469 @@
+//! What the store reads and writes: workspaces, API keys, bots, entry points, links, clicks
+//! and the statistics computed from clicks. Times are epoch milliseconds (UTC); days are
+//! whole days since the Unix epoch (UTC).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
+
+/// Milliseconds in a day: `day = at_ms.div_euclid(MS_PER_DAY)`.
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// The day (since the Unix epoch, UTC) that an epoch-milliseconds instant falls on.
+pub fn day_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(MS_PER_DAY)
+}
+
+/// A day since the Unix epoch as an ISO date, `YYYY-MM-DD` (proleptic Gregorian calendar;
+/// Howard Hinnant's `civil_from_days`).
+pub fn day_to_date(day: i64) -> String {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A tenant: owns bots, links and API keys. Names are unique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in its workspace.
+    Admin,
+    /// Create and read links and their statistics.
+    Links,
+    /// Send notifications (`call_node`).
+    Notify,
+}
+
+impl Role {
+    /// The role as stored and shown: `admin`, `links`, `notify`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Links => "links",
+            Role::Notify => "notify",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not `admin`, `links` or `notify`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: expected admin, links or notify")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "links" => Ok(Role::Links),
+            "notify" => Ok(Role::Notify),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// An API key as stored: never the key itself, only its SHA-256 (hex) and a short prefix
+/// for people to recognise it in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub workspace_id: WorkspaceId,
+    pub name: Option<String>,
+    pub role: Role,
+    pub key_prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A key to store. The caller generates the secret, shows it once and passes its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiKey {
+    pub workspace_id: WorkspaceId,
+    pub name: Option<String>,
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the whole key.
+    pub key_hash: String,
+    /// The first characters of the key, for display (`blk_3fA9…`).
+    pub key_prefix: String,
+}
+
+/// One channel of a bot: its public settings and its secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotChannel {
+    /// `telegram`, `viber`, `messenger`, ...
+    pub channel: String,
+    /// Public settings (username, uri, page, number, api_base_url, ...), a JSON object.
+    pub settings: serde_json::Value,
+    /// Tokens and app secrets, already encrypted by the caller; opaque bytes here. Never
+    /// serialized, so they cannot leak through an API response or a log line.
+    #[serde(skip_serializing, default)]
+    pub secrets: Option<Vec<u8>>,
+}
+
+/// A bot with its channels (sorted by channel name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bot {
+    pub id: BotId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub channels: Vec<BotChannel>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A bot to create. Names are unique within a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewBot {
+    /// The caller chooses the id (`BotId::new()`), so that it can seal the channels' secrets
+    /// bound to it before the row exists.
+    pub id: BotId,
+    pub name: String,
+    pub channels: Vec<BotChannel>,
+}
+
+/// Changes to a bot, applied in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BotPatch {
+    /// A new name (unique within the workspace).
+    pub name: Option<String>,
+    /// Channels to add or replace. A channel given with `secrets: None` keeps the secrets
+    /// it had, so settings can be edited without sending the token again.
+    #[serde(default)]
+    pub upsert_channels: Vec<BotChannel>,
+    /// Channels to remove (names not configured are ignored).
+    #[serde(default)]
+    pub remove_channels: Vec<String>,
+}
+
+/// An entry point of a bot's scenario: what `n__<key>` and stored links start at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    pub id: EntryPointId,
+    pub workspace_id: WorkspaceId,
+    pub bot_id: BotId,
+    /// Unique within the bot; the `<id>` of `n__<id>`.
+    pub key: String,
+    /// The scenario node to start at.
+    pub node: Option<String>,
+    /// The field that the first value of a `fields` parameter fills.
+    pub default_field: Option<String>,
+    /// Default UTM tags of links made for this entry point, a JSON object.
+    pub utm: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An entry point to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEntryPoint {
+    pub key: String,
+    pub node: Option<String>,
+    pub default_field: Option<String>,
+    /// A JSON object; `null` is stored as `{}`.
+    #[serde(default)]
+    pub utm: serde_json::Value,
+}
+
+/// Changes to an entry point. `Some(None)` clears an optional field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryPointPatch {
+    pub key: Option<String>,
+    pub node: Option<Option<String>>,
+    pub default_field: Option<Option<String>>,
+    pub utm: Option<serde_json::Value>,
+}
+
+/// UTM tags of a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Utm {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub term: Option<String>,
+    pub content: Option<String>,
+}
+
+/// The deep link built for one channel of a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeepLinkOut {
+    /// The URL that opens the bot (`https://t.me/bot?start=...`).
+    pub url: String,
+    /// The parameter carried by the URL.
+    pub param: String,
+}
+
+/// A link made through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub id: LinkId,
+    pub workspace_id: WorkspaceId,
+    pub bot_id: BotId,
+    pub entry_point_id: Option<EntryPointId>,
+    /// Random base62 code of the short URL; unique.
+    pub code: String,
+    /// A custom short-URL slug; unique, and never equal to another link's code.
+    pub slug: Option<String>,
+    pub title: Option<String>,
+    pub channels: Vec<String>,
+    /// The payload scheme (`stored`, `json`, `raw`, ...).
+    pub scheme: String,
+    pub signed: bool,
+    pub payload: serde_json::Value,
+    /// Channel name -> the deep link built for it.
+    pub deep_links: BTreeMap<String, DeepLinkOut>,
+    pub utm: Utm,
+    pub expires_at: Option<i64>,
+    pub max_clicks: Option<i64>,
+    pub clicks_used: i64,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A link to create. Code (and slug) are chosen by the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewLink {
+    pub bot_id: BotId,
+    pub entry_point_id: Option<EntryPointId>,
+    pub code: String,
+    pub slug: Option<String>,
+    pub title: Option<String>,
+    pub channels: Vec<String>,
+    pub scheme: String,
+    pub signed: bool,
+    pub payload: serde_json::Value,
+    pub deep_links: BTreeMap<String, DeepLinkOut>,
+    #[serde(default)]
+    pub utm: Utm,
+    pub expires_at: Option<i64>,
+    pub max_clicks: Option<i64>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Which links to list. Every filter is optional; `q` is a case-insensitive substring of the
+/// title, slug, code or UTM campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFilter {
+    pub bot_id: Option<BotId>,
+    pub entry_point_id: Option<EntryPointId>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub q: Option<String>,
+    /// Page size, 1..=[`LinkFilter::MAX_LIMIT`]; [`LinkFilter::DEFAULT_LIMIT`] when absent.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl LinkFilter {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 500;
+}
+
+/// Changes to a link. `Some(None)` clears an optional field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkPatch {
+    pub disabled: Option<bool>,
+    pub expires_at: Option<Option<i64>>,
+    pub max_clicks: Option<Option<i64>>,
+    pub title: Option<Option<String>>,
+}
+
+/// A redirect served to a person, or a fetch by a link-preview crawler (not a click).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClickKind {
+    Click,
+    Preview,
+}
+
+impl ClickKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClickKind::Click => "click",
+            ClickKind::Preview => "preview",
+        }
+    }
+}
+
+impl FromStr for ClickKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "click" => Ok(ClickKind::Click),
+            "preview" => Ok(ClickKind::Preview),
+            other => Err(format!(
+                "unknown click kind {other:?}: expected click or preview"
+            )),
+        }
+    }
+}
+
+/// A click to record. The day is derived from `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewClick {
+    pub id: ClickId,
+    pub link_id: LinkId,
+    pub workspace_id: WorkspaceId,
+    pub bot_id: BotId,
+    pub entry_point_id: Option<EntryPointId>,
+    /// The channel the person was sent to, when known.
+    pub channel: Option<String>,
+    pub kind: ClickKind,
+    /// Epoch milliseconds.
+    pub at: i64,
+    /// A salted hash that identifies a visitor without identifying a person.
+    pub visitor: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// A recorded click.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Click {
+    pub id: ClickId,
+    pub link_id: LinkId,
+    pub workspace_id: WorkspaceId,
+    pub bot_id: BotId,
+    pub entry_point_id: Option<EntryPointId>,
+    pub channel: Option<String>,
+    pub kind: ClickKind,
+    pub at: i64,
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub visitor: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// What statistics are about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "id")]
+pub enum StatsScope {
+    Link(LinkId),
+    EntryPoint(EntryPointId),
+    Bot(BotId),
+}
+
+/// An inclusive range of days (since the Unix epoch, UTC); open where `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRange {
+    pub from_day: Option<i64>,
+    pub to_day: Option<i64>,
+}
+
+impl StatsRange {
+    /// Every day.
+    pub const ALL: StatsRange = StatsRange {
+        from_day: None,
+        to_day: None,
+    };
+
+    /// From `from_day` to `to_day`, both included.
+    pub fn days(from_day: i64, to_day: i64) -> Self {
+        StatsRange {
+            from_day: Some(from_day),
+            to_day: Some(to_day),
+        }
+    }
+}
+
+/// The key that stands for a missing value in a bucket (no channel, no UTM tag).
+pub const NONE_KEY: &str = "(none)";
+
+/// Counts for one value of a dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Bucket {
+    /// The value (`telegram`, `2024-05-01`, `newsletter`), or [`NONE_KEY`].
+    pub key: String,
+    pub clicks: i64,
+    /// Distinct visitors among the clicks (clicks without a visitor are not counted).
+    pub unique_clicks: i64,
+    pub previews: i64,
+}
+
+/// Statistics of a link, an entry point or a bot over a range of days. Buckets are sorted by
+/// clicks (most first, then by key), except `by_day`, which is in date order and lists only
+/// days with at least one click or preview.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub clicks: i64,
+    pub unique_clicks: i64,
+    pub previews: i64,
+    pub by_channel: Vec<Bucket>,
+    pub by_day: Vec<Bucket>,
+    pub by_utm_source: Vec<Bucket>,
+    pub by_utm_medium: Vec<Bucket>,
+    pub by_utm_campaign: Vec<Bucket>,
+}
+
+/// A link ranked by its clicks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LinkCount {
+    #[schema(value_type = String)]
+    pub link_id: LinkId,
+    pub code: String,
+    pub slug: Option<String>,
+    pub title: Option<String>,
+    pub clicks: i64,
+    pub unique_clicks: i64,
+    pub previews: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_map_to_utc_dates() {
+        assert_eq!(day_to_date(0), "1970-01-01");
+        assert_eq!(day_to_date(-1), "1969-12-31");
+        assert_eq!(day_to_date(19_844), "2024-05-01");
+        assert_eq!(day_to_date(11_016), "2000-02-29");
+        // 2024-05-01T23:59:59.999Z and 2024-05-02T00:00:00Z
+        assert_eq!(day_of(1_714_607_999_999), 19_844);
+        assert_eq!(day_of(1_714_608_000_000), 19_845);
+        assert_eq!(day_of(-1), -1);
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for r in [Role::Admin, Role::Links, Role::Notify] {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert_eq!("root".parse::<Role>(), Err(UnknownRole("root".into())));
+    }
+}
