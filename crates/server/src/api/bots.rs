@@ -1,0 +1,432 @@
+//! `/api/v1/bots`: bots and their channel settings. Secrets (tokens, app secrets) are sealed
+//! before they reach the database and never come back: answers list only their names.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use botlink_core::Channel;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::error::{ApiError, ErrorBody, Json};
+use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
+use crate::util::format_rfc3339;
+
+/// One channel's settings. Which fields apply depends on the channel:
+/// telegram `username`, `token`; viber `uri`, `token`; messenger `page`, `page_id`,
+/// `app_secret`, `page_token`, `verify_token`; instagram `username`, `app_secret`,
+/// `access_token`; whatsapp `number`, `phone_number_id`, `business_account_id`,
+/// `access_token`, `app_secret`; line `id`, `channel_secret`, `access_token`; max `username`,
+/// `token`; webchat `id` (default: the bot's id). Any channel takes `api_base_url` (e.g. a
+/// local Telegram Bot API server).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelIn {
+    pub username: Option<String>,
+    pub uri: Option<String>,
+    pub page: Option<String>,
+    pub page_id: Option<String>,
+    pub number: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub business_account_id: Option<String>,
+    pub id: Option<String>,
+    pub api_base_url: Option<String>,
+    /// Secret.
+    pub token: Option<String>,
+    /// Secret.
+    pub app_secret: Option<String>,
+    /// Secret.
+    pub page_token: Option<String>,
+    /// Secret.
+    pub access_token: Option<String>,
+    /// Secret.
+    pub channel_secret: Option<String>,
+    /// Secret.
+    pub verify_token: Option<String>,
+    /// Secret.
+    pub webhook_secret: Option<String>,
+}
+
+const PUBLIC_FIELDS: &[&str] = &[
+    "username",
+    "uri",
+    "page",
+    "page_id",
+    "number",
+    "phone_number_id",
+    "business_account_id",
+    "id",
+    "api_base_url",
+];
+
+impl ChannelIn {
+    fn public(&self) -> [(&'static str, &Option<String>); 9] {
+        [
+            ("username", &self.username),
+            ("uri", &self.uri),
+            ("page", &self.page),
+            ("page_id", &self.page_id),
+            ("number", &self.number),
+            ("phone_number_id", &self.phone_number_id),
+            ("business_account_id", &self.business_account_id),
+            ("id", &self.id),
+            ("api_base_url", &self.api_base_url),
+        ]
+    }
+
+    fn secrets(&self) -> [(&'static str, &Option<String>); 7] {
+        [
+            ("token", &self.token),
+            ("app_secret", &self.app_secret),
+            ("page_token", &self.page_token),
+            ("access_token", &self.access_token),
+            ("channel_secret", &self.channel_secret),
+            ("verify_token", &self.verify_token),
+            ("webhook_secret", &self.webhook_secret),
+        ]
+    }
+}
+
+/// A new bot.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotIn {
+    /// A name unique in the workspace.
+    pub name: String,
+    /// Settings by channel name (`telegram`, `viber`, ...).
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelIn>,
+}
+
+/// A change to a bot: a new name, and channels to set (an object) or remove (`null`).
+/// Secrets left out of a channel keep their stored values.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotPatchIn {
+    pub name: Option<String>,
+    /// Channel name to settings (an object like `ChannelIn`), or `null` to remove the channel.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub channels: BTreeMap<String, Option<ChannelIn>>,
+}
+
+/// A channel as the API shows it: public settings and the names of the secrets that are set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelOut {
+    pub channel: String,
+    /// The bot's identifier in this channel (username, URI, page, number, LINE id...).
+    pub identifier: String,
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Names of the secrets stored for this channel; their values are never returned.
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotOut {
+    pub id: String,
+    pub name: String,
+    pub channels: Vec<ChannelOut>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotList {
+    pub bots: Vec<BotOut>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_bot, list_bots))
+        .routes(routes!(get_bot, update_bot, delete_bot))
+}
+
+/// The settings key holding a channel's bot identifier.
+pub fn identifier_key(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Telegram | Channel::Instagram | Channel::Max => "username",
+        Channel::Viber => "uri",
+        Channel::Messenger => "page",
+        Channel::Whatsapp => "number",
+        Channel::Line | Channel::Webchat => "id",
+    }
+}
+
+/// The bot's identifier in a channel, from stored settings.
+pub fn identifier(bot_id: &BotId, ch: &BotChannel) -> Option<String> {
+    let channel: Channel = ch.channel.parse().ok()?;
+    ch.settings
+        .get(identifier_key(channel))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| (channel == Channel::Webchat).then(|| bot_id.to_string()))
+}
+
+fn parse_channel(name: &str) -> Result<Channel, ApiError> {
+    name.parse::<Channel>()
+        .map_err(|e| ApiError::invalid("invalid_channel", e.to_string()))
+}
+
+fn check_url(channel: Channel, url: &str) -> Result<(), ApiError> {
+    let ok = url::Url::parse(url)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_channel_settings",
+            format!("{channel}.api_base_url {url:?} is not an http(s) URL"),
+        ))
+    }
+}
+
+/// Validates and splits one channel's settings into public JSON and a sealed secret blob
+/// (merged over `old_secrets` when updating).
+fn channel_settings(
+    state: &AppState,
+    bot_id: &BotId,
+    channel: Channel,
+    input: &ChannelIn,
+    old_secrets: Option<&[u8]>,
+) -> Result<BotChannel, ApiError> {
+    let mut settings = serde_json::Map::new();
+    for (k, v) in input.public() {
+        if let Some(v) = v {
+            settings.insert(
+                k.to_string(),
+                serde_json::Value::String(v.trim().to_string()),
+            );
+        }
+    }
+    let key = identifier_key(channel);
+    match settings.get(key).and_then(|v| v.as_str()) {
+        Some(ident) => {
+            let normal = botlink_core::link::check_bot(channel, ident)
+                .map_err(|e| ApiError::invalid("invalid_channel_settings", e.to_string()))?;
+            settings.insert(key.to_string(), serde_json::Value::String(normal));
+        }
+        None if channel == Channel::Webchat => {}
+        None => {
+            return Err(ApiError::invalid(
+                "invalid_channel_settings",
+                format!("the {channel} channel needs `{key}`, the bot's identifier there"),
+            ));
+        }
+    }
+    if let Some(u) = &input.api_base_url {
+        check_url(channel, u)?;
+    }
+    let context = format!("{bot_id}/{channel}");
+    let mut secrets: serde_json::Map<String, serde_json::Value> = match old_secrets {
+        Some(sealed) => {
+            let plain = state
+                .secret()
+                .open(sealed, &context)
+                .map_err(ApiError::internal)?;
+            serde_json::from_slice(&plain).map_err(ApiError::internal)?
+        }
+        None => serde_json::Map::new(),
+    };
+    for (k, v) in input.secrets() {
+        if let Some(v) = v {
+            if v.is_empty() {
+                secrets.remove(k);
+            } else {
+                secrets.insert(k.to_string(), serde_json::Value::String(v.clone()));
+            }
+        }
+    }
+    let sealed = (!secrets.is_empty()).then(|| {
+        let names: Vec<String> = secrets.keys().cloned().collect();
+        settings.insert("secrets".into(), serde_json::json!(names));
+        state.secret().seal(
+            &serde_json::to_vec(&secrets).expect("a JSON map serializes"),
+            &context,
+        )
+    });
+    Ok(BotChannel {
+        channel: channel.as_str().to_string(),
+        settings: serde_json::Value::Object(settings),
+        secrets: sealed,
+    })
+}
+
+pub fn bot_out(bot: &Bot) -> BotOut {
+    BotOut {
+        id: bot.id.to_string(),
+        name: bot.name.clone(),
+        channels: bot
+            .channels
+            .iter()
+            .map(|c| {
+                let mut settings = c.settings.clone();
+                let secrets = settings
+                    .as_object_mut()
+                    .and_then(|m| m.remove("secrets"))
+                    .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                    .unwrap_or_default();
+                if let Some(m) = settings.as_object_mut() {
+                    m.retain(|k, _| PUBLIC_FIELDS.contains(&k.as_str()));
+                }
+                ChannelOut {
+                    channel: c.channel.clone(),
+                    identifier: identifier(&bot.id, c).unwrap_or_default(),
+                    settings,
+                    secrets,
+                }
+            })
+            .collect(),
+        created_at: format_rfc3339(bot.created_at),
+        updated_at: format_rfc3339(bot.updated_at),
+    }
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "a bot name is 1-100 characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Create a bot with its channels.
+#[utoipa::path(post, path = "/api/v1/bots", tag = "bots", request_body = BotIn,
+    security(("api_key" = [])),
+    responses((status = 201, body = BotOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_bot(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(input): Json<BotIn>,
+) -> Result<(StatusCode, axum::Json<BotOut>), ApiError> {
+    auth.admin()?;
+    let name = check_name(&input.name)?;
+    let id = BotId::new();
+    let mut channels = Vec::with_capacity(input.channels.len());
+    for (name, ch) in &input.channels {
+        let channel = parse_channel(name)?;
+        channels.push(channel_settings(&state, &id, channel, ch, None)?);
+    }
+    let now = crate::util::now_ms();
+    let bot = state
+        .bots()
+        .create_bot(&auth.workspace_id, NewBot { id, name, channels }, now)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(bot_out(&bot))))
+}
+
+/// List the workspace's bots.
+#[utoipa::path(get, path = "/api/v1/bots", tag = "bots", security(("api_key" = [])),
+    responses((status = 200, body = BotList)))]
+pub async fn list_bots(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<BotList>, ApiError> {
+    auth.require(&[Role::Links])?;
+    let bots = state.bots().list_bots(&auth.workspace_id).await?;
+    Ok(axum::Json(BotList {
+        bots: bots.iter().map(bot_out).collect(),
+    }))
+}
+
+/// Get one bot.
+#[utoipa::path(get, path = "/api/v1/bots/{bot_id}", tag = "bots", security(("api_key" = [])),
+    params(("bot_id" = String, Path)),
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody)))]
+pub async fn get_bot(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(bot_id): Path<String>,
+) -> Result<axum::Json<BotOut>, ApiError> {
+    auth.require(&[Role::Links])?;
+    let bot = load_bot(&state, &auth, &bot_id).await?;
+    Ok(axum::Json(bot_out(&bot)))
+}
+
+/// Loads a bot of the caller's workspace, 404 otherwise.
+pub async fn load_bot(state: &AppState, auth: &Auth, bot_id: &str) -> Result<Bot, ApiError> {
+    state
+        .bots()
+        .get_bot(&auth.workspace_id, &BotId::from(bot_id.to_string()))
+        .await
+        .map_err(|e| not_found(e, "bot", bot_id))
+}
+
+pub fn not_found(e: crate::store::StoreError, what: &str, id: &str) -> ApiError {
+    match e {
+        crate::store::StoreError::NotFound => ApiError::NotFound(format!("{what} {id:?}")),
+        other => other.into(),
+    }
+}
+
+/// Rename a bot, set or remove channels.
+#[utoipa::path(patch, path = "/api/v1/bots/{bot_id}", tag = "bots", request_body = BotPatchIn,
+    security(("api_key" = [])), params(("bot_id" = String, Path)),
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_bot(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(bot_id): Path<String>,
+    Json(input): Json<BotPatchIn>,
+) -> Result<axum::Json<BotOut>, ApiError> {
+    auth.admin()?;
+    let bot = load_bot(&state, &auth, &bot_id).await?;
+    let name = input.name.as_deref().map(check_name).transpose()?;
+    let mut upsert = Vec::new();
+    let mut remove = Vec::new();
+    for (name, ch) in &input.channels {
+        let channel = parse_channel(name)?;
+        match ch {
+            Some(ch) => {
+                let old = bot
+                    .channels
+                    .iter()
+                    .find(|c| c.channel == channel.as_str())
+                    .and_then(|c| c.secrets.as_deref());
+                upsert.push(channel_settings(&state, &bot.id, channel, ch, old)?);
+            }
+            None => remove.push(channel.as_str().to_string()),
+        }
+    }
+    let bot = state
+        .bots()
+        .update_bot(
+            &auth.workspace_id,
+            &bot.id,
+            BotPatch {
+                name,
+                upsert_channels: upsert,
+                remove_channels: remove,
+            },
+            crate::util::now_ms(),
+        )
+        .await?;
+    Ok(axum::Json(bot_out(&bot)))
+}
+
+/// Delete a bot with its entry points, links and their clicks.
+#[utoipa::path(delete, path = "/api/v1/bots/{bot_id}", tag = "bots", security(("api_key" = [])),
+    params(("bot_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_bot(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(bot_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.admin()?;
+    state
+        .bots()
+        .delete_bot(&auth.workspace_id, &BotId::from(bot_id.clone()))
+        .await
+        .map_err(|e| not_found(e, "bot", &bot_id))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,582 @@
+//! `/api/v1/links`: short links into a bot, with each channel's deep link.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use botlink_core::Channel;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::bots::{identifier, load_bot, not_found};
+use crate::api::entry_points::UtmRules as _;
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::error::{ApiError, ErrorBody, Json, Query};
+use crate::linkgen::{self, EntryTarget, PayloadIn, SchemeIn};
+use crate::store::{DeepLinkOut, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm};
+use crate::util::{format_rfc3339, now_ms, parse_rfc3339, random_code};
+use botlink_core::LinkKind;
+use botlink_core::link::rule_for;
+
+/// Most links one request may create.
+pub const MAX_BATCH: usize = 1000;
+/// Length of generated short codes: 62^8 ≈ 2·10^14, unguessable at any click rate.
+const CODE_LEN: usize = 8;
+
+/// A link to create.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkIn {
+    pub bot_id: String,
+    /// The entry point's key; its default UTM tags fill the ones not given.
+    pub entry_point: Option<String>,
+    /// Channels to link into (default: every channel the bot has).
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub payload: PayloadIn,
+    #[serde(default)]
+    pub utm: Utm,
+    /// `stored` (default): the parameter is a short code resolved server-side.
+    #[serde(default)]
+    pub scheme: SchemeIn,
+    /// Add an HMAC tag so the parameter cannot be edited.
+    #[serde(default)]
+    pub signed: bool,
+    /// A custom short-link slug (3-64 characters of `[A-Za-z0-9_-]`).
+    pub slug: Option<String>,
+    pub title: Option<String>,
+    /// RFC 3339; after it the short link answers 410 Gone.
+    pub expires_at: Option<String>,
+    /// After this many clicks the short link answers 410 Gone.
+    pub max_clicks: Option<i64>,
+}
+
+/// One link, or many at once (`{"links": [...]}`, all or nothing).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum LinksIn {
+    Many { links: Vec<LinkIn> },
+    One(Box<LinkIn>),
+}
+
+/// One channel's way in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelLinkOut {
+    pub channel: String,
+    /// The deep link. For the stored scheme, clicks through the short link carry the click id too.
+    pub url: String,
+    pub param: String,
+    /// The parameter's length and the channel's limit.
+    pub length: usize,
+    pub limit: usize,
+    /// The short link straight into this channel.
+    pub short_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkOut {
+    pub id: String,
+    pub code: String,
+    pub slug: Option<String>,
+    pub short_url: String,
+    pub qr_svg: String,
+    pub qr_png: String,
+    pub bot_id: String,
+    pub entry_point_id: Option<String>,
+    pub title: Option<String>,
+    pub scheme: String,
+    pub signed: bool,
+    pub channels: Vec<ChannelLinkOut>,
+    pub payload: PayloadIn,
+    pub utm: Utm,
+    pub expires_at: Option<String>,
+    pub max_clicks: Option<i64>,
+    pub disabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinksOut {
+    pub links: Vec<LinkOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkPage {
+    pub links: Vec<LinkOut>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    pub bot_id: Option<String>,
+    /// Entry point key (with `bot_id`) or id.
+    pub entry_point: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    /// Text to look for in the title, slug, code or campaign.
+    pub q: Option<String>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A change to a link. `expires_at: null` removes the expiry.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPatchIn {
+    pub disabled: Option<bool>,
+    #[serde(default, deserialize_with = "crate::api::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::api::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub max_clicks: Option<Option<i64>>,
+    /// A new title; `null` clears it.
+    #[serde(default, deserialize_with = "crate::api::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_links, list_links))
+        .routes(routes!(get_link, update_link, delete_link))
+}
+
+pub fn link_out(state: &AppState, link: &Link) -> LinkOut {
+    let base = state.public_url();
+    let key = link.slug.as_deref().unwrap_or(&link.code);
+    let short_url = format!("{base}/l/{key}");
+    LinkOut {
+        id: link.id.to_string(),
+        code: link.code.clone(),
+        slug: link.slug.clone(),
+        qr_svg: format!("{short_url}/qr.svg"),
+        qr_png: format!("{short_url}/qr.png"),
+        bot_id: link.bot_id.to_string(),
+        entry_point_id: link.entry_point_id.as_ref().map(|e| e.to_string()),
+        title: link.title.clone(),
+        scheme: link.scheme.clone(),
+        signed: link.signed,
+        channels: link
+            .channels
+            .iter()
+            .filter_map(|c| {
+                let d = link.deep_links.get(c)?;
+                let channel: Channel = c.parse().ok()?;
+                Some(ChannelLinkOut {
+                    channel: c.clone(),
+                    url: d.url.clone(),
+                    param: d.param.clone(),
+                    length: d.param.chars().count(),
+                    limit: rule_for(channel, LinkKind::Start).max_len,
+                    short_url: format!("{short_url}/{c}"),
+                })
+            })
+            .collect(),
+        short_url,
+        payload: serde_json::from_value(link.payload.clone()).unwrap_or_default(),
+        utm: link.utm.clone(),
+        expires_at: link.expires_at.map(format_rfc3339),
+        max_clicks: link.max_clicks,
+        disabled: link.disabled,
+        created_at: format_rfc3339(link.created_at),
+        updated_at: format_rfc3339(link.updated_at),
+    }
+}
+
+fn check_slug(slug: &str) -> Result<(), ApiError> {
+    let ok = (3..=64).contains(&slug.len())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_slug",
+            format!("slug {slug:?} must be 3-64 characters of [A-Za-z0-9_-]"),
+        ))
+    }
+}
+
+fn parse_time(what: &str, s: &str) -> Result<i64, ApiError> {
+    parse_rfc3339(s).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_time",
+            format!("{what} {s:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"),
+        )
+    })
+}
+
+/// Validates one link request and turns it into a row.
+async fn prepare(
+    state: &AppState,
+    auth: &Auth,
+    input: LinkIn,
+    now: i64,
+) -> Result<NewLink, ApiError> {
+    let bot = load_bot(state, auth, &input.bot_id).await?;
+    let entry = match &input.entry_point {
+        Some(key) => Some(
+            state
+                .bots()
+                .entry_point(&auth.workspace_id, &bot.id, key)
+                .await
+                .map_err(|e| not_found(e, "entry point", key))?,
+        ),
+        None => None,
+    };
+    input.utm.check()?;
+    let utm = match &entry {
+        Some(e) => input
+            .utm
+            .or(&serde_json::from_value::<Utm>(e.utm.clone()).unwrap_or_default()),
+        None => input.utm.clone(),
+    };
+    if let Some(slug) = &input.slug {
+        check_slug(slug)?;
+    }
+    let expires_at = input
+        .expires_at
+        .as_deref()
+        .map(|s| parse_time("expires_at", s))
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::invalid(
+            "invalid_time",
+            "expires_at is in the past: give a future time",
+        ));
+    }
+    if input.max_clicks.is_some_and(|m| m < 1) {
+        return Err(ApiError::invalid(
+            "invalid_max_clicks",
+            "max_clicks must be at least 1",
+        ));
+    }
+    if input
+        .title
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 200)
+    {
+        return Err(ApiError::invalid(
+            "invalid_title",
+            "title is at most 200 characters",
+        ));
+    }
+
+    // Channels: the ones asked for, each of which the bot must have.
+    let channels: Vec<Channel> = match &input.channels {
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::invalid(
+                "invalid_channel",
+                "channels is empty: name at least one, or leave it out for all of the bot's channels",
+            ));
+        }
+        Some(list) => {
+            let mut out = Vec::new();
+            for name in list {
+                let c: Channel =
+                    name.parse()
+                        .map_err(|e: botlink_core::channel::UnknownChannel| {
+                            ApiError::invalid("invalid_channel", e.to_string())
+                        })?;
+                if !bot.channels.iter().any(|bc| bc.channel == c.as_str()) {
+                    return Err(ApiError::invalid(
+                        "invalid_channel",
+                        format!("the bot has no {c} channel: add it to the bot first"),
+                    ));
+                }
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => bot
+            .channels
+            .iter()
+            .filter_map(|bc| bc.channel.parse().ok())
+            .collect(),
+    };
+    if channels.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_channel",
+            "the bot has no channels: add one (e.g. telegram with its username) first",
+        ));
+    }
+
+    let code = random_code(CODE_LEN);
+    let target = entry.as_ref().map(|e| EntryTarget {
+        key: e.key.clone(),
+        default_field: e.default_field.clone(),
+    });
+    let compose = |e: linkgen::ComposeError| ApiError::invalid(e.code(), e.to_string());
+    let param = linkgen::base_param(input.scheme, &input.payload, target.as_ref(), &code)
+        .map_err(compose)?;
+    let param = linkgen::maybe_sign(
+        param,
+        input.signed,
+        &state.secret().signing_key(bot.id.as_str()),
+    )
+    .map_err(compose)?;
+    let mut deep = BTreeMap::new();
+    for c in &channels {
+        let bc = bot
+            .channels
+            .iter()
+            .find(|bc| bc.channel == c.as_str())
+            .expect("checked above");
+        let ident = identifier(&bot.id, bc).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_channel_settings",
+                format!("the bot's {c} channel has no identifier: set it on the bot"),
+            )
+        })?;
+        let text = input.payload.text.as_deref();
+        let dl =
+            linkgen::deep_link(*c, &ident, &param, text, state.public_url()).map_err(compose)?;
+        deep.insert(
+            c.as_str().to_string(),
+            DeepLinkOut {
+                url: dl.url,
+                param: param.clone(),
+            },
+        );
+    }
+    Ok(NewLink {
+        bot_id: bot.id,
+        entry_point_id: entry.map(|e| e.id),
+        code,
+        slug: input.slug,
+        title: input.title,
+        channels: channels.iter().map(|c| c.as_str().to_string()).collect(),
+        scheme: input.scheme.as_str().to_string(),
+        signed: input.signed,
+        payload: serde_json::to_value(&input.payload).expect("payload serializes"),
+        deep_links: deep,
+        utm,
+        expires_at,
+        max_clicks: input.max_clicks,
+        disabled: false,
+    })
+}
+
+/// Create a link, or many (`{"links": [...]}`, up to 1000, all or nothing).
+#[utoipa::path(post, path = "/api/v1/links", tag = "links", request_body = LinksIn,
+    security(("api_key" = [])),
+    responses((status = 201, description = "a LinkOut, or {links: [LinkOut]} for a batch", body = LinkOut),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_links(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(input): Json<LinksIn>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    auth.require(&[Role::Links])?;
+    let now = now_ms();
+    let (inputs, many) = match input {
+        LinksIn::One(l) => (vec![*l], false),
+        LinksIn::Many { links } => (links, true),
+    };
+    if inputs.is_empty() || inputs.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} links, got {}", inputs.len()),
+        ));
+    }
+    let mut rows = Vec::with_capacity(inputs.len());
+    let mut slugs = std::collections::HashSet::new();
+    for (i, l) in inputs.into_iter().enumerate() {
+        let at = |e: ApiError| if many { prefix(i, e) } else { e };
+        if let Some(s) = &l.slug {
+            if !slugs.insert(s.clone()) {
+                return Err(at(ApiError::Conflict(format!(
+                    "slug {s:?} appears twice in the batch"
+                ))));
+            }
+            if state.links().link_by_code_or_slug(s).await?.is_some() {
+                return Err(at(ApiError::Conflict(format!(
+                    "slug {s:?} is taken: choose another"
+                ))));
+            }
+        }
+        rows.push(prepare(&state, &auth, l, now).await.map_err(at)?);
+    }
+    let created = state
+        .links()
+        .create_links(&auth.workspace_id, rows, now)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { what } => ApiError::Conflict(format!(
+                "{what} is taken: choose another; nothing was created"
+            )),
+            other => other.into(),
+        })?;
+    let outs: Vec<LinkOut> = created.iter().map(|l| link_out(&state, l)).collect();
+    let body = if many {
+        serde_json::to_value(LinksOut { links: outs })
+    } else {
+        serde_json::to_value(&outs[0])
+    }
+    .expect("links serialize");
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+fn prefix(i: usize, e: ApiError) -> ApiError {
+    match e {
+        ApiError::Invalid { code, message } => ApiError::Invalid {
+            code,
+            message: format!("links[{i}]: {message}"),
+        },
+        ApiError::NotFound(m) => ApiError::NotFound(format!("links[{i}]: {m}")),
+        ApiError::Conflict(m) => ApiError::Conflict(format!("links[{i}]: {m}")),
+        other => other,
+    }
+}
+
+/// List links, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/links", tag = "links", params(LinkQuery),
+    security(("api_key" = [])), responses((status = 200, body = LinkPage)))]
+pub async fn list_links(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<LinkQuery>,
+) -> Result<axum::Json<LinkPage>, ApiError> {
+    auth.require(&[Role::Links])?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", "limit must be 1-200"));
+    }
+    let bot_id = match &q.bot_id {
+        Some(b) => Some(load_bot(&state, &auth, b).await?.id),
+        None => None,
+    };
+    let entry_point_id = match (&q.entry_point, &bot_id) {
+        (Some(key), Some(bot)) => Some(
+            state
+                .bots()
+                .entry_point(&auth.workspace_id, bot, key)
+                .await
+                .map_err(|e| not_found(e, "entry point", key))?
+                .id,
+        ),
+        (Some(id), None) => Some(crate::store::EntryPointId::from(id.clone())),
+        (None, _) => None,
+    };
+    let (links, next_cursor) = state
+        .links()
+        .list_links(
+            &auth.workspace_id,
+            LinkFilter {
+                bot_id,
+                entry_point_id,
+                utm_source: q.utm_source,
+                utm_medium: q.utm_medium,
+                utm_campaign: q.utm_campaign,
+                q: q.q,
+                limit: Some(limit),
+                cursor: q.cursor,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::InvalidCursor => ApiError::invalid(
+                "invalid_cursor",
+                "cursor is not one this API returned: start without it",
+            ),
+            other => other.into(),
+        })?;
+    Ok(axum::Json(LinkPage {
+        links: links.iter().map(|l| link_out(&state, l)).collect(),
+        next_cursor,
+    }))
+}
+
+pub async fn load_link(state: &AppState, auth: &Auth, id: &str) -> Result<Link, ApiError> {
+    state
+        .links()
+        .get_link(&auth.workspace_id, &LinkId::from(id.to_string()))
+        .await
+        .map_err(|e| not_found(e, "link", id))
+}
+
+/// Get a link.
+#[utoipa::path(get, path = "/api/v1/links/{link_id}", tag = "links", security(("api_key" = [])),
+    params(("link_id" = String, Path)),
+    responses((status = 200, body = LinkOut), (status = 404, body = ErrorBody)))]
+pub async fn get_link(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LinkOut>, ApiError> {
+    auth.require(&[Role::Links])?;
+    let link = load_link(&state, &auth, &id).await?;
+    Ok(axum::Json(link_out(&state, &link)))
+}
+
+/// Disable or re-enable a link, change its expiry, click cap or title.
+#[utoipa::path(patch, path = "/api/v1/links/{link_id}", tag = "links", request_body = LinkPatchIn,
+    security(("api_key" = [])), params(("link_id" = String, Path)),
+    responses((status = 200, body = LinkOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_link(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<LinkPatchIn>,
+) -> Result<axum::Json<LinkOut>, ApiError> {
+    auth.require(&[Role::Links])?;
+    let expires_at = match input.expires_at {
+        Some(Some(s)) => Some(Some(parse_time("expires_at", &s)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if matches!(input.max_clicks, Some(Some(m)) if m < 1) {
+        return Err(ApiError::invalid(
+            "invalid_max_clicks",
+            "max_clicks must be at least 1",
+        ));
+    }
+    let link = load_link(&state, &auth, &id).await?;
+    let updated = state
+        .links()
+        .update_link(
+            &auth.workspace_id,
+            &link.id,
+            LinkPatch {
+                disabled: input.disabled,
+                expires_at,
+                max_clicks: input.max_clicks,
+                title: input.title,
+            },
+            now_ms(),
+        )
+        .await?;
+    state.forget_link(&link);
+    Ok(axum::Json(link_out(&state, &updated)))
+}
+
+/// Delete a link and its clicks; its short link then answers 404.
+#[utoipa::path(delete, path = "/api/v1/links/{link_id}", tag = "links", security(("api_key" = [])),
+    params(("link_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_link(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(&[Role::Links])?;
+    let link = load_link(&state, &auth, &id).await?;
+    state
+        .links()
+        .delete_link(&auth.workspace_id, &link.id)
+        .await?;
+    state.forget_link(&link);
+    Ok(StatusCode::NO_CONTENT)
+}

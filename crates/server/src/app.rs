@@ -1,0 +1,266 @@
+//! The service: state shared by handlers, the router, and `run`, which serves until a
+//! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{KeyLimiter, keys_equal};
+use crate::clicks::{self, ClickRecorder, ClickSettings};
+use crate::config::Config;
+use crate::crypto::{KeyError, SecretKey};
+use crate::store::{
+    self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "BOTLINK_ADMIN_KEY is too short: use at least 24 characters, e.g. `blk_` and 32 random ones"
+    )]
+    WeakAdminKey,
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The name of the workspace that `BOTLINK_ADMIN_KEY` administers.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// State shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    store: Arc<Store>,
+    secret: SecretKey,
+    default_workspace: WorkspaceId,
+    recorder: ClickRecorder,
+    limiter: KeyLimiter,
+    link_cache: RwLock<HashMap<String, (Instant, Arc<Link>)>>,
+}
+
+const LINK_CACHE_MAX: usize = 100_000;
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    pub fn workspaces(&self) -> &dyn WorkspaceStore {
+        &*self.0.store
+    }
+    pub fn bots(&self) -> &dyn BotStore {
+        &*self.0.store
+    }
+    pub fn links(&self) -> &dyn LinkStore {
+        &*self.0.store
+    }
+    pub fn clicks(&self) -> &dyn ClickStore {
+        &*self.0.store
+    }
+    pub fn secret(&self) -> &SecretKey {
+        &self.0.secret
+    }
+    pub fn default_workspace(&self) -> &WorkspaceId {
+        &self.0.default_workspace
+    }
+    pub fn recorder(&self) -> &ClickRecorder {
+        &self.0.recorder
+    }
+    pub fn limiter(&self) -> &KeyLimiter {
+        &self.0.limiter
+    }
+    pub fn public_url(&self) -> &str {
+        &self.0.config.public_url
+    }
+
+    pub fn admin_key_matches(&self, token: &str) -> bool {
+        self.0
+            .config
+            .admin_key
+            .as_deref()
+            .is_some_and(|k| keys_equal(k, token))
+    }
+
+    /// Resolves a short-link code or slug, from memory when it was looked up recently.
+    pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Link>>, StoreError> {
+        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
+        if let Some((at, link)) = self.0.link_cache.read().expect("cache lock").get(code)
+            && at.elapsed() < ttl
+        {
+            return Ok(Some(link.clone()));
+        }
+        let Some(link) = self.links().link_by_code_or_slug(code).await? else {
+            return Ok(None);
+        };
+        let link = Arc::new(link);
+        if !ttl.is_zero() {
+            let mut cache = self.0.link_cache.write().expect("cache lock");
+            if cache.len() >= LINK_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(code.to_string(), (Instant::now(), link.clone()));
+        }
+        Ok(Some(link))
+    }
+
+    /// Forgets a link's cached copy after it changed (this instance sees it at once; others
+    /// within the cache lifetime).
+    pub fn forget_link(&self, link: &Link) {
+        let mut cache = self.0.link_cache.write().expect("cache lock");
+        cache.remove(&link.code);
+        if let Some(slug) = &link.slug {
+            cache.remove(slug);
+        }
+    }
+}
+
+/// Loads the server secret: `BOTLINK_SECRET_KEY`, else (SQLite only) the key file.
+pub fn load_secret(config: &Config) -> Result<SecretKey, KeyError> {
+    match &config.secret_key {
+        Some(k) => SecretKey::parse(k),
+        None if config.is_postgres() => Err(KeyError::Required),
+        None => SecretKey::load_or_create(&config.resolved_key_file()),
+    }
+}
+
+/// Connects to the database and runs the migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
+    let store = store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the service on `listener` until `shutdown` is cancelled; then stops accepting,
+/// finishes in-flight requests and writes every queued click before returning.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    if config.admin_key.as_deref().is_some_and(|k| k.len() < 24) {
+        return Err(ServeError::WeakAdminKey);
+    }
+    let secret = load_secret(&config)?;
+    crate::metrics::handle();
+    let store = open_store(&config).await?;
+    let now = crate::util::now_ms();
+    let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE, now).await?.id;
+
+    let clicks_stop = CancellationToken::new();
+    let (recorder, click_worker) = clicks::start(
+        store.clone(),
+        ClickSettings {
+            capacity: config.click_queue,
+            batch: config.click_batch,
+            flush_after: Duration::from_millis(config.click_flush_ms),
+        },
+        clicks_stop.clone(),
+    );
+    let state = AppState(Arc::new(Inner {
+        limiter: KeyLimiter::new(config.rate_limit_per_second),
+        config,
+        store,
+        secret,
+        default_workspace,
+        recorder,
+        link_cache: RwLock::new(HashMap::new()),
+    }));
+    let app = router(state);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "botlink is listening");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
+    // The server has stopped taking requests and finished the ones in flight: no more
+    // clicks can arrive, so flush what is queued.
+    clicks_stop.cancel();
+    if let Err(e) = click_worker.await {
+        tracing::error!(error = %e, "the click worker failed");
+    }
+    tracing::info!("botlink stopped");
+    served.map_err(ServeError::Io)
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = crate::api::router().split_for_parts();
+    Router::new()
+        .merge(api)
+        .merge(crate::redirect::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            HeaderName::from_static("x-botlink-secret"),
+        ]))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.0.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "database unavailable"})),
+            )
+        }
+    }
+}
+
+/// Unknown paths: a JSON error under `/api`, a human page elsewhere.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().starts_with("/api/") {
+        crate::error::ApiError::NotFound(format!(
+            "no endpoint {}: see /api-docs for the API",
+            uri.path()
+        ))
+        .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            axum::response::Html(crate::pages::message(
+                "Not found",
+                "There is nothing at this address.",
+            )),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}

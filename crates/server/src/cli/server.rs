@@ -1,0 +1,246 @@
+//! The server's commands: `serve`, `migrate`, `api-key create`, `openapi`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use super::CliError;
+use crate::config::Config;
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// `sqlite://botlink.db` (the default: a file in the working directory) or
+    /// `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "BOTLINK_DATABASE_URL",
+        default_value = "sqlite://botlink.db"
+    )]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `botlink serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BOTLINK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public base URL for short links and webhooks, e.g. https://links.example.com
+    /// (default: http://<listen>).
+    #[arg(long, env = "BOTLINK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Server secret: 32 bytes as hex or Base64 (`openssl rand -hex 32`). Without it, SQLite
+    /// deployments keep a key file beside the database, created on first start.
+    #[arg(long, env = "BOTLINK_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Key file used when no secret key is given (default: beside the SQLite file).
+    #[arg(long, env = "BOTLINK_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// An admin API key of the default workspace (at least 24 characters).
+    #[arg(long, env = "BOTLINK_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// API requests per second allowed per key (bursts of twice that).
+    #[arg(long, env = "BOTLINK_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Clicks held in memory before they are written; past it clicks are dropped and counted.
+    #[arg(long, env = "BOTLINK_CLICK_QUEUE", default_value_t = 65_536)]
+    pub click_queue: usize,
+    /// How long a resolved short link is kept in memory, in ms (default: 60000 on SQLite,
+    /// 2000 on PostgreSQL, where other instances may change links).
+    #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
+    pub link_cache_ms: Option<u64>,
+    /// Take the client address from X-Forwarded-For (only behind a proxy you trust).
+    #[arg(long, env = "BOTLINK_BEHIND_PROXY")]
+    pub behind_proxy: bool,
+    /// Log lines as text or JSON (level from RUST_LOG, default info).
+    #[arg(long, env = "BOTLINK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// `botlink migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `botlink api-key ...`.
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    #[command(subcommand)]
+    pub command: ApiKeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key (and the workspace, if needed) and print it once on stdout.
+    Create {
+        /// Workspace name.
+        #[arg(long, default_value = crate::app::DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// admin, links or notify.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("starting the async runtime", e))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<(), CliError> {
+    init_logs(args.log_format);
+    let mut config = Config::new(args.listen, args.db.database_url);
+    let explicit_public_url = args.public_url.is_some();
+    if let Some(url) = args.public_url {
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CliError::input(format!(
+                "--public-url {url:?} must start with http:// or https://"
+            )));
+        }
+        config.public_url = url;
+    }
+    config.secret_key = args.secret_key;
+    config.key_file = args.key_file;
+    config.admin_key = args.admin_key;
+    config.rate_limit_per_second = args.rate_limit;
+    config.click_queue = args.click_queue;
+    config.behind_proxy = args.behind_proxy;
+    config.link_cache_ms = args.link_cache_ms;
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen_addr())
+            .await
+            .map_err(|e| CliError::io(format!("listening on {}", config.listen_addr()), e))?;
+        if !explicit_public_url {
+            // With port 0 the real port is known only now.
+            let addr = listener
+                .local_addr()
+                .map_err(|e| CliError::io("reading the listening address", e))?;
+            config.public_url = format!("http://{addr}");
+        }
+        let token = CancellationToken::new();
+        let t = token.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests and writing queued clicks");
+            t.cancel();
+        });
+        crate::app::run(config, listener, token)
+            .await
+            .map_err(|e| CliError::failed(format!("botlink serve: {e}")))
+    })
+}
+
+pub fn migrate(args: MigrateArgs) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let store = crate::store::connect(&args.db.database_url)
+            .await
+            .map_err(|e| CliError::failed(format!("connecting to the database: {e}")))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| CliError::failed(format!("migrating: {e}")))?;
+        eprintln!("the database is up to date");
+        Ok(())
+    })
+}
+
+pub fn api_key(args: ApiKeyArgs) -> Result<(), CliError> {
+    let ApiKeyCommand::Create {
+        workspace,
+        role,
+        name,
+        db,
+    } = args.command;
+    let role = role.parse::<crate::store::Role>().map_err(|_| {
+        CliError::input(format!("unknown role {role:?}: use admin, links or notify"))
+    })?;
+    if workspace.trim().is_empty() {
+        return Err(CliError::input("--workspace is empty: give a name"));
+    }
+    runtime()?.block_on(async move {
+        let store = crate::store::connect(&db.database_url)
+            .await
+            .map_err(|e| CliError::failed(format!("connecting to the database: {e}")))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| CliError::failed(format!("migrating: {e}")))?;
+        use crate::store::WorkspaceStore as _;
+        let ws = store
+            .ensure_workspace(workspace.trim(), crate::util::now_ms())
+            .await
+            .map_err(|e| CliError::failed(format!("creating the workspace: {e}")))?;
+        let (key, row) = crate::api::keys::issue_key(&store, &ws.id, role, name)
+            .await
+            .map_err(|e| CliError::failed(format!("storing the key: {e}")))?;
+        eprintln!(
+            "created {} key {} in workspace {:?}; it is shown once:",
+            row.role, row.id, ws.name
+        );
+        println!("{key}");
+        Ok(())
+    })
+}
+
+pub fn openapi() -> Result<(), CliError> {
+    let json = crate::api::openapi()
+        .to_pretty_json()
+        .map_err(|e| CliError::failed(format!("rendering the OpenAPI document: {e}")))?;
+    println!("{json}");
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Click recording off the request path: handlers push clicks into a bounded queue; one
+//! worker writes them in batches. A full queue drops the click and counts the drop (exported
+//! as `botlink_clicks_dropped_total`) rather than slowing redirects down. Clicks are append-only
+//! rows, so counting never contends on one hot row. On shutdown the worker drains the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{
+    CLICK_FLUSH_ERRORS, CLICK_QUEUE_DEPTH, CLICKS_DROPPED, CLICKS_FLUSHED, CLICKS_QUEUED,
+};
+use crate::store::{ClickStore, NewClick};
+
+/// Counters of this recorder (also exported as metrics).
+#[derive(Debug, Default)]
+pub struct ClickCounters {
+    pub queued: AtomicU64,
+    pub dropped: AtomicU64,
+    pub flushed: AtomicU64,
+}
+
+/// The handlers' side of the queue.
+#[derive(Clone)]
+pub struct ClickRecorder {
+    tx: mpsc::Sender<NewClick>,
+    pub counters: Arc<ClickCounters>,
+}
+
+impl ClickRecorder {
+    /// Queues a click; never waits. Returns false when the queue was full and the click dropped.
+    pub fn record(&self, click: NewClick) -> bool {
+        match self.tx.try_send(click) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(CLICKS_QUEUED).increment(1);
+                true
+            }
+            Err(_) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(CLICKS_DROPPED).increment(1);
+                false
+            }
+        }
+    }
+}
+
+/// Settings of the click worker.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickSettings {
+    pub capacity: usize,
+    pub batch: usize,
+    pub flush_after: Duration,
+}
+
+/// Starts the worker; it stops, after writing every queued click, once `stop` is cancelled.
+pub fn start(
+    store: Arc<dyn ClickStore>,
+    settings: ClickSettings,
+    stop: CancellationToken,
+) -> (ClickRecorder, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(settings.capacity.max(1));
+    let counters = Arc::new(ClickCounters::default());
+    let worker = tokio::spawn(run(store, rx, settings, stop, counters.clone()));
+    (ClickRecorder { tx, counters }, worker)
+}
+
+async fn run(
+    store: Arc<dyn ClickStore>,
+    mut rx: mpsc::Receiver<NewClick>,
+    settings: ClickSettings,
+    stop: CancellationToken,
+    counters: Arc<ClickCounters>,
+) {
+    let mut batch: Vec<NewClick> = Vec::with_capacity(settings.batch);
+    loop {
+        // Wait for the first click of a batch, or for the stop signal.
+        let first = tokio::select! {
+            biased;
+            c = rx.recv() => c,
+            _ = stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        // Gather more for up to `flush_after`, so a burst becomes one write.
+        let deadline = tokio::time::Instant::now() + settings.flush_after;
+        while batch.len() < settings.batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => batch.push(c),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write(&*store, &mut batch, &counters, false).await;
+        metrics::gauge!(CLICK_QUEUE_DEPTH).set((settings.capacity - rx.capacity()) as f64);
+    }
+    // Shutting down: no new clicks arrive (the server has stopped); write what is queued.
+    rx.close();
+    while let Some(c) = rx.recv().await {
+        batch.push(c);
+        if batch.len() >= settings.batch {
+            write(&*store, &mut batch, &counters, true).await;
+        }
+    }
+    write(&*store, &mut batch, &counters, true).await;
+    metrics::gauge!(CLICK_QUEUE_DEPTH).set(0.0);
+}
+
+/// Writes a batch, retrying with backoff while the database is unavailable. While running it
+/// retries without end (clicks wait, the queue absorbs); at shutdown it gives up after a few
+/// tries and logs how many clicks were lost.
+async fn write(
+    store: &dyn ClickStore,
+    batch: &mut Vec<NewClick>,
+    counters: &ClickCounters,
+    final_flush: bool,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match store.insert_clicks(batch).await {
+            Ok(_) => {
+                counters
+                    .flushed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                metrics::counter!(CLICKS_FLUSHED).increment(batch.len() as u64);
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                tries += 1;
+                metrics::counter!(CLICK_FLUSH_ERRORS).increment(1);
+                if final_flush && tries >= 5 {
+                    tracing::error!(error = %e, lost = batch.len(), "could not write clicks at shutdown");
+                    batch.clear();
+                    return;
+                }
+                tracing::warn!(error = %e, clicks = batch.len(), "writing clicks failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

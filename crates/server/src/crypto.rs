@@ -1,0 +1,244 @@
+//! Secrets at rest and keys derived from the server secret.
+//!
+//! Bot tokens and app secrets are sealed with XChaCha20-Poly1305 under the server's 32-byte
+//! secret key, bound (as associated data) to the bot and channel they belong to, so a sealed
+//! blob copied onto another bot does not open. The same secret derives, through HMAC-SHA256
+//! with distinct labels, the per-bot parameter-signing keys and the daily visitor salt.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore as _;
+use sha2::{Digest, Sha256};
+
+/// Why the server secret could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "BOTLINK_SECRET_KEY must be 32 bytes, as 64 hex characters or Base64 (got {0} bytes); create one with `openssl rand -hex 32`"
+    )]
+    BadLength(usize),
+    #[error("BOTLINK_SECRET_KEY is neither hex nor Base64; create one with `openssl rand -hex 32`")]
+    BadEncoding,
+    #[error("cannot read or create the key file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "a PostgreSQL deployment needs BOTLINK_SECRET_KEY (the same on every instance); create one with `openssl rand -hex 32`"
+    )]
+    Required,
+}
+
+/// Why a sealed secret could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a stored secret could not be decrypted: the server secret key differs from the one that sealed it"
+)]
+pub struct OpenError;
+
+/// The server's secret key. Never printed: `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    /// Parses a key given as 64 hex characters or as Base64 of 32 bytes.
+    pub fn parse(s: &str) -> Result<SecretKey, KeyError> {
+        let s = s.trim();
+        let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(s).map_err(|_| KeyError::BadEncoding)?
+        } else {
+            STANDARD
+                .decode(s)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(s))
+                .map_err(|_| KeyError::BadEncoding)?
+        };
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::BadLength(bytes.len()))?;
+        Ok(SecretKey(arr))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> SecretKey {
+        let mut k = [0u8; 32];
+        rand::rng().fill_bytes(&mut k);
+        SecretKey(k)
+    }
+
+    /// Reads the key file, or creates it (mode 0600) with a fresh key on first start.
+    pub fn load_or_create(path: &Path) -> Result<SecretKey, KeyError> {
+        let file_err = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(s) => SecretKey::parse(&s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = SecretKey::generate();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    opts.mode(0o600);
+                }
+                use std::io::Write as _;
+                let mut f = opts.open(path).map_err(file_err)?;
+                writeln!(f, "{}", hex::encode(key.0)).map_err(file_err)?;
+                Ok(key)
+            }
+            Err(e) => Err(file_err(e)),
+        }
+    }
+
+    fn derive(&self, label: &str, context: &[u8]) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.update(&[0]);
+        mac.update(context);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The key that signs a bot's deep-link parameters (the `signed` scheme).
+    pub fn signing_key(&self, bot_id: &str) -> [u8; 32] {
+        self.derive("botlink/param-signing", bot_id.as_bytes())
+    }
+
+    /// A visitor fingerprint for unique-click counting: a hash of IP and user agent under a
+    /// salt that changes every UTC day, so the same person counts once a day and no raw IP
+    /// is ever stored.
+    pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> String {
+        let salt = self.derive("botlink/visitor-salt", &day.to_be_bytes());
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(ip.as_bytes());
+        h.update([0]);
+        h.update(user_agent.as_bytes());
+        hex::encode(&h.finalize()[..16])
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// Seals a secret, bound to `context` (e.g. `bot_id/channel`).
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let ct = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(1 + 24 + ct.len());
+        out.push(1); // format version
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Opens a secret sealed by [`SecretKey::seal`] with the same context.
+    pub fn open(&self, sealed: &[u8], context: &str) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < 1 + 24 + 16 || sealed[0] != 1 {
+            return Err(OpenError);
+        }
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(&sealed[1..25]),
+                Payload {
+                    msg: &sealed[25..],
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| OpenError)
+    }
+}
+
+/// SHA-256 of an API key, hex: what the database keeps instead of the key.
+pub fn api_key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new API key: `blk_` and 32 random base62 characters (~190 bits).
+pub fn new_api_key() -> String {
+    format!("blk_{}", crate::util::random_code(32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open() {
+        let k = SecretKey::generate();
+        let sealed = k.seal(b"123:ABC", "bot_1/telegram");
+        assert!(!sealed.windows(7).any(|w| w == b"123:ABC"));
+        assert_eq!(k.open(&sealed, "bot_1/telegram").unwrap(), b"123:ABC");
+        assert!(k.open(&sealed, "bot_2/telegram").is_err());
+        assert!(
+            SecretKey::generate()
+                .open(&sealed, "bot_1/telegram")
+                .is_err()
+        );
+        assert!(k.open(&sealed[..10], "bot_1/telegram").is_err());
+    }
+
+    #[test]
+    fn parse_keys() {
+        let hex_key = "00".repeat(32);
+        assert!(SecretKey::parse(&hex_key).is_ok());
+        assert!(SecretKey::parse(&STANDARD.encode([7u8; 32])).is_ok());
+        assert!(matches!(
+            SecretKey::parse("abcd"),
+            Err(KeyError::BadLength(_) | KeyError::BadEncoding)
+        ));
+        assert_eq!(format!("{:?}", SecretKey::generate()), "SecretKey(..)");
+    }
+
+    #[test]
+    fn key_file_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("botlink.key");
+        let a = SecretKey::load_or_create(&p).unwrap();
+        let b = SecretKey::load_or_create(&p).unwrap();
+        assert_eq!(a.0, b.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn visitor_salt_rotates_daily() {
+        let k = SecretKey::generate();
+        let a = k.visitor_hash(20_000, "1.2.3.4", "UA");
+        assert_eq!(a, k.visitor_hash(20_000, "1.2.3.4", "UA"));
+        assert_ne!(a, k.visitor_hash(20_001, "1.2.3.4", "UA"));
+        assert!(!a.contains("1.2.3.4"));
+        assert_ne!(new_api_key(), new_api_key());
+        assert!(new_api_key().starts_with("blk_"));
+    }
+}

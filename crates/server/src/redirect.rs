@@ -1,0 +1,373 @@
+//! The public side: `GET /l/{code}` and friends. A one-channel link answers 302 to its deep
+//! link; a many-channel link answers a page with a button per messenger. Link-preview crawlers
+//! get OpenGraph tags and count as previews; HEAD counts as nothing. Every click is queued for
+//! the click worker, never written on the request path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use botlink_core::Channel;
+
+use crate::app::AppState;
+use crate::linkgen;
+use crate::pages;
+use crate::store::{ClickId, ClickKind, Link, NewClick};
+use crate::util::{day_of, now_ms, random_code};
+
+/// Length of click ids: 62^12 ≈ 3·10^21; they travel inside stored-scheme parameters.
+const CLICK_ID_LEN: usize = 12;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/l/{code}", get(open))
+        .route("/l/{code}/qr.svg", get(qr_svg))
+        .route("/l/{code}/qr.png", get(qr_png))
+        .route("/l/{code}/{channel}", get(open_channel))
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Html(html),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        pages::message(
+            "Link not found",
+            "This link does not exist. Check that it was copied whole.",
+        ),
+    )
+}
+
+fn gone(why: &str) -> Response {
+    page(StatusCode::GONE, pages::message("This link has ended", why))
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message(
+            "Try again in a moment",
+            "The link service is busy. Please retry.",
+        ),
+    )
+}
+
+/// Who is asking: the facts a click row needs.
+struct Visitor<'a> {
+    ip: String,
+    user_agent: &'a str,
+    head: bool,
+}
+
+fn visitor<'a>(
+    state: &AppState,
+    method: &Method,
+    headers: &'a HeaderMap,
+    peer: SocketAddr,
+) -> Visitor<'a> {
+    let forwarded = state
+        .config()
+        .behind_proxy
+        .then(|| {
+            headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|s| s.trim().to_string())
+        })
+        .flatten();
+    Visitor {
+        ip: forwarded.unwrap_or_else(|| peer.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        head: method == Method::HEAD,
+    }
+}
+
+/// Looks a link up and checks that it may be followed now.
+async fn live_link(state: &AppState, code: &str) -> Result<Arc<Link>, Response> {
+    let link = match state.resolve_link(code).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err(not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "resolving a short link");
+            return Err(unavailable());
+        }
+    };
+    if link.disabled {
+        return Err(gone("The owner of this link has switched it off."));
+    }
+    if link.expires_at.is_some_and(|t| t <= now_ms()) {
+        return Err(gone("This link has expired."));
+    }
+    Ok(link)
+}
+
+fn record(
+    state: &AppState,
+    link: &Link,
+    channel: Option<Channel>,
+    kind: ClickKind,
+    v: &Visitor<'_>,
+    id: ClickId,
+) {
+    let at = now_ms();
+    let day = day_of(at);
+    state.recorder().record(NewClick {
+        id,
+        link_id: link.id.clone(),
+        workspace_id: link.workspace_id.clone(),
+        bot_id: link.bot_id.clone(),
+        entry_point_id: link.entry_point_id.clone(),
+        channel: channel.map(|c| c.as_str().to_string()),
+        kind,
+        at,
+        visitor: Some(state.secret().visitor_hash(day, &v.ip, v.user_agent)),
+        utm_source: link.utm.source.clone(),
+        utm_medium: link.utm.medium.clone(),
+        utm_campaign: link.utm.campaign.clone(),
+    });
+}
+
+fn preview(state: &AppState, link: &Link, code: &str) -> Response {
+    let title = link
+        .title
+        .clone()
+        .unwrap_or_else(|| match link.channels.as_slice() {
+            [one] => format!(
+                "Open in {}",
+                one.parse::<Channel>()
+                    .map(|c| c.display_name())
+                    .unwrap_or("the messenger")
+            ),
+            _ => "Open in your messenger".to_string(),
+        });
+    let url = format!("{}/l/{code}", state.public_url());
+    page(
+        StatusCode::OK,
+        pages::preview(&title, "Tap to open the chat.", &url),
+    )
+}
+
+async fn open(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let link = match live_link(&state, &code).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let v = visitor(&state, &method, &headers, peer);
+    if pages::is_crawler(v.user_agent) {
+        if !v.head {
+            record(
+                &state,
+                &link,
+                None,
+                ClickKind::Preview,
+                &v,
+                ClickId::from(random_code(CLICK_ID_LEN)),
+            );
+        }
+        return preview(&state, &link, &code);
+    }
+    let channels: Vec<Channel> = link
+        .channels
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    match channels.as_slice() {
+        [one] => click(&state, &link, *one, &v).await,
+        _ => page(
+            StatusCode::OK,
+            pages::chooser(
+                link.title.as_deref().unwrap_or("Open the chat"),
+                &code,
+                &channels,
+            ),
+        ),
+    }
+}
+
+async fn open_channel(
+    State(state): State<AppState>,
+    Path((code, channel)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let link = match live_link(&state, &code).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let Some(channel) = channel
+        .parse::<Channel>()
+        .ok()
+        .filter(|c| link.channels.iter().any(|lc| lc == c.as_str()))
+    else {
+        return not_found();
+    };
+    let v = visitor(&state, &method, &headers, peer);
+    if pages::is_crawler(v.user_agent) {
+        if !v.head {
+            record(
+                &state,
+                &link,
+                Some(channel),
+                ClickKind::Preview,
+                &v,
+                ClickId::from(random_code(CLICK_ID_LEN)),
+            );
+        }
+        return preview(&state, &link, &code);
+    }
+    click(&state, &link, channel, &v).await
+}
+
+/// Counts a click and sends the person on to the deep link.
+async fn click(state: &AppState, link: &Link, channel: Channel, v: &Visitor<'_>) -> Response {
+    let Some(d) = link.deep_links.get(channel.as_str()).cloned() else {
+        return not_found();
+    };
+    let click_id = random_code(CLICK_ID_LEN);
+    let target = if v.head {
+        d.url // HEAD: no click, no click id
+    } else {
+        if link.max_clicks.is_some() {
+            match state.links().try_consume_click(&link.id).await {
+                Ok(true) => {}
+                Ok(false) => return gone("This link has been used as many times as it allows."),
+                Err(e) => {
+                    tracing::error!(error = %e, "counting a capped link's click");
+                    return unavailable();
+                }
+            }
+        }
+        if link.scheme == "stored" {
+            let key = state.secret().signing_key(link.bot_id.as_str());
+            // The stored deep link names the bot and the visible text; rebuild it with the
+            // click id in the parameter.
+            let built = botlink_core::parse_link(&d.url)
+                .map_err(|source| linkgen::ComposeError::Link { channel, source })
+                .and_then(|parsed| {
+                    let p = linkgen::stored_click_param(&link.code, &click_id, link.signed, &key)?;
+                    linkgen::deep_link(
+                        channel,
+                        &parsed.bot,
+                        &p,
+                        parsed.text.as_deref(),
+                        state.public_url(),
+                    )
+                });
+            match built {
+                Ok(dl) => dl.url,
+                Err(e) => {
+                    // Cannot happen for links that passed creation; fall back to the stored link.
+                    tracing::warn!(error = %e, link = %link.id, "building a per-click deep link");
+                    d.url
+                }
+            }
+        } else {
+            d.url
+        }
+    };
+    if !pages::is_safe_target(&target, state.public_url()) {
+        tracing::error!(link = %link.id, "refusing to redirect to a target outside the messengers");
+        return not_found();
+    }
+    if !v.head {
+        record(
+            state,
+            link,
+            Some(channel),
+            ClickKind::Click,
+            v,
+            ClickId::from(click_id),
+        );
+    }
+    let Ok(location) = HeaderValue::from_str(&target) else {
+        return not_found();
+    };
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+async fn qr_svg(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    qr(&state, &code, QrFormat::Svg).await
+}
+
+async fn qr_png(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    qr(&state, &code, QrFormat::Png).await
+}
+
+#[derive(Clone, Copy)]
+enum QrFormat {
+    Svg,
+    Png,
+}
+
+/// The QR code of a link's short URL.
+async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
+    let link = match live_link(state, code).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let url = short_url(state, &link);
+    let rendered = match format {
+        QrFormat::Svg => {
+            crate::cli::qr::qr_svg(&url, 8).map(|svg| ("image/svg+xml", svg.into_bytes()))
+        }
+        QrFormat::Png => crate::cli::qr::qr_png(&url, 8).map(|png| ("image/png", png)),
+    };
+    match rendered {
+        Ok((content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a QR code");
+            unavailable()
+        }
+    }
+}
+
+fn short_url(state: &AppState, link: &Link) -> String {
+    format!(
+        "{}/l/{}",
+        state.public_url(),
+        link.slug.as_deref().unwrap_or(&link.code)
+    )
+}

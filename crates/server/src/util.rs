@@ -1,0 +1,156 @@
+//! Small shared helpers: the clock, UTC formatting, random codes.
+
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Days since the Unix epoch for a time in milliseconds (UTC).
+pub fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
+}
+
+/// A random base62 string: link codes and click ids. 62^n makes them unguessable, and
+/// unlike sqids they encode nothing, so they cannot be enumerated.
+pub fn random_code(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Civil date (year, month, day) for days since the epoch (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` for days since the epoch.
+pub fn format_day(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses `YYYY-MM-DD` into days since the epoch.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    if s.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let day = days_from_civil(y, m, d);
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-21T19:23:11.123Z`.
+pub fn format_rfc3339(ms: i64) -> String {
+    let day = day_of(ms);
+    let (y, mo, d) = civil_from_days(day);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (h, mi, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// Parses RFC 3339 (`2026-12-01T00:00:00Z`, fractional seconds and `+02:00` offsets allowed)
+/// into milliseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.len() < 20 || !s.is_char_boundary(10) || !s.is_char_boundary(19) {
+        return None;
+    }
+    let day = parse_day(&s[..10])?;
+    let b = s.as_bytes();
+    if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let f = &frac[..digits.min(3)];
+        millis = f.parse::<i64>().ok()? * 10_i64.pow(3 - f.len() as u32);
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 60 + o[4..6].parse::<i64>().ok()?)
+        }
+        _ => return None,
+    };
+    Some(day * 86_400_000 + ((h * 60 + mi - offset_min) * 60 + sec) * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        let ms = 1_763_700_000_123;
+        let s = format_rfc3339(ms);
+        assert_eq!(s, "2025-11-21T04:40:00.123Z");
+        assert_eq!(parse_rfc3339(&s), Some(ms));
+        assert_eq!(parse_rfc3339("2025-11-21T06:40:00.123+02:00"), Some(ms));
+        assert_eq!(
+            parse_day("2024-02-29").map(format_day).as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(parse_day("2023-02-29"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2025-11-21T04:40:00"), None);
+        for day in [-1000, 0, 19_000, 20_413, 60_000] {
+            assert_eq!(parse_day(&format_day(day)), Some(day));
+        }
+    }
+
+    #[test]
+    fn codes_are_base62() {
+        let c = random_code(12);
+        assert_eq!(c.len(), 12);
+        assert!(c.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(random_code(12), c);
+    }
+}

@@ -1,0 +1,151 @@
+//! The `botlink serve` binary: starts on the SQLite default, answers, and on SIGTERM finishes
+//! and writes its queued clicks before it exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use botlink_server::store::{self, ClickStore, StatsRange, StatsScope, WorkspaceStore};
+use serde_json::{Value, json};
+
+fn botlink(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_botlink"));
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    c
+}
+
+#[tokio::test]
+async fn serve_on_the_default_database_and_stop_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // A key for automation, printed once on stdout.
+    let out = botlink(dir.path())
+        .args(["api-key", "create", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("blk_") && key.len() > 30, "{key}");
+    assert!(
+        dir.path().join("botlink.db").exists(),
+        "the default database is botlink.db"
+    );
+
+    let mut child = botlink(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BOTLINK_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log line that says where it listens.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve logs before exiting").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if let Some(a) = v["fields"]["addr"].as_str() {
+            break a.to_string();
+        }
+    };
+    assert!(
+        dir.path().join("botlink.key").exists(),
+        "the key file is created beside the database"
+    );
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let bot: Value = http
+        .post(format!("{base}/api/v1/bots"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link: Value = http
+        .post(format!("{base}/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"bot_id": bot["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = link["short_url"].as_str().unwrap().to_string();
+    assert!(
+        short.starts_with(&base),
+        "short links use the real port: {short}"
+    );
+    for _ in 0..7 {
+        let resp = http
+            .get(&short)
+            .header("user-agent", "Mozilla/5.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
+    // Every click was written before the process exited.
+    let db = store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("botlink.db").display()
+    ))
+    .await
+    .unwrap();
+    let ws = db.workspace_by_name("default").await.unwrap().unwrap();
+    let stats = db
+        .stats(
+            &ws.id,
+            StatsScope::Link(link["id"].as_str().unwrap().into()),
+            StatsRange::ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.clicks, 7);
+}
+
+#[test]
+fn bad_server_flags_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = botlink(dir.path())
+        .args(["serve", "--public-url", "links.example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
+    let out = botlink(dir.path())
+        .args(["api-key", "create", "--role", "root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin, links or notify"));
+    let out = botlink(dir.path())
+        .args([
+            "serve",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BOTLINK_SECRET_KEY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,1647 @@
+//! The storage story: one realistic sequence that drives every store method, run on SQLite
+//! (always) and on PostgreSQL (`BOTLINK_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, each run in a fresh schema). When PostgreSQL
+//! cannot be reached its half is skipped, unless `CI=true`, where it fails.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use botlink_server::store::{
+    self, ApiKeyId, Bot, BotChannel, BotId, BotPatch, BotStore, Bucket, Click, ClickId, ClickKind,
+    ClickStore, ConnectOptions, DeepLinkOut, EntryPointPatch, LinkCount, LinkFilter, LinkId,
+    LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Role, StatsRange,
+    StatsScope, Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tempfile::TempDir;
+
+/// 2024-05-02T00:00:00Z, the start of day 19845.
+const T0: i64 = 1_714_608_000_000;
+const DAY: i64 = 86_400_000;
+const D1: i64 = 19_845;
+const D2: i64 = 19_846;
+
+// ---------------------------------------------------------------------------------------
+// Backends
+
+async fn sqlite_store(dir: &TempDir, url_form: bool) -> Store {
+    let path = dir.path().join("botlink.db");
+    let url = if url_form {
+        format!("sqlite:{}", path.display())
+    } else {
+        path.display().to_string()
+    };
+    let store = store::connect(&url).await.expect("open SQLite");
+    store.migrate().await.expect("migrate SQLite");
+    store.migrate().await.expect("migrating twice is a no-op");
+    assert!(path.exists(), "the database file is created");
+    store
+}
+
+/// A fresh schema in the test PostgreSQL database, dropped when this value is dropped.
+struct PgSchema {
+    url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// `None` (after saying why) when PostgreSQL is not reachable outside CI.
+    async fn create() -> Option<(PgSchema, Store)> {
+        let url = std::env::var("BOTLINK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let mut conn = match PgConnection::connect(&url).await {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL not reachable at {url}: {e} (CI=true, so this test must run)")
+            }
+            Err(e) => {
+                println!("skipped: PostgreSQL not reachable at {url}: {e}");
+                return None;
+            }
+        };
+        let schema = format!("t_{:016x}", rand::random::<u64>());
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .expect("create a test schema");
+        conn.close().await.ok();
+        let guard = PgSchema {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+        let options = ConnectOptions {
+            postgres_schema: Some(schema),
+            ..ConnectOptions::default()
+        };
+        let store = store::connect_with(&url, &options)
+            .await
+            .expect("connect the store to PostgreSQL");
+        store.migrate().await.expect("migrate PostgreSQL");
+        store.migrate().await.expect("migrating twice is a no-op");
+        Some((guard, store))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs outside async code: use a runtime of its own, on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&url).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn story_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(sqlite_store(&dir, true).await);
+    let started = Instant::now();
+    story(store.clone()).await;
+    println!("sqlite story: {:?}", started.elapsed());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn story_on_postgres() {
+    let Some((schema, store)) = PgSchema::create().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let started = Instant::now();
+    story(store.clone()).await;
+    println!("postgres story: {:?}", started.elapsed());
+    store.close().await;
+    drop(schema);
+}
+
+#[tokio::test]
+async fn click_batch_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let store = sqlite_store(&dir, false).await;
+    click_batch(&store, "sqlite").await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn click_batch_on_postgres() {
+    let Some((schema, store)) = PgSchema::create().await else {
+        return;
+    };
+    click_batch(&store, "postgres").await;
+    store.close().await;
+    drop(schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(sqlite_store(&dir, true).await);
+    concurrent_writers(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_postgres() {
+    let Some((schema, store)) = PgSchema::create().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    concurrent_writers(store.clone()).await;
+    store.close().await;
+    drop(schema);
+}
+
+#[tokio::test]
+async fn urls_pick_the_backend() {
+    let dir = TempDir::new().unwrap();
+    let mem = store::connect("sqlite::memory:").await.unwrap();
+    mem.migrate().await.unwrap();
+    assert_eq!(mem.backend(), store::Backend::Sqlite);
+    let ws = mem.ensure_workspace("m", T0).await.unwrap();
+    // One in-memory database across the pool's connections.
+    assert_eq!(mem.workspace_by_name("m").await.unwrap(), Some(ws));
+    mem.ping().await.unwrap();
+
+    let nested = dir.path().join("fresh.db");
+    let s = store::connect(&format!("sqlite://{}", nested.display()))
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    assert!(nested.exists());
+
+    match store::connect("mysql://root@localhost/db").await {
+        Err(StoreError::UnsupportedUrl(u)) => assert_eq!(u, "mysql://root@localhost/db"),
+        other => panic!("expected UnsupportedUrl, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn conflict_text(r: Result<impl std::fmt::Debug, StoreError>) -> String {
+    match r {
+        Err(StoreError::Conflict { what }) => what,
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    match r {
+        Err(StoreError::NotFound) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+fn new_link(bot: &BotId, code: &str) -> NewLink {
+    NewLink {
+        bot_id: bot.clone(),
+        entry_point_id: None,
+        code: code.to_owned(),
+        slug: None,
+        title: None,
+        channels: vec!["telegram".into()],
+        scheme: "stored".into(),
+        signed: false,
+        payload: json!({}),
+        deep_links: BTreeMap::from([(
+            "telegram".to_owned(),
+            DeepLinkOut {
+                url: format!("https://t.me/shop_bot?start=l_{code}"),
+                param: format!("l_{code}"),
+            },
+        )]),
+        utm: Utm::default(),
+        expires_at: None,
+        max_clicks: None,
+        disabled: false,
+    }
+}
+
+fn utm(source: &str, medium: &str, campaign: &str) -> Utm {
+    Utm {
+        source: Some(source.into()),
+        medium: Some(medium.into()),
+        campaign: Some(campaign.into()),
+        term: None,
+        content: None,
+    }
+}
+
+struct ClickSpec<'a> {
+    id: &'a str,
+    link: &'a store::Link,
+    channel: Option<&'a str>,
+    kind: ClickKind,
+    at: i64,
+    visitor: Option<&'a str>,
+}
+
+fn click(c: ClickSpec<'_>) -> NewClick {
+    NewClick {
+        id: ClickId::from(c.id),
+        link_id: c.link.id.clone(),
+        workspace_id: c.link.workspace_id.clone(),
+        bot_id: c.link.bot_id.clone(),
+        entry_point_id: c.link.entry_point_id.clone(),
+        channel: c.channel.map(Into::into),
+        kind: c.kind,
+        at: c.at,
+        visitor: c.visitor.map(Into::into),
+        utm_source: c.link.utm.source.clone(),
+        utm_medium: c.link.utm.medium.clone(),
+        utm_campaign: c.link.utm.campaign.clone(),
+    }
+}
+
+fn bucket(key: &str, clicks: i64, unique_clicks: i64, previews: i64) -> Bucket {
+    Bucket {
+        key: key.into(),
+        clicks,
+        unique_clicks,
+        previews,
+    }
+}
+
+fn codes(links: &[store::Link]) -> Vec<&str> {
+    links.iter().map(|l| l.code.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The story
+
+async fn story(store: Arc<Store>) {
+    let stores = store.stores();
+    let (workspaces, bots, links, clicks) =
+        (stores.workspaces, stores.bots, stores.links, stores.clicks);
+
+    // --- Workspaces: get-or-create, also when callers race.
+    let acme = workspaces.ensure_workspace("acme", T0).await.unwrap();
+    assert!(acme.id.as_str().starts_with("ws_"));
+    assert_eq!((acme.name.as_str(), acme.created_at), ("acme", T0));
+    assert_eq!(
+        workspaces.ensure_workspace("acme", T0 + 5).await.unwrap(),
+        acme,
+        "the existing one"
+    );
+    let racers = futures_join4(
+        workspaces.ensure_workspace("race", T0),
+        workspaces.ensure_workspace("race", T0 + 1),
+        workspaces.ensure_workspace("race", T0 + 2),
+        workspaces.ensure_workspace("race", T0 + 3),
+    )
+    .await;
+    let race_id = racers[0].as_ref().unwrap().id.clone();
+    assert!(
+        racers.iter().all(|r| r.as_ref().unwrap().id == race_id),
+        "{racers:?}"
+    );
+    assert_eq!(
+        workspaces.workspace_by_name("acme").await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(workspaces.workspace_by_name("nobody").await.unwrap(), None);
+    assert_eq!(workspaces.workspace(&acme.id).await.unwrap(), acme);
+    assert_not_found(workspaces.workspace(&WorkspaceId::new()).await);
+    let ws = acme.id.clone();
+
+    // --- API keys: stored by hash, found by hash until revoked.
+    let secret = "blk_3fA9kQ2mZx7LpR1vT8wY5nB0cD4eF6gH";
+    let key = workspaces
+        .create_api_key(
+            NewApiKey {
+                workspace_id: ws.clone(),
+                name: Some("ci".into()),
+                role: Role::Links,
+                key_hash: sha256_hex(secret),
+                key_prefix: secret[..8].to_owned(),
+            },
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    assert!(key.id.as_str().starts_with("key_"));
+    let found = workspaces
+        .api_key_by_hash(&sha256_hex(secret))
+        .await
+        .unwrap()
+        .expect("key found by its hash");
+    assert_eq!(found, key);
+    assert_eq!(
+        (
+            found.role,
+            found.key_prefix.as_str(),
+            found.workspace_id.clone()
+        ),
+        (Role::Links, "blk_3fA9", ws.clone())
+    );
+    assert_eq!(
+        workspaces
+            .api_key_by_hash(&sha256_hex("blk_wrong"))
+            .await
+            .unwrap(),
+        None
+    );
+    let dup = NewApiKey {
+        workspace_id: ws.clone(),
+        name: None,
+        role: Role::Admin,
+        key_hash: sha256_hex(secret),
+        key_prefix: "blk_3fA9".into(),
+    };
+    assert!(conflict_text(workspaces.create_api_key(dup.clone(), T0).await).contains("API key"));
+    assert_not_found(
+        workspaces
+            .create_api_key(
+                NewApiKey {
+                    workspace_id: WorkspaceId::new(),
+                    key_hash: sha256_hex("x"),
+                    ..dup
+                },
+                T0,
+            )
+            .await,
+    );
+    let admin = workspaces
+        .create_api_key(
+            NewApiKey {
+                workspace_id: ws.clone(),
+                name: None,
+                role: Role::Admin,
+                key_hash: sha256_hex("blk_admin"),
+                key_prefix: "blk_admi".into(),
+            },
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+    workspaces.touch_api_key(&key.id, T0 + 30).await.unwrap();
+    workspaces
+        .revoke_api_key(&ws, &admin.id, T0 + 40)
+        .await
+        .unwrap();
+    workspaces
+        .revoke_api_key(&ws, &admin.id, T0 + 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        workspaces
+            .api_key_by_hash(&sha256_hex("blk_admin"))
+            .await
+            .unwrap(),
+        None,
+        "revoked"
+    );
+    let listed = workspaces.list_api_keys(&ws).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.id.clone()).collect::<Vec<_>>(),
+        vec![key.id.clone(), admin.id.clone()]
+    );
+    assert_eq!(
+        (listed[0].last_used_at, listed[0].revoked_at),
+        (Some(T0 + 30), None)
+    );
+    assert_eq!(
+        listed[1].revoked_at,
+        Some(T0 + 40),
+        "revoking twice keeps the first time"
+    );
+    assert_not_found(workspaces.revoke_api_key(&ws, &ApiKeyId::new(), T0).await);
+
+    // --- Bots with channels, in one transaction.
+    let telegram = BotChannel {
+        channel: "telegram".into(),
+        settings: json!({"username": "shop_bot"}),
+        secrets: Some(b"sealed:token".to_vec()),
+    };
+    let viber = BotChannel {
+        channel: "viber".into(),
+        settings: json!({"uri": "shop"}),
+        secrets: None,
+    };
+    let shop = bots
+        .create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "shop".into(),
+                channels: vec![viber.clone(), telegram.clone()],
+            },
+            T0 + 100,
+        )
+        .await
+        .unwrap();
+    assert!(shop.id.as_str().starts_with("bot_"));
+    let fetched = bots.get_bot(&ws, &shop.id).await.unwrap();
+    assert_eq!(fetched, shop);
+    assert_eq!(
+        fetched.channels,
+        vec![telegram.clone(), viber.clone()],
+        "sorted by channel, secrets kept"
+    );
+    assert!(
+        !serde_json::to_string(&fetched).unwrap().contains("sealed"),
+        "secrets are never serialized"
+    );
+    let what = conflict_text(
+        bots.create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "shop".into(),
+                channels: vec![],
+            },
+            T0,
+        )
+        .await,
+    );
+    assert!(what.contains("\"shop\""), "{what}");
+    let what = conflict_text(
+        bots.create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "twice".into(),
+                channels: vec![viber.clone(), viber.clone()],
+            },
+            T0,
+        )
+        .await,
+    );
+    assert!(what.contains("viber"), "{what}");
+    let support = bots
+        .create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "support".into(),
+                channels: vec![],
+            },
+            T0 + 200,
+        )
+        .await
+        .unwrap();
+    let all = bots.list_bots(&ws).await.unwrap();
+    assert_eq!(
+        all.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+        ["shop", "support"],
+        "nothing of 'twice'"
+    );
+    assert_eq!(all[0], shop);
+    assert_not_found(
+        bots.create_bot(
+            &WorkspaceId::new(),
+            NewBot {
+                id: BotId::new(),
+                name: "x".into(),
+                channels: vec![],
+            },
+            T0,
+        )
+        .await,
+    );
+
+    // --- Entry points.
+    let welcome = bots
+        .create_entry_point(
+            &ws,
+            &shop.id,
+            NewEntryPoint {
+                key: "welcome".into(),
+                node: Some("n1".into()),
+                default_field: None,
+                utm: json!({"utm_source": "site"}),
+            },
+            T0 + 300,
+        )
+        .await
+        .unwrap();
+    assert!(welcome.id.as_str().starts_with("ep_"));
+    let promo = bots
+        .create_entry_point(
+            &ws,
+            &shop.id,
+            NewEntryPoint {
+                key: "promo".into(),
+                node: None,
+                default_field: Some("coupon".into()),
+                utm: json!(null),
+            },
+            T0 + 310,
+        )
+        .await
+        .unwrap();
+    assert_eq!(promo.utm, json!({}));
+    let what = conflict_text(
+        bots.create_entry_point(
+            &ws,
+            &shop.id,
+            NewEntryPoint {
+                key: "welcome".into(),
+                node: None,
+                default_field: None,
+                utm: json!({}),
+            },
+            T0,
+        )
+        .await,
+    );
+    assert!(what.contains("\"welcome\""), "{what}");
+    // The same key on another bot is fine.
+    let support_welcome = bots
+        .create_entry_point(
+            &ws,
+            &support.id,
+            NewEntryPoint {
+                key: "welcome".into(),
+                node: None,
+                default_field: None,
+                utm: json!({}),
+            },
+            T0 + 320,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bots.entry_point(&ws, &shop.id, "welcome").await.unwrap(),
+        welcome
+    );
+    assert_eq!(
+        bots.entry_point_by_id(&ws, &welcome.id).await.unwrap(),
+        welcome
+    );
+    assert_not_found(bots.entry_point(&ws, &shop.id, "nope").await);
+    let eps = bots.list_entry_points(&ws, &shop.id).await.unwrap();
+    assert_eq!(eps, vec![promo.clone(), welcome.clone()], "by key");
+    assert_not_found(bots.list_entry_points(&ws, &BotId::new()).await);
+
+    // --- Links: three at once.
+    let t_links = T0 + 1_000;
+    let mut l1 = new_link(&shop.id, "Ab3dE9x");
+    l1.entry_point_id = Some(welcome.id.clone());
+    l1.slug = Some("spring".into());
+    l1.title = Some("Spring newsletter".into());
+    l1.channels = vec!["telegram".into(), "viber".into()];
+    l1.payload = json!({"eId": "12345", "v": {"city": "Moscow"}});
+    l1.deep_links.insert(
+        "viber".into(),
+        DeepLinkOut {
+            url: "viber://pa?chatURI=shop&context=l_Ab3dE9x".into(),
+            param: "l_Ab3dE9x".into(),
+        },
+    );
+    l1.utm = Utm {
+        term: Some("bots".into()),
+        content: Some("header".into()),
+        ..utm("newsletter", "email", "spring")
+    };
+    l1.signed = true;
+    let mut l2 = new_link(&shop.id, "Zz9Yy8X");
+    l2.entry_point_id = Some(promo.id.clone());
+    l2.max_clicks = Some(2);
+    l2.expires_at = Some(T0 + 30 * DAY);
+    l2.utm = utm("ads", "cpc", "spring");
+    l2.title = Some("Coupon 100%_off".into());
+    let l3 = new_link(&shop.id, "q1W2e3R");
+    let created = links
+        .create_links(&ws, vec![l1, l2, l3], t_links)
+        .await
+        .unwrap();
+    let [l1, l2, l3] = <[store::Link; 3]>::try_from(created.clone()).unwrap();
+    assert!(l1.id.as_str().starts_with("lnk_"));
+    assert_eq!(
+        (l1.clicks_used, l1.disabled, l1.created_at, l1.updated_at),
+        (0, false, t_links, t_links)
+    );
+    for l in &created {
+        assert_eq!(
+            &links.get_link(&ws, &l.id).await.unwrap(),
+            l,
+            "a link reads back as created"
+        );
+    }
+
+    // A batch with one bad link writes nothing: a used slug, a used code, a slug equal to a
+    // code, an entry point of another bot, an unknown bot.
+    let mut fresh = new_link(&shop.id, "fReSh01");
+    fresh.slug = Some("fresh".into());
+    let mut again = new_link(&shop.id, "aGaIn02");
+    again.slug = Some("spring".into());
+    let what = conflict_text(
+        links
+            .create_links(&ws, vec![fresh.clone(), again], T0 + 2_000)
+            .await,
+    );
+    assert!(what.contains("\"spring\""), "names the slug: {what}");
+    let what = conflict_text(
+        links
+            .create_links(&ws, vec![fresh.clone(), new_link(&shop.id, "Ab3dE9x")], T0)
+            .await,
+    );
+    assert!(what.contains("\"Ab3dE9x\""), "names the code: {what}");
+    let mut slug_is_code = new_link(&shop.id, "other01");
+    slug_is_code.slug = Some("q1W2e3R".into());
+    assert!(
+        conflict_text(links.create_links(&ws, vec![slug_is_code], T0).await)
+            .contains("\"q1W2e3R\"")
+    );
+    let mut code_is_slug = new_link(&shop.id, "spring");
+    code_is_slug.slug = None;
+    assert!(
+        conflict_text(links.create_links(&ws, vec![code_is_slug], T0).await).contains("\"spring\"")
+    );
+    let mut wrong_ep = fresh.clone();
+    wrong_ep.entry_point_id = Some(support_welcome.id.clone());
+    assert_not_found(links.create_links(&ws, vec![wrong_ep], T0).await);
+    assert_not_found(
+        links
+            .create_links(&ws, vec![new_link(&BotId::new(), "nobot01")], T0)
+            .await,
+    );
+    assert_eq!(
+        links.link_by_code_or_slug("fresh").await.unwrap(),
+        None,
+        "rolled back"
+    );
+    assert_eq!(
+        links.link_by_code_or_slug("fReSh01").await.unwrap(),
+        None,
+        "rolled back"
+    );
+    let (page, _) = links.list_links(&ws, LinkFilter::default()).await.unwrap();
+    assert_eq!(page.len(), 3);
+
+    // Redirect lookup: by code, by slug, nothing else.
+    assert_eq!(
+        links
+            .link_by_code_or_slug("Ab3dE9x")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&l1)
+    );
+    assert_eq!(
+        links.link_by_code_or_slug("spring").await.unwrap().as_ref(),
+        Some(&l1)
+    );
+    assert_eq!(
+        links.link_by_code_or_slug("ab3de9x").await.unwrap(),
+        None,
+        "codes are case-sensitive"
+    );
+    assert_eq!(links.link_by_code_or_slug("").await.unwrap(), None);
+
+    // Listing: newest first (ties by id, newest first), in pages, with filters.
+    let mut l4_new = new_link(&support.id, "sUpP0rt");
+    l4_new.title = Some("Support".into());
+    let l4 = links
+        .create_links(&ws, vec![l4_new], T0 + 3_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut expect = vec![l3.clone(), l2.clone(), l1.clone()];
+    expect.sort_by(|a, b| b.id.cmp(&a.id));
+    expect.insert(0, l4.clone());
+    let (p1, c1) = links
+        .list_links(
+            &ws,
+            LinkFilter {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p1, expect[..2]);
+    let c1 = c1.expect("a next page");
+    let (p2, c2) = links
+        .list_links(
+            &ws,
+            LinkFilter {
+                limit: Some(2),
+                cursor: Some(c1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p2, expect[2..]);
+    assert_eq!(c2, None, "exactly two pages");
+    let list = |f: LinkFilter| {
+        let links = links.clone();
+        let ws = ws.clone();
+        async move { links.list_links(&ws, f).await.unwrap().0 }
+    };
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                bot_id: Some(support.id.clone()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["sUpP0rt"]
+    );
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                entry_point_id: Some(promo.id.clone()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["Zz9Yy8X"]
+    );
+    let spring = list(LinkFilter {
+        utm_campaign: Some("spring".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(spring.len(), 2);
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                utm_source: Some("ads".into()),
+                utm_medium: Some("cpc".into()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["Zz9Yy8X"]
+    );
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                q: Some("NEWSLETTER".into()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["Ab3dE9x"]
+    );
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                q: Some("q1w2".into()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["q1W2e3R"]
+    );
+    assert_eq!(
+        list(LinkFilter {
+            q: Some("SPRING".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2,
+        "slug or campaign"
+    );
+    assert_eq!(
+        codes(
+            &list(LinkFilter {
+                q: Some("100%_".into()),
+                ..Default::default()
+            })
+            .await
+        ),
+        ["Zz9Yy8X"]
+    );
+    assert_eq!(
+        list(LinkFilter {
+            q: Some("%".into()),
+            bot_id: Some(support.id.clone()),
+            ..Default::default()
+        })
+        .await,
+        []
+    );
+    match links
+        .list_links(
+            &ws,
+            LinkFilter {
+                cursor: Some("not-a-cursor".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Err(StoreError::InvalidCursor) => {}
+        other => panic!("expected InvalidCursor, got {other:?}"),
+    }
+
+    // Limited links: two uses, then none, also when redirects race.
+    let uses = futures_join4(
+        links.try_consume_click(&l2.id),
+        links.try_consume_click(&l2.id),
+        links.try_consume_click(&l2.id),
+        links.try_consume_click(&l2.id),
+    )
+    .await;
+    assert_eq!(
+        uses.iter().filter(|r| *r.as_ref().unwrap()).count(),
+        2,
+        "{uses:?}"
+    );
+    assert_eq!(links.get_link(&ws, &l2.id).await.unwrap().clicks_used, 2);
+    assert!(links.try_consume_click(&l1.id).await.unwrap(), "no limit");
+    assert!(!links.try_consume_click(&LinkId::new()).await.unwrap());
+
+    // --- Clicks: one batch, with a duplicate id and a click of a link that no longer exists.
+    let d1 = T0 + 3_600_000; // 2024-05-02 01:00
+    let d2 = T0 + DAY + 60_000; // 2024-05-03 00:01
+    let ghost = store::Link {
+        id: LinkId::new(),
+        ..l3.clone()
+    };
+    let spec =
+        |id: &str, link: &store::Link, channel: Option<&str>, kind, at, visitor: Option<&str>| {
+            click(ClickSpec {
+                id,
+                link,
+                channel,
+                kind,
+                at,
+                visitor,
+            })
+        };
+    use ClickKind::{Click as C, Preview as P};
+    let batch = vec![
+        spec("c1", &l1, Some("telegram"), C, d1, Some("v1")),
+        spec("c2", &l1, Some("telegram"), C, d1 + 1, Some("v1")),
+        spec("c3", &l1, Some("telegram"), C, d1 + 2, Some("v2")),
+        spec("c4", &l1, Some("viber"), C, d2, Some("v3")),
+        spec("c5", &l1, None, P, d1 + 3, None),
+        spec("c6", &l2, Some("telegram"), C, d2 + 1, Some("v1")),
+        spec("c7", &l3, None, C, d1 + 4, None),
+        spec("c1", &l1, Some("telegram"), C, d1 + 5, Some("v9")),
+        spec("c8", &ghost, None, C, d1, None),
+    ];
+    assert_eq!(
+        clicks.insert_clicks(&batch).await.unwrap(),
+        7,
+        "duplicate id and deleted link skipped"
+    );
+    assert_eq!(clicks.insert_clicks(&batch).await.unwrap(), 0, "idempotent");
+    assert_eq!(clicks.insert_clicks(&[]).await.unwrap(), 0);
+    let c4 = clicks
+        .click_by_id(&ClickId::from("c4"))
+        .await
+        .unwrap()
+        .expect("click c4");
+    assert_eq!(
+        c4,
+        Click {
+            id: ClickId::from("c4"),
+            link_id: l1.id.clone(),
+            workspace_id: ws.clone(),
+            bot_id: shop.id.clone(),
+            entry_point_id: Some(welcome.id.clone()),
+            channel: Some("viber".into()),
+            kind: C,
+            at: d2,
+            day: D2,
+            visitor: Some("v3".into()),
+            utm_source: Some("newsletter".into()),
+            utm_medium: Some("email".into()),
+            utm_campaign: Some("spring".into()),
+        }
+    );
+    assert_eq!(
+        clicks
+            .click_by_id(&ClickId::from("c1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .visitor
+            .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        clicks.click_by_id(&ClickId::from("c8")).await.unwrap(),
+        None
+    );
+
+    // --- Statistics.
+    let s = clicks
+        .stats(&ws, StatsScope::Link(l1.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((s.clicks, s.unique_clicks, s.previews), (4, 3, 1));
+    assert_eq!(
+        s.by_channel,
+        [
+            bucket("telegram", 3, 2, 0),
+            bucket("viber", 1, 1, 0),
+            bucket("(none)", 0, 0, 1)
+        ]
+    );
+    assert_eq!(
+        s.by_day,
+        [bucket("2024-05-02", 3, 2, 1), bucket("2024-05-03", 1, 1, 0)]
+    );
+    assert_eq!(s.by_utm_source, [bucket("newsletter", 4, 3, 1)]);
+    assert_eq!(s.by_utm_medium, [bucket("email", 4, 3, 1)]);
+    assert_eq!(s.by_utm_campaign, [bucket("spring", 4, 3, 1)]);
+    let second_day = clicks
+        .stats(
+            &ws,
+            StatsScope::Link(l1.id.clone()),
+            StatsRange::days(D2, D2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            second_day.clicks,
+            second_day.unique_clicks,
+            second_day.previews
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(second_day.by_day, [bucket("2024-05-03", 1, 1, 0)]);
+    let from_d2 = StatsRange {
+        from_day: Some(D2),
+        to_day: None,
+    };
+    assert_eq!(
+        clicks
+            .stats(&ws, StatsScope::Bot(shop.id.clone()), from_d2)
+            .await
+            .unwrap()
+            .clicks,
+        2
+    );
+    let until_d1 = StatsRange {
+        from_day: None,
+        to_day: Some(D1),
+    };
+    assert_eq!(
+        clicks
+            .stats(&ws, StatsScope::Bot(shop.id.clone()), until_d1)
+            .await
+            .unwrap()
+            .clicks,
+        4
+    );
+    let ep_stats = clicks
+        .stats(
+            &ws,
+            StatsScope::EntryPoint(welcome.id.clone()),
+            StatsRange::ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ep_stats, s,
+        "all of the welcome entry point's clicks came through l1"
+    );
+    let b = clicks
+        .stats(&ws, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((b.clicks, b.unique_clicks, b.previews), (6, 3, 1));
+    assert_eq!(
+        b.by_channel,
+        [
+            bucket("telegram", 4, 2, 0),
+            bucket("(none)", 1, 0, 1),
+            bucket("viber", 1, 1, 0)
+        ]
+    );
+    assert_eq!(
+        b.by_day,
+        [bucket("2024-05-02", 4, 2, 1), bucket("2024-05-03", 2, 2, 0)]
+    );
+    assert_eq!(
+        b.by_utm_source,
+        [
+            bucket("newsletter", 4, 3, 1),
+            bucket("(none)", 1, 0, 0),
+            bucket("ads", 1, 1, 0)
+        ]
+    );
+    assert_eq!(
+        b.by_utm_medium,
+        [
+            bucket("email", 4, 3, 1),
+            bucket("(none)", 1, 0, 0),
+            bucket("cpc", 1, 1, 0)
+        ]
+    );
+    assert_eq!(
+        b.by_utm_campaign,
+        [bucket("spring", 5, 3, 1), bucket("(none)", 1, 0, 0)]
+    );
+    let empty = clicks
+        .stats(&ws, StatsScope::Bot(support.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!(empty, store::Stats::default());
+    assert_not_found(
+        clicks
+            .stats(&ws, StatsScope::Link(LinkId::new()), StatsRange::ALL)
+            .await,
+    );
+
+    let top = clicks
+        .top_links(&ws, &shop.id, StatsRange::ALL, 10)
+        .await
+        .unwrap();
+    let count = |l: &store::Link, clicks, unique_clicks, previews| LinkCount {
+        link_id: l.id.clone(),
+        code: l.code.clone(),
+        slug: l.slug.clone(),
+        title: l.title.clone(),
+        clicks,
+        unique_clicks,
+        previews,
+    };
+    assert_eq!(
+        top,
+        [
+            count(&l1, 4, 3, 1),
+            count(&l2, 1, 1, 0),
+            count(&l3, 1, 0, 0)
+        ]
+    );
+    assert_eq!(
+        clicks
+            .top_links(&ws, &shop.id, StatsRange::ALL, 1)
+            .await
+            .unwrap(),
+        [count(&l1, 4, 3, 1)]
+    );
+    assert_eq!(
+        clicks
+            .top_links(&ws, &shop.id, StatsRange::days(D2, D2), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        clicks
+            .top_links(&ws, &support.id, StatsRange::ALL, 10)
+            .await
+            .unwrap(),
+        []
+    );
+
+    // --- Isolation: another workspace sees none of it and can change none of it.
+    let other = workspaces.ensure_workspace("other", T0).await.unwrap().id;
+    assert_ne!(other, ws);
+    assert_not_found(bots.get_bot(&other, &shop.id).await);
+    assert_eq!(bots.list_bots(&other).await.unwrap(), []);
+    assert_not_found(
+        bots.update_bot(
+            &other,
+            &shop.id,
+            BotPatch {
+                name: Some("mine".into()),
+                ..Default::default()
+            },
+            T0,
+        )
+        .await,
+    );
+    assert_not_found(bots.delete_bot(&other, &shop.id).await);
+    assert_not_found(
+        bots.create_entry_point(
+            &other,
+            &shop.id,
+            NewEntryPoint {
+                key: "x".into(),
+                node: None,
+                default_field: None,
+                utm: json!({}),
+            },
+            T0,
+        )
+        .await,
+    );
+    assert_not_found(bots.entry_point(&other, &shop.id, "welcome").await);
+    assert_not_found(bots.entry_point_by_id(&other, &welcome.id).await);
+    assert_not_found(bots.list_entry_points(&other, &shop.id).await);
+    assert_not_found(
+        bots.update_entry_point(&other, &welcome.id, EntryPointPatch::default(), T0)
+            .await,
+    );
+    assert_not_found(bots.delete_entry_point(&other, &welcome.id).await);
+    assert_not_found(links.get_link(&other, &l1.id).await);
+    assert_eq!(
+        links
+            .list_links(&other, LinkFilter::default())
+            .await
+            .unwrap(),
+        (vec![], None)
+    );
+    assert_not_found(
+        links
+            .update_link(
+                &other,
+                &l1.id,
+                LinkPatch {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .await,
+    );
+    assert_not_found(links.delete_link(&other, &l1.id).await);
+    assert_not_found(
+        links
+            .create_links(&other, vec![new_link(&shop.id, "steal01")], T0)
+            .await,
+    );
+    assert_not_found(
+        clicks
+            .stats(&other, StatsScope::Link(l1.id.clone()), StatsRange::ALL)
+            .await,
+    );
+    assert_not_found(
+        clicks
+            .stats(
+                &other,
+                StatsScope::EntryPoint(welcome.id.clone()),
+                StatsRange::ALL,
+            )
+            .await,
+    );
+    assert_not_found(
+        clicks
+            .stats(&other, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
+            .await,
+    );
+    assert_not_found(
+        clicks
+            .top_links(&other, &shop.id, StatsRange::ALL, 10)
+            .await,
+    );
+    assert_eq!(workspaces.list_api_keys(&other).await.unwrap(), []);
+    assert_not_found(workspaces.revoke_api_key(&other, &key.id, T0).await);
+    assert!(
+        workspaces
+            .api_key_by_hash(&sha256_hex(secret))
+            .await
+            .unwrap()
+            .is_some(),
+        "untouched"
+    );
+    assert!(
+        !links.get_link(&ws, &l1.id).await.unwrap().disabled,
+        "untouched"
+    );
+
+    // --- Updates.
+    let t_up = T0 + 10_000;
+    let patched = links
+        .update_link(
+            &ws,
+            &l1.id,
+            LinkPatch {
+                disabled: Some(true),
+                expires_at: Some(Some(T0 + 7 * DAY)),
+                max_clicks: Some(Some(100)),
+                title: Some(None),
+            },
+            t_up,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            patched.disabled,
+            patched.expires_at,
+            patched.max_clicks,
+            patched.title.clone()
+        ),
+        (true, Some(T0 + 7 * DAY), Some(100), None)
+    );
+    assert_eq!(
+        (patched.updated_at, patched.created_at, patched.clicks_used),
+        (t_up, t_links, 1)
+    );
+    assert_eq!(patched.slug, l1.slug, "untouched fields stay");
+    let patched = links
+        .update_link(
+            &ws,
+            &l1.id,
+            LinkPatch {
+                expires_at: Some(None),
+                ..Default::default()
+            },
+            t_up + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (patched.disabled, patched.expires_at, patched.max_clicks),
+        (true, None, Some(100))
+    );
+    assert_eq!(
+        links.link_by_code_or_slug("spring").await.unwrap(),
+        Some(patched.clone()),
+        "disabled links resolve"
+    );
+
+    let renamed = bots
+        .update_bot(
+            &ws,
+            &shop.id,
+            BotPatch {
+                name: Some("shop2".into()),
+                upsert_channels: vec![
+                    BotChannel {
+                        channel: "telegram".into(),
+                        settings: json!({"username": "shop2_bot"}),
+                        secrets: None,
+                    },
+                    BotChannel {
+                        channel: "max".into(),
+                        settings: json!({"username": "shop_max"}),
+                        secrets: Some(b"sealed:max".to_vec()),
+                    },
+                ],
+                remove_channels: vec!["viber".into(), "line".into()],
+            },
+            t_up,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            renamed.name.as_str(),
+            renamed.created_at,
+            renamed.updated_at
+        ),
+        ("shop2", T0 + 100, t_up)
+    );
+    assert_eq!(
+        renamed.channels,
+        [
+            BotChannel {
+                channel: "max".into(),
+                settings: json!({"username": "shop_max"}),
+                secrets: Some(b"sealed:max".to_vec())
+            },
+            BotChannel {
+                channel: "telegram".into(),
+                settings: json!({"username": "shop2_bot"}),
+                secrets: Some(b"sealed:token".to_vec())
+            },
+        ],
+        "viber removed, telegram settings replaced with its secrets kept, max added"
+    );
+    let what = conflict_text(
+        bots.update_bot(
+            &ws,
+            &shop.id,
+            BotPatch {
+                name: Some("support".into()),
+                ..Default::default()
+            },
+            t_up,
+        )
+        .await,
+    );
+    assert!(what.contains("\"support\""), "{what}");
+    assert_eq!(
+        bots.get_bot(&ws, &shop.id).await.unwrap(),
+        renamed,
+        "a refused update changes nothing"
+    );
+
+    let hello = bots
+        .update_entry_point(
+            &ws,
+            &welcome.id,
+            EntryPointPatch {
+                key: Some("hello".into()),
+                node: Some(None),
+                default_field: Some(Some("email".into())),
+                utm: None,
+            },
+            t_up,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            hello.key.as_str(),
+            hello.node.clone(),
+            hello.default_field.as_deref(),
+            hello.utm.clone(),
+            hello.updated_at
+        ),
+        (
+            "hello",
+            None,
+            Some("email"),
+            json!({"utm_source": "site"}),
+            t_up
+        )
+    );
+    assert_not_found(bots.entry_point(&ws, &shop.id, "welcome").await);
+    let what = conflict_text(
+        bots.update_entry_point(
+            &ws,
+            &welcome.id,
+            EntryPointPatch {
+                key: Some("promo".into()),
+                ..Default::default()
+            },
+            t_up,
+        )
+        .await,
+    );
+    assert!(what.contains("\"promo\""), "{what}");
+
+    // --- Deletes and their cascades.
+    bots.delete_entry_point(&ws, &promo.id).await.unwrap();
+    assert_not_found(bots.delete_entry_point(&ws, &promo.id).await);
+    assert_eq!(
+        links.get_link(&ws, &l2.id).await.unwrap().entry_point_id,
+        None,
+        "the link stays, without it"
+    );
+    assert_eq!(
+        clicks
+            .click_by_id(&ClickId::from("c6"))
+            .await
+            .unwrap()
+            .unwrap()
+            .link_id,
+        l2.id,
+        "clicks stay"
+    );
+
+    links.delete_link(&ws, &l3.id).await.unwrap();
+    assert_not_found(links.get_link(&ws, &l3.id).await);
+    assert_not_found(links.delete_link(&ws, &l3.id).await);
+    assert_eq!(
+        clicks.click_by_id(&ClickId::from("c7")).await.unwrap(),
+        None,
+        "its clicks went with it"
+    );
+    let b = clicks
+        .stats(&ws, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((b.clicks, b.unique_clicks, b.previews), (5, 3, 1));
+
+    bots.delete_bot(&ws, &shop.id).await.unwrap();
+    assert_not_found(bots.get_bot(&ws, &shop.id).await);
+    assert_not_found(bots.delete_bot(&ws, &shop.id).await);
+    assert_not_found(bots.entry_point_by_id(&ws, &welcome.id).await);
+    assert_not_found(links.get_link(&ws, &l1.id).await);
+    assert_eq!(links.link_by_code_or_slug("spring").await.unwrap(), None);
+    assert_eq!(
+        clicks.click_by_id(&ClickId::from("c1")).await.unwrap(),
+        None
+    );
+    assert_not_found(
+        clicks
+            .stats(&ws, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
+            .await,
+    );
+    let left: Vec<Bot> = bots.list_bots(&ws).await.unwrap();
+    assert_eq!(
+        left.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+        ["support"]
+    );
+    assert_eq!(
+        codes(
+            &links
+                .list_links(&ws, LinkFilter::default())
+                .await
+                .unwrap()
+                .0
+        ),
+        ["sUpP0rt"]
+    );
+    assert_eq!(
+        bots.list_entry_points(&ws, &support.id).await.unwrap(),
+        [support_welcome]
+    );
+}
+
+/// 10,000 clicks in one call, counted exactly.
+async fn click_batch(store: &Store, backend: &str) {
+    let ws = store.ensure_workspace("batch", T0).await.unwrap().id;
+    let bot = store
+        .create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "b".into(),
+                channels: vec![],
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let link = store
+        .create_links(&ws, vec![new_link(&bot.id, "bAtCh01")], T0)
+        .await
+        .unwrap()
+        .remove(0);
+    const N: usize = 10_000;
+    let channels = ["telegram", "viber", "whatsapp", "messenger"];
+    let batch: Vec<NewClick> = (0..N)
+        .map(|i| NewClick {
+            id: ClickId::from(format!("k{i:05}")),
+            link_id: link.id.clone(),
+            workspace_id: ws.clone(),
+            bot_id: bot.id.clone(),
+            entry_point_id: None,
+            channel: Some(channels[i % 4].to_owned()),
+            // Every tenth is a preview.
+            kind: if i % 10 == 9 {
+                ClickKind::Preview
+            } else {
+                ClickKind::Click
+            },
+            // Five days, 2,000 clicks each.
+            at: T0 + (i as i64 / 2_000) * DAY + i as i64,
+            // 1,000 distinct visitors.
+            visitor: Some(format!("visitor{}", i % 1_000)),
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+        })
+        .collect();
+
+    let started = Instant::now();
+    assert_eq!(store.insert_clicks(&batch).await.unwrap(), N as u64);
+    let first = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(
+        store.insert_clicks(&batch).await.unwrap(),
+        0,
+        "all ids already stored"
+    );
+    let again = started.elapsed();
+    let started = Instant::now();
+    let s = store
+        .stats(&ws, StatsScope::Link(link.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    let stats_time = started.elapsed();
+    println!(
+        "{backend}: insert 10,000 clicks {first:?}; re-insert (all duplicates) {again:?}; stats {stats_time:?}"
+    );
+
+    assert_eq!((s.clicks, s.previews), (9_000, 1_000));
+    // Visitors i % 1000 with i % 10 == 9 only ever preview: 100 of the 1,000 never click.
+    assert_eq!(s.unique_clicks, 900);
+    assert_eq!(s.by_day.len(), 5);
+    assert!(
+        s.by_day
+            .iter()
+            .all(|d| d.clicks == 1_800 && d.previews == 200),
+        "{:?}",
+        s.by_day
+    );
+    assert_eq!(s.by_day[0].key, "2024-05-02");
+    assert_eq!(s.by_day[4].key, "2024-05-06");
+    let by_channel: BTreeMap<_, _> = s
+        .by_channel
+        .iter()
+        .map(|b| (b.key.as_str(), (b.clicks, b.previews)))
+        .collect();
+    // i % 4 picks the channel and i % 10 == 9 the previews: odd i only, so viber (1) and
+    // messenger (3) get them all.
+    assert_eq!(
+        by_channel,
+        BTreeMap::from([
+            ("messenger", (2_000, 500)),
+            ("telegram", (2_500, 0)),
+            ("viber", (2_000, 500)),
+            ("whatsapp", (2_500, 0)),
+        ])
+    );
+    assert_eq!(s.by_utm_source, [bucket("(none)", 9_000, 900, 1_000)]);
+    let top = store
+        .top_links(&ws, &bot.id, StatsRange::ALL, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            top.len(),
+            top[0].clicks,
+            top[0].unique_clicks,
+            top[0].previews
+        ),
+        (1, 9_000, 900, 1_000)
+    );
+}
+
+/// Eight tasks at once create links (a transaction that reads, then writes) and record
+/// clicks: none fails on a busy database, every row is written.
+async fn concurrent_writers(store: Arc<Store>) {
+    let ws = store.ensure_workspace("busy", T0).await.unwrap().id;
+    let bot = store
+        .create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "b".into(),
+                channels: vec![],
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, ws, bot) = (store.clone(), ws.clone(), bot.id.clone());
+            tokio::spawn(async move {
+                for round in 0..10 {
+                    let code = format!("t{t}r{round}");
+                    let link = store
+                        .create_links(&ws, vec![new_link(&bot, &code)], T0 + round)
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} round {round}: create_links: {e}"))
+                        .remove(0);
+                    let batch: Vec<NewClick> = (0..50)
+                        .map(|i| NewClick {
+                            id: ClickId::from(format!("{code}c{i}")),
+                            link_id: link.id.clone(),
+                            workspace_id: ws.clone(),
+                            bot_id: bot.clone(),
+                            entry_point_id: None,
+                            channel: None,
+                            kind: ClickKind::Click,
+                            at: T0 + i,
+                            visitor: None,
+                            utm_source: None,
+                            utm_medium: None,
+                            utm_campaign: None,
+                        })
+                        .collect();
+                    let n = store
+                        .insert_clicks(&batch)
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} round {round}: insert_clicks: {e}"));
+                    assert_eq!(n, 50);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = store
+        .stats(&ws, StatsScope::Bot(bot.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!(s.clicks, 8 * 10 * 50);
+    let (links, _) = store
+        .list_links(
+            &ws,
+            LinkFilter {
+                limit: Some(500),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 80);
+}
+
+/// Runs four futures concurrently (on one task: they interleave at each await).
+async fn futures_join4<A, B, C, D, T>(a: A, b: B, c: C, d: D) -> Vec<T>
+where
+    A: Future<Output = T>,
+    B: Future<Output = T>,
+    C: Future<Output = T>,
+    D: Future<Output = T>,
+{
+    let (a, b, c, d) = tokio::join!(a, b, c, d);
+    vec![a, b, c, d]
+}

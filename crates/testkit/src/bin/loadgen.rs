@@ -1,0 +1,465 @@
+//! The load generator of the redirect benchmark (`bench/redirect`): HTTP/1.1 GETs over
+//! keep-alive connections, on one thread, in one of two modes.
+//!
+//! * Closed loop (no `--rate`): every connection sends its next request as soon as the answer
+//!   to the last one arrives. This finds the peak rate; latency is from send to answer.
+//! * Open loop (`--rate R`): requests are scheduled at a fixed total rate R, spread evenly over
+//!   the connections (each sends every `connections / R` seconds), whatever the server does.
+//!   A request that could not go out on time because its connection was still waiting for the
+//!   previous answer has its latency measured from its *scheduled* send time, so a stalled
+//!   server shows up in the percentiles instead of slowing the generator down (no coordinated
+//!   omission). When the connection was idle, latency is from the actual send, and how late
+//!   the generator's own timer fired is reported separately (`lag_*`).
+//!
+//! Paths come from `--paths FILE` (one per line, taken round-robin, so every path is asked
+//! for equally) or `--path P`. Every answer's status is counted; `non_302` and `errors` (I/O
+//! failures, timeouts, answers still missing at the end) should be zero.
+//!
+//! Output: `key=value` lines on stdout (see `Report::print`). Bounded: sending stops after
+//! `--duration` seconds and answers are awaited at most `--timeout-ms` longer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+/// A phone browser's user agent: link-preview crawlers are served differently.
+const USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+    AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+struct Args {
+    addr: SocketAddr,
+    paths: Vec<String>,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    timeout: Duration,
+}
+
+fn usage() -> &'static str {
+    "usage: loadgen --addr HOST:PORT (--paths FILE | --path PATH) [--connections N] \
+     [--duration SECS] [--rate REQ_PER_SEC] [--timeout-ms MS]"
+}
+
+fn parse_args() -> Result<Args> {
+    let mut addr = None;
+    let mut paths = Vec::new();
+    let mut connections = 64;
+    let mut duration = 10.0;
+    let mut rate = None;
+    let mut timeout_ms = 2000;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => addr = Some(value()?.parse().context("--addr")?),
+            "--path" => paths.push(value()?),
+            "--paths" => {
+                let file = value()?;
+                let text =
+                    std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+                paths.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from),
+                );
+            }
+            "--connections" => connections = value()?.parse().context("--connections")?,
+            "--duration" => duration = value()?.parse().context("--duration")?,
+            "--rate" => rate = Some(value()?.parse::<f64>().context("--rate")?),
+            "--timeout-ms" => timeout_ms = value()?.parse().context("--timeout-ms")?,
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{}", usage()),
+        }
+    }
+    let Some(addr) = addr else {
+        bail!("--addr is required\n{}", usage())
+    };
+    if paths.is_empty() {
+        bail!("no paths: give --paths FILE or --path PATH\n{}", usage());
+    }
+    if connections == 0 || !(duration > 0.0 && duration <= 3600.0) {
+        bail!("--connections must be at least 1 and --duration in (0, 3600]");
+    }
+    if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        bail!("--rate must be positive");
+    }
+    Ok(Args {
+        addr,
+        paths,
+        connections,
+        duration: Duration::from_secs_f64(duration),
+        rate,
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    responses: u64,
+    status_302: u64,
+    non_302: u64,
+    /// Non-302 statuses seen, for the report (status, count).
+    other: Vec<(u16, u64)>,
+    errors: u64,
+    connects: u64,
+    latencies_us: Vec<u32>,
+    lags_us: Vec<u32>,
+    last_answer: Option<Instant>,
+}
+
+impl Tally {
+    fn status(&mut self, status: u16) {
+        self.responses += 1;
+        if status == 302 {
+            self.status_302 += 1;
+        } else {
+            self.non_302 += 1;
+            match self.other.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => self.other.push((status, 1)),
+            }
+        }
+    }
+}
+
+struct Shared {
+    addr: SocketAddr,
+    /// Whole requests, ready to write.
+    requests: Vec<Vec<u8>>,
+    next: AtomicUsize,
+}
+
+impl Shared {
+    fn next_request(&self) -> &[u8] {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.requests.len();
+        &self.requests[i]
+    }
+}
+
+/// Reads one response off `stream` (status line, headers, a `Content-Length` or chunked
+/// body). `buf` keeps any bytes past it. Returns the status and whether the server will close.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, bool)> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(stream, buf).await?;
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut length = 0usize;
+    let mut chunked = false;
+    let mut close = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().context("bad content-length")?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    buf.drain(..head_end);
+    if chunked {
+        // Enough for the small pages botlink answers with: read up to the last chunk.
+        let end = loop {
+            if let Some(i) = find(buf, b"0\r\n\r\n") {
+                break i + 5;
+            }
+            fill(stream, buf).await?;
+        };
+        buf.drain(..end);
+    } else {
+        while buf.len() < length {
+            fill(stream, buf).await?;
+        }
+        buf.drain(..length);
+    }
+    Ok((status, close))
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk).await?;
+    if n == 0 {
+        bail!("connection closed by the server");
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// One connection's loop. `interval` is `Some` in open-loop mode; `offset` spreads the
+/// connections' schedules over one interval.
+async fn connection(
+    shared: Arc<Shared>,
+    start: Instant,
+    end: Instant,
+    give_up: Instant,
+    interval: Option<Duration>,
+    offset: Duration,
+) -> Tally {
+    let mut t = Tally::default();
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut k: u32 = 0;
+    let mut prev_done = start;
+    loop {
+        // When this request should go out, and from when its latency counts.
+        let scheduled = match interval {
+            Some(iv) => {
+                let s = start + offset + iv * k;
+                k += 1;
+                if s >= end {
+                    break;
+                }
+                if Instant::now() < s {
+                    tokio::time::sleep_until(s.into()).await;
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let from = match scheduled {
+            // The previous answer came after this request's turn: the server held it up.
+            Some(s) if prev_done > s => s,
+            Some(s) => {
+                t.lags_us.push(micros(now - s));
+                now
+            }
+            None => now,
+        };
+        if stream.is_none() {
+            match timeout_at(give_up.into(), TcpStream::connect(shared.addr)).await {
+                Ok(Ok(s)) => {
+                    t.connects += 1;
+                    stream = Some(s);
+                }
+                _ => {
+                    t.errors += 1;
+                    prev_done = Instant::now();
+                    // Do not spin on a refused connection.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let s = stream.as_mut().expect("connected above");
+        t.sent += 1;
+        let answered = timeout_at(give_up.into(), async {
+            s.write_all(shared.next_request()).await?;
+            read_response(s, &mut buf).await
+        })
+        .await;
+        let done = Instant::now();
+        prev_done = done;
+        match answered {
+            Ok(Ok((status, close))) => {
+                t.status(status);
+                t.latencies_us.push(micros(done - from));
+                t.last_answer = Some(done);
+                if close {
+                    stream = None;
+                    buf.clear();
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                t.errors += 1;
+                stream = None;
+                buf.clear();
+            }
+        }
+        if done >= give_up {
+            break;
+        }
+    }
+    t
+}
+
+/// The p-th percentile (0-100) of sorted values, nearest rank.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// CPU time of this process in seconds (user + system, from /proc/self/stat).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // CLK_TCK is 100 on every Linux this runs on; run.sh uses getconf for the servers.
+    Some(ticks / 100.0)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let host = args.addr.to_string();
+    let requests = args
+        .paths
+        .iter()
+        .map(|p| {
+            format!("GET {p} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\r\n")
+                .into_bytes()
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        addr: args.addr,
+        requests,
+        next: AtomicUsize::new(0),
+    });
+    // One thread: pin it with taskset and it stays on its core.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cpu_before = own_cpu_seconds();
+    let (tallies, start) = rt.block_on(async {
+        let start = Instant::now() + Duration::from_millis(20);
+        let end = start + args.duration;
+        let give_up = end + args.timeout;
+        let interval = args
+            .rate
+            .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
+        let mut tasks = Vec::with_capacity(args.connections);
+        for c in 0..args.connections {
+            let offset = interval
+                .map(|iv| iv.mul_f64(c as f64 / args.connections as f64))
+                .unwrap_or_default();
+            tasks.push(tokio::spawn(connection(
+                shared.clone(),
+                start,
+                end,
+                give_up,
+                interval,
+                offset,
+            )));
+        }
+        let mut tallies = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            tallies.push(t.await.expect("connection task"));
+        }
+        (tallies, start)
+    });
+    let cpu = match (cpu_before, own_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    Report::new(tallies, start, args.duration, args.rate, cpu).print();
+    Ok(())
+}
+
+struct Report {
+    total: Tally,
+    elapsed: Duration,
+    rate: Option<f64>,
+    cpu: Option<f64>,
+}
+
+impl Report {
+    fn new(
+        tallies: Vec<Tally>,
+        start: Instant,
+        duration: Duration,
+        rate: Option<f64>,
+        cpu: Option<f64>,
+    ) -> Report {
+        let mut total = Tally::default();
+        for t in tallies {
+            total.sent += t.sent;
+            total.responses += t.responses;
+            total.status_302 += t.status_302;
+            total.non_302 += t.non_302;
+            total.errors += t.errors;
+            total.connects += t.connects;
+            for (s, n) in t.other {
+                match total.other.iter_mut().find(|(x, _)| *x == s) {
+                    Some((_, m)) => *m += n,
+                    None => total.other.push((s, n)),
+                }
+            }
+            total.latencies_us.extend(t.latencies_us);
+            total.lags_us.extend(t.lags_us);
+            total.last_answer = total.last_answer.max(t.last_answer);
+        }
+        total.latencies_us.sort_unstable();
+        total.lags_us.sort_unstable();
+        // The run lasts until its last answer (at least the nominal duration).
+        let elapsed = total
+            .last_answer
+            .map(|l| l.saturating_duration_since(start))
+            .unwrap_or(duration)
+            .max(duration);
+        Report {
+            total,
+            elapsed,
+            rate,
+            cpu,
+        }
+    }
+
+    fn print(&self) {
+        let t = &self.total;
+        let secs = self.elapsed.as_secs_f64();
+        let l = &t.latencies_us;
+        println!("mode={}", if self.rate.is_some() { "rate" } else { "peak" });
+        println!("target_rate={:.0}", self.rate.unwrap_or(0.0));
+        println!("elapsed_s={secs:.3}");
+        println!("sent={}", t.sent);
+        println!("responses={}", t.responses);
+        println!("status_302={}", t.status_302);
+        println!("non_302={}", t.non_302);
+        let mut other = t.other.clone();
+        other.sort_unstable();
+        let other: Vec<String> = other.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+        println!("non_302_statuses={}", other.join(","));
+        println!("errors={}", t.errors);
+        println!("connects={}", t.connects);
+        println!("rps={:.0}", t.responses as f64 / secs);
+        for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9)] {
+            println!("{name}_us={}", percentile(l, p));
+        }
+        println!("max_us={}", l.last().copied().unwrap_or(0));
+        println!("lag_p99_us={}", percentile(&t.lags_us, 99.0));
+        println!("lag_max_us={}", t.lags_us.last().copied().unwrap_or(0));
+        if let Some(cpu) = self.cpu {
+            println!("loadgen_cpu_pct={:.0}", 100.0 * cpu / secs);
+        }
+    }
+}

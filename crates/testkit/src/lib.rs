@@ -1,0 +1,140 @@
+//! Test helpers for botlink: start the real server on `127.0.0.1:0` with a temporary SQLite
+//! database and drive it over HTTP.
+//!
+//! The listener is bound before the server task starts, so a test can send requests at once:
+//! they wait in the accept queue until the server is ready. No fixed ports, no sleeps.
+
+use std::net::SocketAddr;
+
+use botlink_server::{Config, ServeError};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The admin key every test server accepts (`BOTLINK_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "blk_test_admin_key_0123456789abcdefghij";
+
+/// A running botlink server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    pub client: reqwest::Client,
+    /// The temporary directory holding the database (kept until the server is dropped).
+    pub dir: TempDir,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// Starts a server with test defaults.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed the test configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database_url = format!("sqlite://{}", dir.path().join("botlink.db").display());
+        TestServer::start_in(dir, database_url, adjust).await
+    }
+
+    /// Starts a server on an existing directory and database (e.g. to restart one).
+    pub async fn start_in(
+        dir: TempDir,
+        database_url: String,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let mut config = Config::new(addr, database_url.clone());
+        config.secret_key = Some("7".repeat(64));
+        config.admin_key = Some(ADMIN_KEY.to_string());
+        config.rate_limit_per_second = 10_000;
+        config.click_flush_ms = 20;
+        adjust(&mut config);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(botlink_server::run(config, listener, shutdown.clone()));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        TestServer {
+            addr,
+            base_url: format!("http://{addr}"),
+            client,
+            dir,
+            database_url,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// The full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request with an optional API key and JSON body; returns the status and the
+    /// JSON answer (`Value::Null` when the body is empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Stops the server as SIGTERM would, and waits until it has flushed everything.
+    pub async fn stop(mut self) -> (TempDir, String) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the server task does not panic")
+                .expect("the server stops cleanly");
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let dir = std::mem::replace(&mut self.dir, dir);
+        (dir, self.database_url.clone())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
