@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Redirect benchmark: `GET /l/{code}` on botlink (a tracked redirect: lookup, click queued,
+# written by the click worker) against bare302, a minimal hyper server answering every
+# request with the same 302 — both measured in the same run with the same load generator.
+#
+# For each server: a closed-loop peak run (req/s, p99), then an open-loop run at a fixed rate
+# of half the tracked server's peak (p99); server CPU time per request from /proc/PID/stat;
+# botlink's peak RSS; and whether every 302 botlink answered became a counted click.
+#
+# Usage (from anywhere):  bench/redirect/run.sh
+# Knobs (environment):    DURATION=15  CONNS=64  LINKS=10000  WARMUP=3  KEEP=1 (keep the
+#                         temp dir)  STRICT=1 (exit 1 when an aim is missed)
+# Output: a table on stdout, also written to bench/redirect/last-run.md.
+# Needs: cargo, curl, jq, python3 (free ports); taskset to pin (server: CPU 1, load: CPU 0).
+set -euo pipefail
+
+DURATION=${DURATION:-15}
+CONNS=${CONNS:-64}
+LINKS=${LINKS:-10000}
+WARMUP=${WARMUP:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT_MD=$ROOT/bench/redirect/last-run.md
+ADMIN_KEY=blk_bench_admin_key_0123456789abcdefghij
+TCK=$(getconf CLK_TCK)
+
+for tool in cargo curl jq python3; do
+    command -v "$tool" > /dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/botlink-bench-redirect.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2> /dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2> /dev/null || true
+    done
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+log "building release binaries..."
+(cd "$ROOT" && cargo build --release --quiet -p botlink-server -p botlink-testkit \
+    --bin botlink --bin bare302 --bin loadgen)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+# Pin the servers to CPU 1 and the load generator to CPU 0 when possible.
+SERVER_PIN=()
+LOAD_PIN=()
+if command -v taskset > /dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_PIN=(taskset -c 1)
+    LOAD_PIN=(taskset -c 0)
+    PINNING="server on CPU 1, load generator on CPU 0"
+else
+    PINNING="not pinned (no taskset or one CPU)"
+fi
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: up to 10 s for URL to answer.
+wait_http() {
+    local i
+    for i in $(seq 100); do
+        curl -fsS -o /dev/null "$1" 2> /dev/null && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+
+# cpu_ticks PID: user + system CPU time of the process (all threads), in clock ticks.
+cpu_ticks() {
+    # Fields 14 and 15, counted after the ")" that ends the command name.
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# busy_ticks: CPU time of the whole machine (all CPUs, every process), in clock ticks.
+busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# sqlite_ticks PID: CPU time of the process's SQLite worker threads (sqlx runs each connection
+# on its own thread), in clock ticks.
+sqlite_ticks() {
+    local t sum=0
+    for t in /proc/"$1"/task/*; do
+        case $(cat "$t/comm" 2> /dev/null) in
+            sqlx-sqlite*) sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }'))) ;;
+        esac
+    done
+    echo "$sum"
+}
+
+# metric NAME: a counter's value from botlink's /metrics (0 when absent).
+metric() {
+    curl -fsS "$BL_URL/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { printf "%d\n", v + 0 }'
+}
+
+# drain: waits (up to ~10 s) until every queued click has been written.
+drain() {
+    local i q f
+    for i in $(seq 100); do
+        q=$(metric botlink_clicks_queued_total)
+        f=$(metric botlink_clicks_flushed_total)
+        [ "$q" = "$f" ] && return 0
+        sleep 0.1
+    done
+    log "click queue not drained after 10 s (queued $q, flushed $f)"
+}
+
+# field FILE KEY: a value from a loadgen report.
+field() { awk -F= -v k="$2" '$1 == k { print $2 }' "$1"; }
+
+# load NAME PORT ARGS...: runs the load generator, report in $WORK/NAME.txt.
+load() {
+    local name=$1 port=$2
+    shift 2
+    "${LOAD_PIN[@]}" "$BIN/loadgen" --addr "127.0.0.1:$port" --connections "$CONNS" "$@" \
+        > "$WORK/$name.txt"
+}
+
+# measure NAME PID PORT ARGS...: load with the server's CPU time around it (for botlink,
+# until its click queue is drained, so the batched writes count too).
+measure() {
+    local name=$1 pid=$2 port=$3
+    shift 3
+    local before after sq_before sq_after busy_before busy_after
+    busy_before=$(busy_ticks)
+    before=$(cpu_ticks "$pid")
+    sq_before=$(sqlite_ticks "$pid")
+    load "$name" "$port" "$@"
+    [ "$pid" = "$BL_PID" ] && drain
+    after=$(cpu_ticks "$pid")
+    sq_after=$(sqlite_ticks "$pid")
+    busy_after=$(busy_ticks)
+    echo "cpu_ticks=$((after - before))" >> "$WORK/$name.txt"
+    echo "sqlite_ticks=$((sq_after - sq_before))" >> "$WORK/$name.txt"
+    echo "busy_ticks=$((busy_after - busy_before))" >> "$WORK/$name.txt"
+    log "$name: $(field "$WORK/$name.txt" rps) req/s, p99 $(field "$WORK/$name.txt" p99_us) µs," \
+        "server CPU $((after - before)) ticks, non-302 $(field "$WORK/$name.txt" non_302)," \
+        "errors $(field "$WORK/$name.txt" errors)"
+}
+
+# --- botlink -----------------------------------------------------------------------------
+BL_PORT=$(free_port)
+BL_URL=http://127.0.0.1:$BL_PORT
+log "starting botlink on $BL_URL ($PINNING)"
+# Logs at the default level (info), as deployed; RUST_LOG from the caller is not inherited.
+env -u RUST_LOG BOTLINK_ADMIN_KEY=$ADMIN_KEY "${SERVER_PIN[@]}" "$BIN/botlink" serve \
+    --listen "127.0.0.1:$BL_PORT" --public-url "$BL_URL" \
+    --database-url "sqlite://$WORK/bench.db" --rate-limit 1000000 \
+    > "$WORK/botlink.log" 2>&1 &
+BL_PID=$!
+PIDS+=("$BL_PID")
+wait_http "$BL_URL/healthz"
+
+api() {
+    local method=$1 path=$2
+    shift 2
+    curl -fsS -X "$method" -H "Authorization: Bearer $ADMIN_KEY" \
+        -H 'Content-Type: application/json' "$@" "$BL_URL/api/v1$path"
+}
+
+BOT_ID=$(api POST /bots -d '{"name":"Shop","channels":{"telegram":{"username":"shop_bot"}}}' \
+    | jq -r .id)
+log "bot $BOT_ID; creating $LINKS links..."
+: > "$WORK/paths.txt"
+left=$LINKS
+while [ "$left" -gt 0 ]; do
+    n=$((left < 1000 ? left : 1000))
+    jq -nc --arg b "$BOT_ID" --argjson n "$n" \
+        '{links: [range($n) | {bot_id: $b, channels: ["telegram"]}]}' > "$WORK/batch.json"
+    api POST /links --data-binary "@$WORK/batch.json" \
+        | jq -r '.links[].short_url' | sed -E 's#^https?://[^/]+##' >> "$WORK/paths.txt"
+    left=$((left - n))
+done
+[ "$(wc -l < "$WORK/paths.txt")" -eq "$LINKS" ] || { echo "link creation failed" >&2; exit 1; }
+# Check one by hand: a 302 to Telegram (a click too: counted in the expected total).
+first=$(head -1 "$WORK/paths.txt")
+loc=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$BL_URL$first")
+log "GET $first -> $loc"
+case $loc in "302 https://t.me/shop_bot"*) ;; *) echo "unexpected redirect: $loc" >&2; exit 1 ;; esac
+
+bl_rss_setup=$(awk '/^VmRSS/ { print $2 }' "/proc/$BL_PID/status")
+
+# --- bare302 -----------------------------------------------------------------------------
+BARE_PORT=$(free_port)
+"${SERVER_PIN[@]}" "$BIN/bare302" "127.0.0.1:$BARE_PORT" > "$WORK/bare302.log" 2>&1 &
+BARE_PID=$!
+PIDS+=("$BARE_PID")
+wait_http "http://127.0.0.1:$BARE_PORT/"
+
+# --- runs ----------------------------------------------------------------------------------
+# Warm-ups fill botlink's link cache and both servers' connection state; their 302s are
+# clicks too and count in the expected total.
+log "warm-up (${WARMUP} s each)..."
+measure bl-warm "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$WARMUP"
+measure bare-warm "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$WARMUP"
+
+log "peak runs (${DURATION} s, $CONNS connections)..."
+measure bl-peak "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURATION"
+measure bare-peak "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION"
+
+HALF=$(($(field "$WORK/bl-peak.txt" rps) / 2))
+log "fixed-rate runs at $HALF req/s (half of botlink's peak, ${DURATION} s)..."
+measure bl-half "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+measure bare-half "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+
+# --- clicks, memory --------------------------------------------------------------------------
+drain
+expected=1 # the hand-checked redirect above
+non302=0
+errors=0
+for r in bl-warm bl-peak bl-half; do
+    expected=$((expected + $(field "$WORK/$r.txt" status_302)))
+done
+for r in bl-warm bl-peak bl-half bare-warm bare-peak bare-half; do
+    non302=$((non302 + $(field "$WORK/$r.txt" non_302)))
+    errors=$((errors + $(field "$WORK/$r.txt" errors)))
+done
+counted=$(api GET "/bots/$BOT_ID/stats" | jq .clicks)
+dropped=$(metric botlink_clicks_dropped_total)
+queued=$(metric botlink_clicks_queued_total)
+flushed=$(metric botlink_clicks_flushed_total)
+bl_rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$BL_PID/status")
+bare_rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$BARE_PID/status")
+
+# --- report ----------------------------------------------------------------------------------
+# us_per_req RUN: server CPU µs per response of a run.
+us_per_req() {
+    awk -v t="$(field "$WORK/$1.txt" cpu_ticks)" -v n="$(field "$WORK/$1.txt" responses)" \
+        -v tck="$TCK" 'BEGIN { printf "%.1f", n ? t * 1e6 / tck / n : 0 }'
+}
+# cpu_pct RUN: server CPU time over the run's wall time (100 = one core busy).
+cpu_pct() {
+    awk -v t="$(field "$WORK/$1.txt" cpu_ticks)" -v s="$(field "$WORK/$1.txt" elapsed_s)" \
+        -v tck="$TCK" 'BEGIN { printf "%.0f", t / tck / s * 100 }'
+}
+# share RUN: percentage of the server's CPU time spent in its SQLite threads.
+share() {
+    awk -v s="$(field "$WORK/$1.txt" sqlite_ticks)" -v t="$(field "$WORK/$1.txt" cpu_ticks)" \
+        'BEGIN { printf "%.0f", t ? 100 * s / t : 0 }'
+}
+# others RUN: CPU used by everything but the server and the load generator during a run, in
+# % of one CPU (the noise of a shared machine; near 0 for trustworthy figures).
+others() {
+    awk -v b="$(field "$WORK/$1.txt" busy_ticks)" -v t="$(field "$WORK/$1.txt" cpu_ticks)" \
+        -v l="$(field "$WORK/$1.txt" loadgen_cpu_pct)" -v s="$(field "$WORK/$1.txt" elapsed_s)" \
+        -v tck="$TCK" 'BEGIN { o = (b - t) / tck / s * 100 - l; printf "%.0f", o < 0 ? 0 : o }'
+}
+ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+verdict() { if [ "$1" = 1 ]; then echo "yes"; else echo "**NO**"; fi; }
+row() {
+    local name=$1 p=$2 h=$3
+    printf '| %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s | %s / %s |\n' "$name" \
+        "$(field "$WORK/$p.txt" rps)" "$(ms "$(field "$WORK/$p.txt" p99_us)")" \
+        "$(ms "$(field "$WORK/$h.txt" p99_us)")" "$(field "$WORK/$h.txt" rps)" \
+        "$(us_per_req "$p")" "$(cpu_pct "$p")" "$(field "$WORK/$p.txt" loadgen_cpu_pct)" \
+        "$(us_per_req "$h")" \
+        "$(($(field "$WORK/$p.txt" non_302) + $(field "$WORK/$h.txt" non_302)))" \
+        "$(($(field "$WORK/$p.txt" errors) + $(field "$WORK/$h.txt" errors)))"
+}
+
+cpu_ratio=$(ratio "$(us_per_req bl-peak)" "$(us_per_req bare-peak)")
+cpu_ratio_half=$(ratio "$(us_per_req bl-half)" "$(us_per_req bare-half)")
+rps_ratio=$(ratio "$(field "$WORK/bl-peak.txt" rps)" "$(field "$WORK/bare-peak.txt" rps)")
+half_p99_ms=$(ms "$(field "$WORK/bl-half.txt" p99_us)")
+ok_cpu=$(awk -v r="$cpu_ratio" 'BEGIN { print (r < 2) }')
+ok_p99=$(awk -v m="$half_p99_ms" 'BEGIN { print (m < 2) }')
+ok_clicks=$(( counted == expected && dropped == 0 && non302 == 0 && errors == 0 ))
+ok_rss=$(( bl_rss < 50 * 1024 ))
+
+{
+    echo "# Redirect benchmark: last run"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD)" \
+        "$(git -C "$ROOT" diff --quiet HEAD -- crates && echo clean || echo '(with uncommitted changes in crates/)')," \
+        "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $PINNING."
+    echo "$LINKS links, $CONNS connections, ${DURATION} s runs after ${WARMUP} s warm-ups;" \
+        "fixed rate = half of botlink's peak = $HALF req/s."
+    echo
+    echo "| server | req/s at peak | p99 at peak (ms) | p99 at half load (ms) | req/s at half load | CPU µs/req at peak | server CPU at peak | load generator CPU at peak | CPU µs/req at half load | non-302 / errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    row "botlink /l/{code}" bl-peak bl-half
+    row "bare302" bare-peak bare-half
+    echo
+    echo "| tracked / bare | value | aim | met |"
+    echo "|---|---:|---|---|"
+    echo "| CPU per request at peak | ${cpu_ratio}× | < 2× | $(verdict "$ok_cpu") |"
+    echo "| CPU per request at half load | ${cpu_ratio_half}× | | |"
+    echo "| req/s at peak | ${rps_ratio}× | | |"
+    echo "| botlink p99 at half load | ${half_p99_ms} ms | < 2 ms | $(verdict "$ok_p99") |"
+    echo "| botlink peak RSS (VmHWM) | $((bl_rss / 1024)) MB (after setup: $((bl_rss_setup / 1024)) MB; bare302: $((bare_rss / 1024)) MB) | < 50 MB | $(verdict "$ok_rss") |"
+    echo "| clicks: 302s answered / counted in stats / dropped | $expected / $counted / $dropped | all counted, none dropped | $(verdict "$ok_clicks") |"
+    echo
+    echo "Share of botlink's CPU in its SQLite threads (link lookups on cache misses, click" \
+        "inserts): $(share bl-peak)% at peak, $(share bl-half)% at half load."
+    echo "Other processes on the machine used $(others bl-peak)% / $(others bare-peak)% of a CPU" \
+        "during the botlink / bare302 peak runs and $(others bl-half)% / $(others bare-half)% during" \
+        "the half-load runs (noise: figures are only comparable when these are near 0)."
+    echo "Click pipeline at the end: queued $queued, flushed $flushed, dropped $dropped." \
+        "Non-302 answers over all runs: $non302; load-generator errors: $errors."
+} | tee "$OUT_MD"
+
+if [ "${STRICT:-0}" = 1 ] && [ "$ok_cpu$ok_p99$ok_clicks$ok_rss" != 1111 ]; then
+    exit 1
+fi
