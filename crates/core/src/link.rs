@@ -303,12 +303,12 @@ pub fn check_bot(channel: Channel, bot: &str) -> Result<String, LinkError> {
         Channel::Messenger => {
             let ok = (1..=100).contains(&bot.len())
                 && all_chars(bot, |c| word(c) || c == '-' || c == '.')
-                && bot.chars().any(|c| c.is_ascii_alphanumeric());
+                && !bot.chars().all(|c| c == '.');
             if ok {
                 Ok(bot.to_string())
             } else {
                 Err(bad(
-                    "a Facebook page name or id is 1-100 characters of [A-Za-z0-9_.-]",
+                    "a Facebook page name or id is 1-100 characters of [A-Za-z0-9_.-], not only dots",
                 ))
             }
         }
@@ -316,12 +316,12 @@ pub fn check_bot(channel: Channel, bot: &str) -> Result<String, LinkError> {
             let b = bot.strip_prefix('@').unwrap_or(bot);
             let ok = (1..=30).contains(&b.len())
                 && all_chars(b, |c| word(c) || c == '.')
-                && b.chars().any(|c| c.is_ascii_alphanumeric());
+                && !b.chars().all(|c| c == '.');
             if ok {
                 Ok(b.to_string())
             } else {
                 Err(bad(
-                    "an Instagram user name is 1-30 characters of [A-Za-z0-9_.]",
+                    "an Instagram user name is 1-30 characters of [A-Za-z0-9_.], not only dots",
                 ))
             }
         }
