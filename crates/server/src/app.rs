@@ -2,7 +2,7 @@
 //! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,6 +20,7 @@ use crate::auth::{KeyLimiter, keys_equal};
 use crate::clicks::{self, ClickRecorder, ClickSettings};
 use crate::config::Config;
 use crate::crypto::{KeyError, SecretKey};
+use crate::redirect::Resolved;
 use crate::store::{
     self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
 };
@@ -53,7 +54,9 @@ struct Inner {
     default_workspace: WorkspaceId,
     recorder: ClickRecorder,
     limiter: KeyLimiter,
-    link_cache: RwLock<HashMap<String, (Instant, Arc<Link>)>>,
+    link_cache: RwLock<HashMap<String, (Instant, Arc<Resolved>)>>,
+    /// Today's visitor-hash salt, derived once a day rather than on every click.
+    visitor_salt: Mutex<(i64, [u8; 32])>,
 }
 
 const LINK_CACHE_MAX: usize = 100_000;
@@ -98,8 +101,20 @@ impl AppState {
             .is_some_and(|k| keys_equal(k, token))
     }
 
+    /// A visitor fingerprint for unique-click counting (see [`SecretKey::visitor_hash`]).
+    pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> String {
+        let salt = {
+            let mut cached = self.0.visitor_salt.lock().expect("salt lock");
+            if cached.0 != day {
+                *cached = (day, self.0.secret.visitor_salt(day));
+            }
+            cached.1
+        };
+        crate::crypto::visitor_hash_with(&salt, ip, user_agent)
+    }
+
     /// Resolves a short-link code or slug, from memory when it was looked up recently.
-    pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Link>>, StoreError> {
+    pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
         let ttl = Duration::from_millis(self.0.config.link_cache_ms());
         if let Some((at, link)) = self.0.link_cache.read().expect("cache lock").get(code)
             && at.elapsed() < ttl
@@ -109,7 +124,7 @@ impl AppState {
         let Some(link) = self.links().link_by_code_or_slug(code).await? else {
             return Ok(None);
         };
-        let link = Arc::new(link);
+        let link = Arc::new(Resolved::new(link, &self.0.secret));
         if !ttl.is_zero() {
             let mut cache = self.0.link_cache.write().expect("cache lock");
             if cache.len() >= LINK_CACHE_MAX {
@@ -181,7 +196,18 @@ pub async fn run(
         default_workspace,
         recorder,
         link_cache: RwLock::new(HashMap::new()),
+        visitor_salt: Mutex::new((i64::MIN, [0; 32])),
     }));
+    // The exporter keeps every latency sample until it is folded into its histogram, which
+    // a scrape of /metrics does; fold them regularly so that an unscraped server does not
+    // grow.
+    let upkeep = tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            crate::metrics::handle().run_upkeep();
+        }
+    });
     let app = router(state);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "botlink is listening");
@@ -193,6 +219,7 @@ pub async fn run(
     .await;
     // The server has stopped taking requests and finished the ones in flight: no more
     // clicks can arrive, so flush what is queued.
+    upkeep.abort();
     clicks_stop.cancel();
     if let Err(e) = click_worker.await {
         tracing::error!(error = %e, "the click worker failed");

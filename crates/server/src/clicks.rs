@@ -13,7 +13,20 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{
     CLICK_FLUSH_ERRORS, CLICK_QUEUE_DEPTH, CLICKS_DROPPED, CLICKS_FLUSHED, CLICKS_QUEUED,
 };
-use crate::store::{ClickStore, NewClick};
+use crate::redirect::Resolved;
+use crate::store::{ClickKind, ClickStore, NewClick};
+
+/// A click as it waits in the queue: small, sharing the link's details with the link cache
+/// instead of copying them (a full queue holds tens of thousands), and turned into a row by
+/// the worker, off the request path.
+pub struct QueuedClick {
+    pub link: Arc<Resolved>,
+    pub channel: Option<botlink_core::Channel>,
+    pub kind: ClickKind,
+    pub at: i64,
+    pub id: String,
+    pub visitor: String,
+}
 
 /// Counters of this recorder (also exported as metrics).
 #[derive(Debug, Default)]
@@ -26,13 +39,13 @@ pub struct ClickCounters {
 /// The handlers' side of the queue.
 #[derive(Clone)]
 pub struct ClickRecorder {
-    tx: mpsc::Sender<NewClick>,
+    tx: mpsc::Sender<QueuedClick>,
     pub counters: Arc<ClickCounters>,
 }
 
 impl ClickRecorder {
     /// Queues a click; never waits. Returns false when the queue was full and the click dropped.
-    pub fn record(&self, click: NewClick) -> bool {
+    pub fn record(&self, click: QueuedClick) -> bool {
         match self.tx.try_send(click) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +83,7 @@ pub fn start(
 
 async fn run(
     store: Arc<dyn ClickStore>,
-    mut rx: mpsc::Receiver<NewClick>,
+    mut rx: mpsc::Receiver<QueuedClick>,
     settings: ClickSettings,
     stop: CancellationToken,
     counters: Arc<ClickCounters>,
@@ -84,13 +97,20 @@ async fn run(
             _ = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
-        batch.push(first);
-        // Gather more for up to `flush_after`, so a burst becomes one write.
-        let deadline = tokio::time::Instant::now() + settings.flush_after;
+        batch.push(first.into_row());
+        // Let a burst gather for up to `flush_after` (one timer per batch, not per click), so
+        // it becomes one write; unless a full batch is already waiting.
+        if rx.len() + 1 < settings.batch {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(settings.flush_after) => {}
+            }
+        }
         while batch.len() < settings.batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(c)) => batch.push(c),
-                Ok(None) | Err(_) => break,
+            match rx.try_recv() {
+                Ok(c) => batch.push(c.into_row()),
+                Err(_) => break,
             }
         }
         write(&*store, &mut batch, &counters, false).await;
@@ -99,7 +119,7 @@ async fn run(
     // Shutting down: no new clicks arrive (the server has stopped); write what is queued.
     rx.close();
     while let Some(c) = rx.recv().await {
-        batch.push(c);
+        batch.push(c.into_row());
         if batch.len() >= settings.batch {
             write(&*store, &mut batch, &counters, true).await;
         }

@@ -49,7 +49,7 @@ impl Config {
             rate_limit_per_second: 50,
             click_queue: 65_536,
             click_batch: 2_000,
-            click_flush_ms: 200,
+            click_flush_ms: 50,
             behind_proxy: false,
             link_cache_ms: None,
         }

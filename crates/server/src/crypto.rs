@@ -122,13 +122,12 @@ impl SecretKey {
     /// salt that changes every UTC day, so the same person counts once a day and no raw IP
     /// is ever stored.
     pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> String {
-        let salt = self.derive("botlink/visitor-salt", &day.to_be_bytes());
-        let mut h = Sha256::new();
-        h.update(salt);
-        h.update(ip.as_bytes());
-        h.update([0]);
-        h.update(user_agent.as_bytes());
-        hex::encode(&h.finalize()[..16])
+        visitor_hash_with(&self.visitor_salt(day), ip, user_agent)
+    }
+
+    /// The salt of a day's visitor hashes (callers on a hot path keep it for the day).
+    pub fn visitor_salt(&self, day: i64) -> [u8; 32] {
+        self.derive("botlink/visitor-salt", &day.to_be_bytes())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -181,6 +180,16 @@ pub fn api_key_hash(key: &str) -> String {
 /// A new API key: `blk_` and 32 random base62 characters (~190 bits).
 pub fn new_api_key() -> String {
     format!("blk_{}", crate::util::random_code(32))
+}
+
+/// A visitor hash under a given day's salt (see [`SecretKey::visitor_hash`]).
+pub fn visitor_hash_with(salt: &[u8; 32], ip: &str, user_agent: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(ip.as_bytes());
+    h.update([0]);
+    h.update(user_agent.as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 #[cfg(test)]

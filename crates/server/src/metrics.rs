@@ -1,9 +1,11 @@
 //! Prometheus metrics: requests, latencies, and the click pipeline (queued, dropped, flushed).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -39,21 +41,52 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The counter and histogram of one (route, method, status), registered once: building
+/// metric keys (label strings) on every request costs more than the redirect itself.
+type Handles = (metrics::Counter, metrics::Histogram);
+type HandleMap = HashMap<(String, Method, u16), Handles>;
+
+fn handles(route: &str, method: &Method, status: u16) -> Handles {
+    static MAP: LazyLock<RwLock<HandleMap>> = LazyLock::new(Default::default);
+    // The lookup key borrows nothing: routes are few and short, so this one small
+    // allocation is the price of a plain HashMap.
+    let key = (route.to_owned(), method.clone(), status);
+    if let Some(h) = MAP.read().expect("metrics lock").get(&key) {
+        return h.clone();
+    }
+    let (m, r) = (method.as_str().to_owned(), route.to_owned());
+    let h = (
+        metrics::counter!(REQUESTS, "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
+        metrics::histogram!(LATENCY, "method" => m, "route" => r),
+    );
+    MAP.write()
+        .expect("metrics lock")
+        .entry(key)
+        .or_insert(h)
+        .clone()
+}
+
 /// Middleware: counts requests and records their latency by route template, not by path
 /// (short codes would otherwise explode the label set).
 pub async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    // Methods outside HTTP's own are one label value, so that made-up methods cannot grow
+    // the set of series without bound.
+    let method = match *req.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => req.method().clone(),
+        _ => Method::from_bytes(b"OTHER").expect("a valid method token"),
+    };
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(LATENCY, "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, latency) = handles(route, &method, resp.status().as_u16());
+    requests.increment(1);
+    latency.record(start.elapsed().as_secs_f64());
     resp
 }

@@ -129,8 +129,15 @@ const CRAWLERS: &[&str] = &[
 
 /// Whether a User-Agent belongs to a link-preview crawler or another robot.
 pub fn is_crawler(user_agent: &str) -> bool {
-    let ua = user_agent.to_ascii_lowercase();
-    CRAWLERS.iter().any(|c| ua.contains(c))
+    // One pass over the User-Agent for all the markers at once: this runs on every click.
+    static MATCHER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(CRAWLERS)
+                .expect("the crawler markers are valid patterns")
+        });
+    MATCHER.is_match(user_agent)
 }
 
 /// Whether botlink may redirect to `url`: only the messengers' own schemes and hosts (and

@@ -3,6 +3,7 @@
 //! get OpenGraph tags and count as previews; HEAD counts as nothing. Every click is queued for
 //! the click worker, never written on the request path.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,16 +12,106 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use botlink_core::Channel;
+use botlink_core::{Channel, ParsedLink};
 
 use crate::app::AppState;
+use crate::clicks::QueuedClick;
+use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
-use crate::store::{ClickId, ClickKind, Link, NewClick};
-use crate::util::{day_of, now_ms, random_code};
+use crate::store::{BotId, ClickId, ClickKind, EntryPointId, Link, LinkId, NewClick, WorkspaceId};
+use crate::util::{click_id, day_of, now_ms};
 
-/// Length of click ids: 62^12 ≈ 3·10^21; they travel inside stored-scheme parameters.
-const CLICK_ID_LEN: usize = 12;
+/// A short link ready to follow, as the link cache keeps it: only what redirects need (not
+/// the payload, which may be large), with each channel's deep link taken apart once when the
+/// link is loaded rather than on every click.
+pub struct Resolved {
+    id: LinkId,
+    workspace_id: WorkspaceId,
+    bot_id: BotId,
+    entry_point_id: Option<EntryPointId>,
+    code: String,
+    slug: Option<String>,
+    title: Option<String>,
+    disabled: bool,
+    expires_at: Option<i64>,
+    max_clicks: Option<i64>,
+    utm_source: Option<String>,
+    utm_medium: Option<String>,
+    utm_campaign: Option<String>,
+    signed: bool,
+    /// The link's channels, in the link's order.
+    channels: Vec<Channel>,
+    /// One per channel with a deep link.
+    targets: Vec<Target>,
+    /// Signed links: the bot's parameter-signing key.
+    key: Option<[u8; 32]>,
+}
+
+struct Target {
+    channel: Channel,
+    /// The deep link as stored.
+    url: String,
+    /// Stored scheme: the deep link taken apart (bot, visible text), to rebuild it with each
+    /// click's id.
+    stored: Option<ParsedLink>,
+}
+
+impl Resolved {
+    pub fn new(link: Link, secret: &SecretKey) -> Self {
+        let stored = link.scheme == "stored";
+        let targets = link
+            .deep_links
+            .into_iter()
+            .filter_map(|(name, d)| {
+                let channel = name.parse().ok()?;
+                let parsed = if stored {
+                    match botlink_core::parse_link(&d.url) {
+                        Ok(parsed) => Some(parsed),
+                        Err(e) => {
+                            // Cannot happen for links that passed creation; clicks then go to
+                            // the stored deep link, without a click id.
+                            tracing::warn!(error = %e, link = %link.id, "a stored deep link does not parse");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                Some(Target {
+                    channel,
+                    url: d.url,
+                    stored: parsed,
+                })
+            })
+            .collect();
+        Self {
+            key: link
+                .signed
+                .then(|| secret.signing_key(link.bot_id.as_str())),
+            signed: link.signed,
+            channels: link
+                .channels
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+            targets,
+            id: link.id,
+            workspace_id: link.workspace_id,
+            bot_id: link.bot_id,
+            entry_point_id: link.entry_point_id,
+            code: link.code,
+            slug: link.slug,
+            title: link.title,
+            disabled: link.disabled,
+            expires_at: link.expires_at,
+            max_clicks: link.max_clicks,
+            utm_source: link.utm.source,
+            utm_medium: link.utm.medium,
+            utm_campaign: link.utm.campaign,
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -98,7 +189,7 @@ fn visitor<'a>(
 }
 
 /// Looks a link up and checks that it may be followed now.
-async fn live_link(state: &AppState, code: &str) -> Result<Arc<Link>, Response> {
+async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Response> {
     let link = match state.resolve_link(code).await {
         Ok(Some(l)) => l,
         Ok(None) => return Err(not_found()),
@@ -118,41 +209,50 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Link>, Response> 
 
 fn record(
     state: &AppState,
-    link: &Link,
+    link: &Arc<Resolved>,
     channel: Option<Channel>,
     kind: ClickKind,
     v: &Visitor<'_>,
-    id: ClickId,
+    at: i64,
+    id: String,
 ) {
-    let at = now_ms();
-    let day = day_of(at);
-    state.recorder().record(NewClick {
-        id,
-        link_id: link.id.clone(),
-        workspace_id: link.workspace_id.clone(),
-        bot_id: link.bot_id.clone(),
-        entry_point_id: link.entry_point_id.clone(),
-        channel: channel.map(|c| c.as_str().to_string()),
+    state.recorder().record(QueuedClick {
+        link: link.clone(),
+        channel,
         kind,
         at,
-        visitor: Some(state.secret().visitor_hash(day, &v.ip, v.user_agent)),
-        utm_source: link.utm.source.clone(),
-        utm_medium: link.utm.medium.clone(),
-        utm_campaign: link.utm.campaign.clone(),
+        id,
+        visitor: state.visitor_hash(day_of(at), &v.ip, v.user_agent),
     });
 }
 
-fn preview(state: &AppState, link: &Link, code: &str) -> Response {
+impl QueuedClick {
+    /// The click's row.
+    pub fn into_row(self) -> NewClick {
+        let link = &*self.link;
+        NewClick {
+            id: ClickId::from(self.id),
+            link_id: link.id.clone(),
+            workspace_id: link.workspace_id.clone(),
+            bot_id: link.bot_id.clone(),
+            entry_point_id: link.entry_point_id.clone(),
+            channel: self.channel.map(|c| c.as_str().to_string()),
+            kind: self.kind,
+            at: self.at,
+            visitor: Some(self.visitor),
+            utm_source: link.utm_source.clone(),
+            utm_medium: link.utm_medium.clone(),
+            utm_campaign: link.utm_campaign.clone(),
+        }
+    }
+}
+
+fn preview(state: &AppState, link: &Resolved, code: &str) -> Response {
     let title = link
         .title
         .clone()
         .unwrap_or_else(|| match link.channels.as_slice() {
-            [one] => format!(
-                "Open in {}",
-                one.parse::<Channel>()
-                    .map(|c| c.display_name())
-                    .unwrap_or("the messenger")
-            ),
+            [one] => format!("Open in {}", one.display_name()),
             _ => "Open in your messenger".to_string(),
         });
     let url = format!("{}/l/{code}", state.public_url());
@@ -176,30 +276,27 @@ async fn open(
     let v = visitor(&state, &method, &headers, peer);
     if pages::is_crawler(v.user_agent) {
         if !v.head {
+            let at = now_ms();
             record(
                 &state,
                 &link,
                 None,
                 ClickKind::Preview,
                 &v,
-                ClickId::from(random_code(CLICK_ID_LEN)),
+                at,
+                click_id(at),
             );
         }
         return preview(&state, &link, &code);
     }
-    let channels: Vec<Channel> = link
-        .channels
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    match channels.as_slice() {
+    match link.channels.as_slice() {
         [one] => click(&state, &link, *one, &v).await,
-        _ => page(
+        channels => page(
             StatusCode::OK,
             pages::chooser(
                 link.title.as_deref().unwrap_or("Open the chat"),
                 &code,
-                &channels,
+                channels,
             ),
         ),
     }
@@ -219,20 +316,22 @@ async fn open_channel(
     let Some(channel) = channel
         .parse::<Channel>()
         .ok()
-        .filter(|c| link.channels.iter().any(|lc| lc == c.as_str()))
+        .filter(|c| link.channels.contains(c))
     else {
         return not_found();
     };
     let v = visitor(&state, &method, &headers, peer);
     if pages::is_crawler(v.user_agent) {
         if !v.head {
+            let at = now_ms();
             record(
                 &state,
                 &link,
                 Some(channel),
                 ClickKind::Preview,
                 &v,
-                ClickId::from(random_code(CLICK_ID_LEN)),
+                at,
+                click_id(at),
             );
         }
         return preview(&state, &link, &code);
@@ -241,13 +340,19 @@ async fn open_channel(
 }
 
 /// Counts a click and sends the person on to the deep link.
-async fn click(state: &AppState, link: &Link, channel: Channel, v: &Visitor<'_>) -> Response {
-    let Some(d) = link.deep_links.get(channel.as_str()).cloned() else {
+async fn click(
+    state: &AppState,
+    link: &Arc<Resolved>,
+    channel: Channel,
+    v: &Visitor<'_>,
+) -> Response {
+    let Some(d) = link.targets.iter().find(|t| t.channel == channel) else {
         return not_found();
     };
-    let click_id = random_code(CLICK_ID_LEN);
-    let target = if v.head {
-        d.url // HEAD: no click, no click id
+    let at = now_ms();
+    let click_id = click_id(at);
+    let target: Cow<'_, str> = if v.head {
+        Cow::Borrowed(&d.url) // HEAD: no click, no click id
     } else {
         if link.max_clicks.is_some() {
             match state.links().try_consume_click(&link.id).await {
@@ -259,32 +364,32 @@ async fn click(state: &AppState, link: &Link, channel: Channel, v: &Visitor<'_>)
                 }
             }
         }
-        if link.scheme == "stored" {
-            let key = state.secret().signing_key(link.bot_id.as_str());
-            // The stored deep link names the bot and the visible text; rebuild it with the
+        match &d.stored {
+            // The stored deep link named the bot and the visible text: rebuild it with the
             // click id in the parameter.
-            let built = botlink_core::parse_link(&d.url)
-                .map_err(|source| linkgen::ComposeError::Link { channel, source })
-                .and_then(|parsed| {
-                    let p = linkgen::stored_click_param(&link.code, &click_id, link.signed, &key)?;
-                    linkgen::deep_link(
-                        channel,
-                        &parsed.bot,
-                        &p,
-                        parsed.text.as_deref(),
-                        state.public_url(),
-                    )
-                });
-            match built {
-                Ok(dl) => dl.url,
-                Err(e) => {
-                    // Cannot happen for links that passed creation; fall back to the stored link.
-                    tracing::warn!(error = %e, link = %link.id, "building a per-click deep link");
-                    d.url
+            Some(parsed) => {
+                let key = link.key.unwrap_or_default();
+                let built = linkgen::stored_click_param(&link.code, &click_id, link.signed, &key)
+                    .and_then(|p| {
+                        linkgen::deep_link(
+                            channel,
+                            &parsed.bot,
+                            &p,
+                            parsed.text.as_deref(),
+                            state.public_url(),
+                        )
+                    });
+                match built {
+                    Ok(dl) => Cow::Owned(dl.url),
+                    Err(e) => {
+                        // Cannot happen for links that passed creation; fall back to the
+                        // stored deep link.
+                        tracing::warn!(error = %e, link = %link.id, "building a per-click deep link");
+                        Cow::Borrowed(&d.url)
+                    }
                 }
             }
-        } else {
-            d.url
+            None => Cow::Borrowed(&d.url),
         }
     };
     if !pages::is_safe_target(&target, state.public_url()) {
@@ -298,7 +403,8 @@ async fn click(state: &AppState, link: &Link, channel: Channel, v: &Visitor<'_>)
             Some(channel),
             ClickKind::Click,
             v,
-            ClickId::from(click_id),
+            at,
+            click_id,
         );
     }
     let Ok(location) = HeaderValue::from_str(&target) else {
@@ -364,7 +470,7 @@ async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
     }
 }
 
-fn short_url(state: &AppState, link: &Link) -> String {
+fn short_url(state: &AppState, link: &Resolved) -> String {
     format!(
         "{}/l/{}",
         state.public_url(),

@@ -26,6 +26,31 @@ pub fn random_code(len: usize) -> String {
         .collect()
 }
 
+/// The base62 digits in ASCII order, so that fixed-width numbers written with them sort as
+/// text in numeric order.
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A new click id for a click at `at_ms`: 7 base62 digits of the time in milliseconds (until
+/// the year 2081), then 8 random ones (62^8 ≈ 2·10^14 per millisecond). Ids made later sort
+/// later, so the click table's key index grows at its end instead of at random places, and
+/// the random part keeps them unguessable.
+pub fn click_id(at_ms: i64) -> String {
+    let mut out = [0u8; CLICK_ID_LEN];
+    let mut t = at_ms.max(0) as u64;
+    for slot in out[..7].iter_mut().rev() {
+        *slot = BASE62[(t % 62) as usize];
+        t /= 62;
+    }
+    let mut rng = rand::rng();
+    for slot in &mut out[7..] {
+        *slot = BASE62[rng.random_range(0..62)];
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// Length of click ids; they travel inside stored-scheme parameters.
+pub const CLICK_ID_LEN: usize = 15;
+
 /// Civil date (year, month, day) for days since the epoch (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -125,6 +150,23 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn click_ids_sort_by_time_and_differ() {
+        let a = click_id(1_700_000_000_000);
+        let b = click_id(1_700_000_000_001);
+        let c = click_id(1_800_000_000_000);
+        assert!(a < b && b < c, "{a} {b} {c}");
+        for id in [&a, &b, &c] {
+            assert_eq!(id.len(), CLICK_ID_LEN);
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        }
+        // Same millisecond: the time part is equal, the random part tells them apart.
+        let same: std::collections::HashSet<String> =
+            (0..1000).map(|_| click_id(1_700_000_000_000)).collect();
+        assert_eq!(same.len(), 1000);
+        assert!(same.iter().all(|id| id[..7] == a[..7]));
+    }
 
     #[test]
     fn dates_round_trip() {

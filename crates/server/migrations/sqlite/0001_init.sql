@@ -82,7 +82,9 @@ CREATE INDEX links_workspace_created ON links (workspace_id, created_at DESC, id
 CREATE INDEX links_bot ON links (bot_id, created_at);
 CREATE INDEX links_entry_point ON links (entry_point_id);
 
--- Append-only; one row per redirect or preview fetch. No foreign key on workspace, bot or
+-- Append-only; one row per redirect or preview fetch, keyed by its click id. Click ids begin
+-- with their time, so new rows land at the end of the key (WITHOUT ROWID: the table is that
+-- one tree, not a rowid tree plus an index on id). No foreign key on workspace, bot or
 -- entry point: the link's cascade removes a bot's clicks, and an entry point's removal
 -- leaves its past clicks counted for the bot.
 CREATE TABLE clicks (
@@ -99,7 +101,7 @@ CREATE TABLE clicks (
     utm_source      TEXT,
     utm_medium      TEXT,
     utm_campaign    TEXT
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX clicks_link_day ON clicks (link_id, day);
 CREATE INDEX clicks_bot_day ON clicks (bot_id, day);
 CREATE INDEX clicks_entry_point_day ON clicks (entry_point_id, day);
