@@ -1,6 +1,7 @@
 //! Click recording off the request path: handlers push clicks into a bounded queue; one
-//! worker writes them in batches. A full queue drops the click and counts the drop (exported
-//! as `botlink_clicks_dropped_total`) rather than slowing redirects down. Clicks are append-only
+//! worker writes them in batches. When the queue is full, a redirect waits briefly for room
+//! (so that a server at its limit slows down instead of losing clicks), then drops the click
+//! and counts the drop (exported as `botlink_clicks_dropped_total`). Clicks are append-only
 //! rows, so counting never contends on one hot row. On shutdown the worker drains the queue.
 
 use std::sync::Arc;
@@ -44,22 +45,30 @@ pub struct ClickRecorder {
 }
 
 impl ClickRecorder {
-    /// Queues a click; never waits. Returns false when the queue was full and the click dropped.
-    pub fn record(&self, click: QueuedClick) -> bool {
-        match self.tx.try_send(click) {
-            Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(CLICKS_QUEUED).increment(1);
-                true
+    /// Queues a click. When the queue is full (the writer is behind), waits up to
+    /// [`FULL_WAIT`] for room, so that redirects slow down a little rather than lose clicks;
+    /// then drops the click and counts the drop. Returns whether the click was queued.
+    pub async fn record(&self, click: QueuedClick) -> bool {
+        let queued = match self.tx.try_send(click) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(click)) => {
+                self.tx.send_timeout(click, FULL_WAIT).await.is_ok()
             }
-            Err(_) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(CLICKS_DROPPED).increment(1);
-                false
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if queued {
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(CLICKS_QUEUED).increment(1);
+        } else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(CLICKS_DROPPED).increment(1);
         }
+        queued
     }
 }
+
+/// The longest a redirect waits for room in a full click queue before its click is dropped.
+pub const FULL_WAIT: Duration = Duration::from_millis(200);
 
 /// Settings of the click worker.
 #[derive(Debug, Clone, Copy)]
@@ -165,5 +174,71 @@ async fn write(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::store::Link;
+
+    fn click() -> QueuedClick {
+        let link = Link {
+            id: "lnk_1".into(),
+            workspace_id: "ws_1".into(),
+            bot_id: "bot_1".into(),
+            entry_point_id: None,
+            code: "abc".into(),
+            slug: None,
+            title: None,
+            channels: vec!["telegram".into()],
+            scheme: "raw".into(),
+            signed: false,
+            payload: serde_json::Value::Null,
+            deep_links: Default::default(),
+            utm: Default::default(),
+            expires_at: None,
+            max_clicks: None,
+            clicks_used: 0,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        QueuedClick {
+            link: Arc::new(Resolved::new(link, &SecretKey::generate())),
+            channel: Some(botlink_core::Channel::Telegram),
+            kind: ClickKind::Click,
+            at: 0,
+            id: "c1".into(),
+            visitor: "v".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_waits_for_room_then_drops_and_counts() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let recorder = ClickRecorder {
+            tx,
+            counters: Arc::default(),
+        };
+        assert!(recorder.record(click()).await, "room: queued at once");
+
+        // Full, and nobody takes from the queue: dropped after waiting FULL_WAIT.
+        let started = tokio::time::Instant::now();
+        assert!(!recorder.record(click()).await);
+        assert!(started.elapsed() >= FULL_WAIT);
+        assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 1);
+
+        // Full, but the writer takes one while the redirect waits: queued, nothing lost.
+        let waiting = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record(click()).await })
+        };
+        tokio::time::sleep(FULL_WAIT / 4).await;
+        assert!(rx.recv().await.is_some());
+        assert!(waiting.await.expect("the task ends"));
+        assert_eq!(recorder.counters.queued.load(Ordering::Relaxed), 2);
+        assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 1);
     }
 }

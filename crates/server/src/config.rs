@@ -47,7 +47,7 @@ impl Config {
             key_file: None,
             admin_key: None,
             rate_limit_per_second: 50,
-            click_queue: 65_536,
+            click_queue: 16_384,
             click_batch: 2_000,
             click_flush_ms: 50,
             behind_proxy: false,

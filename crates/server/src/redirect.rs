@@ -207,7 +207,7 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Respon
     Ok(link)
 }
 
-fn record(
+async fn record(
     state: &AppState,
     link: &Arc<Resolved>,
     channel: Option<Channel>,
@@ -216,14 +216,15 @@ fn record(
     at: i64,
     id: String,
 ) {
-    state.recorder().record(QueuedClick {
+    let click = QueuedClick {
         link: link.clone(),
         channel,
         kind,
         at,
         id,
         visitor: state.visitor_hash(day_of(at), &v.ip, v.user_agent),
-    });
+    };
+    state.recorder().record(click).await;
 }
 
 impl QueuedClick {
@@ -285,7 +286,8 @@ async fn open(
                 &v,
                 at,
                 click_id(at),
-            );
+            )
+            .await;
         }
         return preview(&state, &link, &code);
     }
@@ -332,7 +334,8 @@ async fn open_channel(
                 &v,
                 at,
                 click_id(at),
-            );
+            )
+            .await;
         }
         return preview(&state, &link, &code);
     }
@@ -405,7 +408,8 @@ async fn click(
             v,
             at,
             click_id,
-        );
+        )
+        .await;
     }
     let Ok(location) = HeaderValue::from_str(&target) else {
         return not_found();

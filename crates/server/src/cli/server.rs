@@ -53,8 +53,9 @@ pub struct ServeArgs {
     /// API requests per second allowed per key (bursts of twice that).
     #[arg(long, env = "BOTLINK_RATE_LIMIT", default_value_t = 50)]
     pub rate_limit: u32,
-    /// Clicks held in memory before they are written; past it clicks are dropped and counted.
-    #[arg(long, env = "BOTLINK_CLICK_QUEUE", default_value_t = 65_536)]
+    /// Clicks held in memory before they are written. When it is full, a redirect waits up to
+    /// 200 ms for room, then its click is dropped and counted.
+    #[arg(long, env = "BOTLINK_CLICK_QUEUE", default_value_t = 16_384)]
     pub click_queue: usize,
     /// How long a resolved short link is kept in memory, in ms (default: 60000 on SQLite,
     /// 2000 on PostgreSQL, where other instances may change links).

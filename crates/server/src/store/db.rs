@@ -128,6 +128,12 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     let pool = pool
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|_, _| {
+            Box::pin(async {
+                lower_sqlite_threads();
+                Ok(())
+            })
+        })
         .connect_with(sqlite)
         .await?;
     Ok(Store {
@@ -303,4 +309,38 @@ pub(crate) fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Nice value of the threads that run SQLite. Each SQLite connection runs on a thread of its
+/// own, beside the async runtime; on a busy single core, a batch of click inserts would
+/// otherwise take its full time slices while redirects wait behind it (a 2 ms median at half
+/// load in the redirect benchmark, against 0.5 ms with this). At a lower priority, SQLite uses
+/// the time that requests leave; when the click queue fills, redirects wait for room in it
+/// and so yield the CPU back (see `clicks`).
+const SQLITE_THREAD_NICE: i32 = 10;
+
+/// Lowers the priority of the process's SQLite threads (sqlx names them
+/// `sqlx-sqlite-worker-N`; "comm" keeps the first 15 bytes). Best effort, Linux only.
+fn lower_sqlite_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let is_sqlite = std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with("sqlx-sqlite-wor"));
+            let tid = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok());
+            if let (true, Some(tid)) = (is_sqlite, tid) {
+                // On Linux, PRIO_PROCESS with a thread id applies to that thread alone.
+                let pid = rustix::process::Pid::from_raw(tid);
+                if let Err(e) = rustix::process::setpriority_process(pid, SQLITE_THREAD_NICE) {
+                    tracing::debug!(error = %e, tid, "could not lower a SQLite thread's priority");
+                }
+            }
+        }
+    }
 }
