@@ -8,7 +8,7 @@
 # botlink's peak RSS; and whether every 302 botlink answered became a counted click.
 #
 # Usage (from anywhere):  bench/redirect/run.sh
-# Knobs (environment):    DURATION=15  CONNS=64  LINKS=10000  WARMUP=3  KEEP=1 (keep the
+# Knobs (environment):    DURATION=15  CONNS=64  LINKS=10000  WARMUP=3  ROUNDS=3  KEEP=1 (keep the
 #                         temp dir)  STRICT=1 (exit 1 when an aim is missed)
 # Output: a table on stdout, also written to bench/redirect/last-run.md.
 # Needs: cargo, curl, jq, python3 (free ports); taskset to pin (server: CPU 1, load: CPU 0).
@@ -18,6 +18,7 @@ DURATION=${DURATION:-15}
 CONNS=${CONNS:-64}
 LINKS=${LINKS:-10000}
 WARMUP=${WARMUP:-3}
+ROUNDS=${ROUNDS:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT_MD=$ROOT/bench/redirect/last-run.md
 ADMIN_KEY=blk_bench_admin_key_0123456789abcdefghij
@@ -213,19 +214,40 @@ measure bl-peak "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURA
 measure bare-peak "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION"
 
 HALF=$(($(field "$WORK/bl-peak.txt" rps) / 2))
-log "fixed-rate runs at $HALF req/s (half of botlink's peak, ${DURATION} s)..."
-measure bl-half "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
-measure bare-half "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+log "fixed-rate runs at $HALF req/s (half of botlink's peak, ${DURATION} s, $ROUNDS rounds)..."
+# Tail latency on a shared machine swings from run to run (the baseline's too): alternate the
+# two servers for several rounds and keep, for each, the round with the median p99.
+for r in $(seq "$ROUNDS"); do
+    measure "bl-half-$r" "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+    measure "bare-half-$r" "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+done
+# median_round NAME: copies the round of NAME with the median p99 to NAME.txt; prints all p99s.
+median_round() {
+    local name=$1 r
+    for r in $(seq "$ROUNDS"); do
+        echo "$(field "$WORK/$name-$r.txt" p99_us) $r"
+    done | sort -n > "$WORK/$name-p99s.txt"
+    r=$(awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m { print $2 }' "$WORK/$name-p99s.txt")
+    cp "$WORK/$name-$r.txt" "$WORK/$name.txt"
+}
+median_round bl-half
+median_round bare-half
 
 # --- clicks, memory --------------------------------------------------------------------------
 drain
 expected=1 # the hand-checked redirect above
 non302=0
 errors=0
-for r in bl-warm bl-peak bl-half; do
+BL_RUNS=(bl-warm bl-peak)
+BARE_RUNS=(bare-warm bare-peak)
+for r in $(seq "$ROUNDS"); do
+    BL_RUNS+=("bl-half-$r")
+    BARE_RUNS+=("bare-half-$r")
+done
+for r in "${BL_RUNS[@]}"; do
     expected=$((expected + $(field "$WORK/$r.txt" status_302)))
 done
-for r in bl-warm bl-peak bl-half bare-warm bare-peak bare-half; do
+for r in "${BL_RUNS[@]}" "${BARE_RUNS[@]}"; do
     non302=$((non302 + $(field "$WORK/$r.txt" non_302)))
     errors=$((errors + $(field "$WORK/$r.txt" errors)))
 done
@@ -289,7 +311,10 @@ ok_rss=$(( bl_rss < 50 * 1024 ))
         "$(git -C "$ROOT" diff --quiet HEAD -- crates && echo clean || echo '(with uncommitted changes in crates/)')," \
         "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $PINNING."
     echo "$LINKS links, $CONNS connections, ${DURATION} s runs after ${WARMUP} s warm-ups;" \
-        "fixed rate = half of botlink's peak = $HALF req/s."
+        "fixed rate = half of botlink's peak = $HALF req/s, $ROUNDS alternating rounds, the" \
+        "median round shown (p99 of every round in ms: botlink" \
+        "$(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / 1000 }' "$WORK/bl-half-p99s.txt");" \
+        "bare302 $(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / 1000 }' "$WORK/bare-half-p99s.txt"))."
     echo
     echo "| server | req/s at peak | p99 at peak (ms) | p99 at half load (ms) | req/s at half load | CPU µs/req at peak | server CPU at peak | load generator CPU at peak | CPU µs/req at half load | non-302 / errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -302,6 +327,7 @@ ok_rss=$(( bl_rss < 50 * 1024 ))
     echo "| CPU per request at half load | ${cpu_ratio_half}× | | |"
     echo "| req/s at peak | ${rps_ratio}× | | |"
     echo "| botlink p99 at half load | ${half_p99_ms} ms | < 2 ms | $(verdict "$ok_p99") |"
+    echo "| bare302 p99 at half load, same rounds (what the machine allows) | $(ms "$(field "$WORK/bare-half.txt" p99_us)") ms | | |"
     echo "| botlink peak RSS (VmHWM) | $((bl_rss / 1024)) MB (after setup: $((bl_rss_setup / 1024)) MB; bare302: $((bare_rss / 1024)) MB) | < 50 MB | $(verdict "$ok_rss") |"
     echo "| clicks: 302s answered / counted in stats / dropped | $expected / $counted / $dropped | all counted, none dropped | $(verdict "$ok_clicks") |"
     echo
