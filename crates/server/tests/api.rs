@@ -1024,3 +1024,66 @@ async fn health_metrics_and_api_docs() {
     assert!(resp.text().await.unwrap().contains("swagger"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn racing_for_one_slug_makes_one_link_and_clear_conflicts() {
+    let s = TestServer::start().await;
+    let bot = make_bot(&s, ADMIN_KEY).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let client = s.client.clone();
+        let url = s.url("/api/v1/links");
+        let bot = bot.clone();
+        set.spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({"bot_id": bot, "channels": ["telegram"], "slug": "summer-sale"}))
+                .send()
+                .await
+                .unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap())
+        });
+    }
+    let answers = set.join_all().await;
+    let created = answers
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (st, body) in answers.iter().filter(|(st, _)| *st != StatusCode::CREATED) {
+        assert_error(*st, body, StatusCode::CONFLICT, "conflict");
+    }
+    let (st, list) = s.get("/api/v1/links", ADMIN_KEY).await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    let links = list["links"].as_array().expect("a list");
+    assert_eq!(links.len(), 1, "{list}");
+    assert_eq!(links[0]["slug"], "summer-sale", "{list}");
+    let r = follow(&s, "/l/summer-sale", BROWSER).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_a_413_with_the_error_body_and_creates_nothing() {
+    let s = TestServer::start().await;
+    let bot = make_bot(&s, ADMIN_KEY).await;
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = s
+        .client
+        .post(s.url("/api/v1/links"))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"bot_id": "{bot}", "payload": {{"variables": {{"note": "{huge}"}}}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_error(st, &body, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let (st, list) = s.get("/api/v1/links", ADMIN_KEY).await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert_eq!(list["links"].as_array().map(Vec::len), Some(0), "{list}");
+}
