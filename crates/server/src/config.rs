@@ -31,7 +31,7 @@ pub struct Config {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub behind_proxy: bool,
     /// How long a resolved short link is served from memory before it is looked up again.
-    /// `None`: 60 s on SQLite (one instance, which forgets a changed link at once), 2 s on
+    /// `None`: 10 min on SQLite (one instance, which forgets a changed link at once), 2 s on
     /// PostgreSQL (other instances see a disabled or deleted link within that time).
     pub link_cache_ms: Option<u64>,
 }
@@ -58,7 +58,7 @@ impl Config {
     /// The link cache lifetime in force.
     pub fn link_cache_ms(&self) -> u64 {
         self.link_cache_ms
-            .unwrap_or(if self.is_postgres() { 2_000 } else { 60_000 })
+            .unwrap_or(if self.is_postgres() { 2_000 } else { 600_000 })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

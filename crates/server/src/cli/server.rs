@@ -57,7 +57,7 @@ pub struct ServeArgs {
     /// 200 ms for room, then its click is dropped and counted.
     #[arg(long, env = "BOTLINK_CLICK_QUEUE", default_value_t = 16_384)]
     pub click_queue: usize,
-    /// How long a resolved short link is kept in memory, in ms (default: 60000 on SQLite,
+    /// How long a resolved short link is kept in memory, in ms (default: 600000 on SQLite,
     /// 2000 on PostgreSQL, where other instances may change links).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
     pub link_cache_ms: Option<u64>,
