@@ -25,8 +25,9 @@ pub struct QueuedClick {
     pub channel: Option<botlink_core::Channel>,
     pub kind: ClickKind,
     pub at: i64,
-    pub id: String,
-    pub visitor: String,
+    pub id: crate::util::NewClickId,
+    /// The visitor hash (hex in the row).
+    pub visitor: [u8; 16],
 }
 
 /// Counters of this recorder (also exported as metrics).
@@ -210,8 +211,8 @@ mod tests {
             channel: Some(botlink_core::Channel::Telegram),
             kind: ClickKind::Click,
             at: 0,
-            id: "c1".into(),
-            visitor: "v".into(),
+            id: crate::util::click_id(0),
+            visitor: [0; 16],
         }
     }
 

@@ -122,7 +122,7 @@ impl SecretKey {
     /// salt that changes every UTC day, so the same person counts once a day and no raw IP
     /// is ever stored.
     pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> String {
-        visitor_hash_with(&self.visitor_salt(day), ip, user_agent)
+        hex::encode(visitor_hash_with(&self.visitor_salt(day), ip, user_agent))
     }
 
     /// The salt of a day's visitor hashes (callers on a hot path keep it for the day).
@@ -182,14 +182,16 @@ pub fn new_api_key() -> String {
     format!("blk_{}", crate::util::random_code(32))
 }
 
-/// A visitor hash under a given day's salt (see [`SecretKey::visitor_hash`]).
-pub fn visitor_hash_with(salt: &[u8; 32], ip: &str, user_agent: &str) -> String {
+/// A visitor hash under a given day's salt (see [`SecretKey::visitor_hash`]), as bytes.
+pub fn visitor_hash_with(salt: &[u8; 32], ip: &str, user_agent: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(salt);
     h.update(ip.as_bytes());
     h.update([0]);
     h.update(user_agent.as_bytes());
-    hex::encode(&h.finalize()[..16])
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 #[cfg(test)]

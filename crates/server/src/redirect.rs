@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use botlink_core::{Channel, ParsedLink};
+use botlink_core::Channel;
 
 use crate::app::AppState;
 use crate::clicks::QueuedClick;
@@ -20,7 +20,7 @@ use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
 use crate::store::{BotId, ClickId, ClickKind, EntryPointId, Link, LinkId, NewClick, WorkspaceId};
-use crate::util::{click_id, day_of, now_ms};
+use crate::util::{NewClickId, click_id, day_of, now_ms};
 
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
 /// the payload, which may be large), with each channel's deep link taken apart once when the
@@ -52,9 +52,14 @@ struct Target {
     channel: Channel,
     /// The deep link as stored.
     url: String,
-    /// Stored scheme: the deep link taken apart (bot, visible text), to rebuild it with each
-    /// click's id.
-    stored: Option<ParsedLink>,
+    /// Stored scheme: the deep link's bot and visible text, to rebuild it with each click's
+    /// id.
+    stored: Option<StoredTarget>,
+}
+
+struct StoredTarget {
+    bot: Box<str>,
+    text: Option<Box<str>>,
 }
 
 impl Resolved {
@@ -67,7 +72,10 @@ impl Resolved {
                 let channel = name.parse().ok()?;
                 let parsed = if stored {
                     match botlink_core::parse_link(&d.url) {
-                        Ok(parsed) => Some(parsed),
+                        Ok(parsed) => Some(StoredTarget {
+                            bot: parsed.bot.into(),
+                            text: parsed.text.map(Into::into),
+                        }),
                         Err(e) => {
                             // Cannot happen for links that passed creation; clicks then go to
                             // the stored deep link, without a click id.
@@ -214,7 +222,7 @@ async fn record(
     kind: ClickKind,
     v: &Visitor<'_>,
     at: i64,
-    id: String,
+    id: NewClickId,
 ) {
     let click = QueuedClick {
         link: link.clone(),
@@ -232,7 +240,7 @@ impl QueuedClick {
     pub fn into_row(self) -> NewClick {
         let link = &*self.link;
         NewClick {
-            id: ClickId::from(self.id),
+            id: ClickId::from(self.id.as_str()),
             link_id: link.id.clone(),
             workspace_id: link.workspace_id.clone(),
             bot_id: link.bot_id.clone(),
@@ -240,7 +248,7 @@ impl QueuedClick {
             channel: self.channel.map(|c| c.as_str().to_string()),
             kind: self.kind,
             at: self.at,
-            visitor: Some(self.visitor),
+            visitor: Some(hex::encode(self.visitor)),
             utm_source: link.utm_source.clone(),
             utm_medium: link.utm_medium.clone(),
             utm_campaign: link.utm_campaign.clone(),
@@ -372,16 +380,17 @@ async fn click(
             // click id in the parameter.
             Some(parsed) => {
                 let key = link.key.unwrap_or_default();
-                let built = linkgen::stored_click_param(&link.code, &click_id, link.signed, &key)
-                    .and_then(|p| {
-                        linkgen::deep_link(
-                            channel,
-                            &parsed.bot,
-                            &p,
-                            parsed.text.as_deref(),
-                            state.public_url(),
-                        )
-                    });
+                let built =
+                    linkgen::stored_click_param(&link.code, click_id.as_str(), link.signed, &key)
+                        .and_then(|p| {
+                            linkgen::deep_link(
+                                channel,
+                                &parsed.bot,
+                                &p,
+                                parsed.text.as_deref(),
+                                state.public_url(),
+                            )
+                        });
                 match built {
                     Ok(dl) => Cow::Owned(dl.url),
                     Err(e) => {

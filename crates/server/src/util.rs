@@ -34,7 +34,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// the year 2081), then 8 random ones (62^8 ≈ 2·10^14 per millisecond). Ids made later sort
 /// later, so the click table's key index grows at its end instead of at random places, and
 /// the random part keeps them unguessable.
-pub fn click_id(at_ms: i64) -> String {
+pub fn click_id(at_ms: i64) -> NewClickId {
     let mut out = [0u8; CLICK_ID_LEN];
     let mut t = at_ms.max(0) as u64;
     for slot in out[..7].iter_mut().rev() {
@@ -45,7 +45,17 @@ pub fn click_id(at_ms: i64) -> String {
     for slot in &mut out[7..] {
         *slot = BASE62[rng.random_range(0..62)];
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    NewClickId(out)
+}
+
+/// A click id made by [`click_id`], held inline (no allocation while it waits in the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NewClickId([u8; CLICK_ID_LEN]);
+
+impl NewClickId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("base62 digits are ASCII")
+    }
 }
 
 /// Length of click ids; they travel inside stored-scheme parameters.
@@ -156,14 +166,16 @@ mod tests {
         let a = click_id(1_700_000_000_000);
         let b = click_id(1_700_000_000_001);
         let c = click_id(1_800_000_000_000);
+        let (a, b, c) = (a.as_str(), b.as_str(), c.as_str());
         assert!(a < b && b < c, "{a} {b} {c}");
-        for id in [&a, &b, &c] {
+        for id in [a, b, c] {
             assert_eq!(id.len(), CLICK_ID_LEN);
             assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
         }
         // Same millisecond: the time part is equal, the random part tells them apart.
-        let same: std::collections::HashSet<String> =
-            (0..1000).map(|_| click_id(1_700_000_000_000)).collect();
+        let same: std::collections::HashSet<String> = (0..1000)
+            .map(|_| click_id(1_700_000_000_000).as_str().to_owned())
+            .collect();
         assert_eq!(same.len(), 1000);
         assert!(same.iter().all(|id| id[..7] == a[..7]));
     }

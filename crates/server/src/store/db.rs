@@ -42,7 +42,7 @@ pub struct Store {
 /// Most connections to a SQLite database. Each is a thread of its own with its own page cache
 /// (and, under glibc, its own malloc arena: several megabytes each), while WAL lets one writer
 /// in at a time and short links are resolved from memory: more would cost memory, not speed.
-const SQLITE_MAX_CONNECTIONS: u32 = 4;
+const SQLITE_MAX_CONNECTIONS: u32 = 3;
 
 /// How to connect, beyond the URL.
 #[derive(Debug, Clone)]
