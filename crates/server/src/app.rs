@@ -93,6 +93,11 @@ impl AppState {
         &self.0.config.public_url
     }
 
+    /// The short URL of a link: its slug when it has one, else its code.
+    pub fn short_url(&self, code_or_slug: &str) -> String {
+        format!("{}/l/{code_or_slug}", self.public_url())
+    }
+
     pub fn admin_key_matches(&self, token: &str) -> bool {
         self.0
             .config

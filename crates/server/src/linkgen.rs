@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use botlink_core::link::{LinkSpec, build_link};
-use botlink_core::payload::{self, Fields, JsonPayload, Scheme};
+use botlink_core::payload::{self, Fields, JsonPayload};
 use botlink_core::{Channel, LinkError, PayloadError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -199,17 +199,6 @@ pub fn stored_click_param(
     key: &[u8],
 ) -> Result<String, ComposeError> {
     maybe_sign(payload::encode_stored(code, Some(click))?, signed, key)
-}
-
-/// The scheme name a stored link reports.
-pub fn scheme_of(s: SchemeIn) -> Scheme {
-    match s {
-        SchemeIn::Stored => Scheme::Stored,
-        SchemeIn::Json => Scheme::Json,
-        SchemeIn::Fields => Scheme::Fields,
-        SchemeIn::Raw => Scheme::Raw,
-        SchemeIn::Entry => Scheme::Entry,
-    }
 }
 
 #[cfg(test)]

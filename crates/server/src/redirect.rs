@@ -39,12 +39,11 @@ pub struct Resolved {
     utm_source: Option<String>,
     utm_medium: Option<String>,
     utm_campaign: Option<String>,
-    signed: bool,
     /// The link's channels, in the link's order.
     channels: Vec<Channel>,
     /// One per channel with a deep link.
     targets: Vec<Target>,
-    /// Signed links: the bot's parameter-signing key.
+    /// Signed links (only they): the bot's parameter-signing key.
     key: Option<[u8; 32]>,
 }
 
@@ -97,7 +96,6 @@ impl Resolved {
             key: link
                 .signed
                 .then(|| secret.signing_key(link.bot_id.as_str())),
-            signed: link.signed,
             channels: link
                 .channels
                 .iter()
@@ -256,7 +254,28 @@ impl QueuedClick {
     }
 }
 
-fn preview(state: &AppState, link: &Resolved, code: &str) -> Response {
+/// A link-preview crawler's fetch: counted as a preview (HEAD as nothing), answered with the
+/// OpenGraph page.
+async fn preview(
+    state: &AppState,
+    link: &Arc<Resolved>,
+    channel: Option<Channel>,
+    v: &Visitor<'_>,
+    code: &str,
+) -> Response {
+    if !v.head {
+        let at = now_ms();
+        record(
+            state,
+            link,
+            channel,
+            ClickKind::Preview,
+            v,
+            at,
+            click_id(at),
+        )
+        .await;
+    }
     let title = link
         .title
         .clone()
@@ -264,7 +283,7 @@ fn preview(state: &AppState, link: &Resolved, code: &str) -> Response {
             [one] => format!("Open in {}", one.display_name()),
             _ => "Open in your messenger".to_string(),
         });
-    let url = format!("{}/l/{code}", state.public_url());
+    let url = state.short_url(code);
     page(
         StatusCode::OK,
         pages::preview(&title, "Tap to open the chat.", &url),
@@ -284,20 +303,7 @@ async fn open(
     };
     let v = visitor(&state, &method, &headers, peer);
     if pages::is_crawler(v.user_agent) {
-        if !v.head {
-            let at = now_ms();
-            record(
-                &state,
-                &link,
-                None,
-                ClickKind::Preview,
-                &v,
-                at,
-                click_id(at),
-            )
-            .await;
-        }
-        return preview(&state, &link, &code);
+        return preview(&state, &link, None, &v, &code).await;
     }
     match link.channels.as_slice() {
         [one] => click(&state, &link, *one, &v).await,
@@ -332,20 +338,7 @@ async fn open_channel(
     };
     let v = visitor(&state, &method, &headers, peer);
     if pages::is_crawler(v.user_agent) {
-        if !v.head {
-            let at = now_ms();
-            record(
-                &state,
-                &link,
-                Some(channel),
-                ClickKind::Preview,
-                &v,
-                at,
-                click_id(at),
-            )
-            .await;
-        }
-        return preview(&state, &link, &code);
+        return preview(&state, &link, Some(channel), &v, &code).await;
     }
     click(&state, &link, channel, &v).await
 }
@@ -380,8 +373,9 @@ async fn click(
             // click id in the parameter.
             Some(parsed) => {
                 let key = link.key.unwrap_or_default();
+                let signed = link.key.is_some();
                 let built =
-                    linkgen::stored_click_param(&link.code, click_id.as_str(), link.signed, &key)
+                    linkgen::stored_click_param(&link.code, click_id.as_str(), signed, &key)
                         .and_then(|p| {
                             linkgen::deep_link(
                                 channel,
@@ -484,9 +478,5 @@ async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
 }
 
 fn short_url(state: &AppState, link: &Resolved) -> String {
-    format!(
-        "{}/l/{}",
-        state.public_url(),
-        link.slug.as_deref().unwrap_or(&link.code)
-    )
+    state.short_url(link.slug.as_deref().unwrap_or(&link.code))
 }

@@ -59,6 +59,7 @@ impl TestServer {
         config.rate_limit_per_second = 10_000;
         config.click_flush_ms = 20;
         adjust(&mut config);
+        let database_url = config.database_url.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(botlink_server::run(config, listener, shutdown.clone()));
         let client = reqwest::Client::builder()

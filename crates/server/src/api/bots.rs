@@ -168,7 +168,7 @@ pub fn identifier(bot_id: &BotId, ch: &BotChannel) -> Option<String> {
         .or_else(|| (channel == Channel::Webchat).then(|| bot_id.to_string()))
 }
 
-fn parse_channel(name: &str) -> Result<Channel, ApiError> {
+pub(crate) fn parse_channel(name: &str) -> Result<Channel, ApiError> {
     name.parse::<Channel>()
         .map_err(|e| ApiError::invalid("invalid_channel", e.to_string()))
 }

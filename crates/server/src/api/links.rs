@@ -1,6 +1,7 @@
 //! `/api/v1/links`: short links into a bot, with each channel's deep link.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,7 +17,9 @@ use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ErrorBody, Json, Query};
 use crate::linkgen::{self, EntryTarget, PayloadIn, SchemeIn};
-use crate::store::{DeepLinkOut, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm};
+use crate::store::{
+    Bot, DeepLinkOut, EntryPoint, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm,
+};
 use crate::util::{format_rfc3339, now_ms, parse_rfc3339, random_code};
 use botlink_core::LinkKind;
 use botlink_core::link::rule_for;
@@ -151,9 +154,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub fn link_out(state: &AppState, link: &Link) -> LinkOut {
-    let base = state.public_url();
-    let key = link.slug.as_deref().unwrap_or(&link.code);
-    let short_url = format!("{base}/l/{key}");
+    let short_url = state.short_url(link.slug.as_deref().unwrap_or(&link.code));
     LinkOut {
         id: link.id.to_string(),
         code: link.code.clone(),
@@ -217,21 +218,47 @@ fn parse_time(what: &str, s: &str) -> Result<i64, ApiError> {
 }
 
 /// Validates one link request and turns it into a row.
+/// Bots and entry points already read for this request: a batch of a thousand links for one
+/// bot reads the bot once, not a thousand times.
+#[derive(Default)]
+struct Loaded {
+    bots: HashMap<String, Arc<Bot>>,
+    entry_points: HashMap<(String, String), Arc<EntryPoint>>,
+}
+
 async fn prepare(
     state: &AppState,
     auth: &Auth,
+    loaded: &mut Loaded,
     input: LinkIn,
     now: i64,
 ) -> Result<NewLink, ApiError> {
-    let bot = load_bot(state, auth, &input.bot_id).await?;
+    let bot = match loaded.bots.get(&input.bot_id) {
+        Some(bot) => bot.clone(),
+        None => {
+            let bot = Arc::new(load_bot(state, auth, &input.bot_id).await?);
+            loaded.bots.insert(input.bot_id.clone(), bot.clone());
+            bot
+        }
+    };
     let entry = match &input.entry_point {
-        Some(key) => Some(
-            state
-                .bots()
-                .entry_point(&auth.workspace_id, &bot.id, key)
-                .await
-                .map_err(|e| not_found(e, "entry point", key))?,
-        ),
+        Some(key) => {
+            let id = (input.bot_id.clone(), key.clone());
+            Some(match loaded.entry_points.get(&id) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = Arc::new(
+                        state
+                            .bots()
+                            .entry_point(&auth.workspace_id, &bot.id, key)
+                            .await
+                            .map_err(|e| not_found(e, "entry point", key))?,
+                    );
+                    loaded.entry_points.insert(id, e.clone());
+                    e
+                }
+            })
+        }
         None => None,
     };
     input.utm.check()?;
@@ -283,11 +310,7 @@ async fn prepare(
         Some(list) => {
             let mut out = Vec::new();
             for name in list {
-                let c: Channel =
-                    name.parse()
-                        .map_err(|e: botlink_core::channel::UnknownChannel| {
-                            ApiError::invalid("invalid_channel", e.to_string())
-                        })?;
+                let c = super::bots::parse_channel(name)?;
                 if !bot.channels.iter().any(|bc| bc.channel == c.as_str()) {
                     return Err(ApiError::invalid(
                         "invalid_channel",
@@ -321,12 +344,12 @@ async fn prepare(
     let compose = |e: linkgen::ComposeError| ApiError::invalid(e.code(), e.to_string());
     let param = linkgen::base_param(input.scheme, &input.payload, target.as_ref(), &code)
         .map_err(compose)?;
-    let param = linkgen::maybe_sign(
-        param,
-        input.signed,
-        &state.secret().signing_key(bot.id.as_str()),
-    )
-    .map_err(compose)?;
+    let param = if input.signed {
+        linkgen::maybe_sign(param, true, &state.secret().signing_key(bot.id.as_str()))
+            .map_err(compose)?
+    } else {
+        param
+    };
     let mut deep = BTreeMap::new();
     for c in &channels {
         let bc = bot
@@ -352,8 +375,8 @@ async fn prepare(
         );
     }
     Ok(NewLink {
-        bot_id: bot.id,
-        entry_point_id: entry.map(|e| e.id),
+        bot_id: bot.id.clone(),
+        entry_point_id: entry.map(|e| e.id.clone()),
         code,
         slug: input.slug,
         title: input.title,
@@ -393,6 +416,7 @@ pub async fn create_links(
     }
     let mut rows = Vec::with_capacity(inputs.len());
     let mut slugs = std::collections::HashSet::new();
+    let mut loaded = Loaded::default();
     for (i, l) in inputs.into_iter().enumerate() {
         let at = |e: ApiError| if many { prefix(i, e) } else { e };
         if let Some(s) = &l.slug {
@@ -407,7 +431,11 @@ pub async fn create_links(
                 ))));
             }
         }
-        rows.push(prepare(&state, &auth, l, now).await.map_err(at)?);
+        rows.push(
+            prepare(&state, &auth, &mut loaded, l, now)
+                .await
+                .map_err(at)?,
+        );
     }
     let created = state
         .links()
@@ -485,14 +513,7 @@ pub async fn list_links(
                 cursor: q.cursor,
             },
         )
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::InvalidCursor => ApiError::invalid(
-                "invalid_cursor",
-                "cursor is not one this API returned: start without it",
-            ),
-            other => other.into(),
-        })?;
+        .await?;
     Ok(axum::Json(LinkPage {
         links: links.iter().map(|l| link_out(&state, l)).collect(),
         next_cursor,

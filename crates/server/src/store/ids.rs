@@ -20,10 +20,6 @@ macro_rules! typed_id {
                 &self.0
             }
 
-            /// The id as an owned `String`.
-            pub fn into_string(self) -> String {
-                self.0
-            }
         }
 
         impl fmt::Display for $name {

@@ -40,9 +40,9 @@ pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
-    EntryPointPatch, Link, LinkCount, LinkFilter, LinkPatch, MS_PER_DAY, NONE_KEY, NewApiKey,
-    NewBot, NewClick, NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope, UnknownRole,
-    Utm, Workspace, day_of, day_to_date,
+    EntryPointPatch, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY, NewApiKey, NewBot, NewClick,
+    NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope, UnknownRole, Utm, Workspace,
+    day_of, day_to_date,
 };
 
 /// A storage failure.

@@ -10,28 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 
-/// Milliseconds in a day: `day = at_ms.div_euclid(MS_PER_DAY)`.
-pub const MS_PER_DAY: i64 = 86_400_000;
-
-/// The day (since the Unix epoch, UTC) that an epoch-milliseconds instant falls on.
-pub fn day_of(at_ms: i64) -> i64 {
-    at_ms.div_euclid(MS_PER_DAY)
-}
-
-/// A day since the Unix epoch as an ISO date, `YYYY-MM-DD` (proleptic Gregorian calendar;
-/// Howard Hinnant's `civil_from_days`).
-pub fn day_to_date(day: i64) -> String {
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+/// The day (since the Unix epoch, UTC) that an epoch-milliseconds instant falls on, and a
+/// day as an ISO date (`YYYY-MM-DD`): the helpers of [`crate::util`], under the store's names.
+pub use crate::util::{day_of, format_day as day_to_date};
 
 /// A tenant: owns bots, links and API keys. Names are unique.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
