@@ -107,7 +107,7 @@ impl AppState {
     }
 
     /// A visitor fingerprint for unique-click counting (see [`SecretKey::visitor_hash`]).
-    pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> [u8; 16] {
+    pub fn visitor_hash(&self, day: i64, ip: std::net::IpAddr, user_agent: &str) -> [u8; 16] {
         let salt = {
             let mut cached = self.0.visitor_salt.lock().expect("salt lock");
             if cached.0 != day {

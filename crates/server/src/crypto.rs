@@ -5,6 +5,8 @@
 //! blob copied onto another bot does not open. The same secret derives, through HMAC-SHA256
 //! with distinct labels, the per-bot parameter-signing keys and the daily visitor salt.
 
+use std::net::IpAddr;
+
 use std::path::Path;
 
 use base64::Engine as _;
@@ -121,8 +123,8 @@ impl SecretKey {
     /// A visitor fingerprint for unique-click counting: a hash of IP and user agent under a
     /// salt that changes every UTC day, so the same person counts once a day and no raw IP
     /// is ever stored.
-    pub fn visitor_hash(&self, day: i64, ip: &str, user_agent: &str) -> String {
-        hex::encode(visitor_hash_with(&self.visitor_salt(day), ip, user_agent))
+    pub fn visitor_hash(&self, day: i64, ip: IpAddr, user_agent: &str) -> [u8; 16] {
+        visitor_hash_with(&self.visitor_salt(day), ip, user_agent)
     }
 
     /// The salt of a day's visitor hashes (callers on a hot path keep it for the day).
@@ -183,10 +185,14 @@ pub fn new_api_key() -> String {
 }
 
 /// A visitor hash under a given day's salt (see [`SecretKey::visitor_hash`]), as bytes.
-pub fn visitor_hash_with(salt: &[u8; 32], ip: &str, user_agent: &str) -> [u8; 16] {
+pub fn visitor_hash_with(salt: &[u8; 32], ip: IpAddr, user_agent: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(salt);
-    h.update(ip.as_bytes());
+    // An IPv4 address the same however it arrived (also as IPv4-mapped IPv6).
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => h.update(v4.octets()),
+        IpAddr::V6(v6) => h.update(v6.octets()),
+    }
     h.update([0]);
     h.update(user_agent.as_bytes());
     let mut out = [0u8; 16];
@@ -245,10 +251,16 @@ mod tests {
     #[test]
     fn visitor_salt_rotates_daily() {
         let k = SecretKey::generate();
-        let a = k.visitor_hash(20_000, "1.2.3.4", "UA");
-        assert_eq!(a, k.visitor_hash(20_000, "1.2.3.4", "UA"));
-        assert_ne!(a, k.visitor_hash(20_001, "1.2.3.4", "UA"));
-        assert!(!a.contains("1.2.3.4"));
+        let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        let a = k.visitor_hash(20_000, ip, "UA");
+        assert_eq!(a, k.visitor_hash(20_000, ip, "UA"));
+        assert_eq!(
+            a,
+            k.visitor_hash(20_000, "::ffff:1.2.3.4".parse().unwrap(), "UA")
+        );
+        assert_ne!(a, k.visitor_hash(20_001, ip, "UA"));
+        assert_ne!(a, k.visitor_hash(20_000, "1.2.3.5".parse().unwrap(), "UA"));
+        assert_ne!(a, k.visitor_hash(20_000, ip, "UA2"));
         assert_ne!(new_api_key(), new_api_key());
         assert!(new_api_key().starts_with("blk_"));
     }

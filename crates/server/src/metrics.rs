@@ -44,14 +44,18 @@ pub fn handle() -> PrometheusHandle {
 /// The counter and histogram of one (route, method, status), registered once: building
 /// metric keys (label strings) on every request costs more than the redirect itself.
 type Handles = (metrics::Counter, metrics::Histogram);
-type HandleMap = HashMap<(String, Method, u16), Handles>;
+/// By route first, so that a lookup borrows the route instead of allocating a key.
+type HandleMap = HashMap<String, HashMap<(Method, u16), Handles>>;
 
 fn handles(route: &str, method: &Method, status: u16) -> Handles {
     static MAP: LazyLock<RwLock<HandleMap>> = LazyLock::new(Default::default);
-    // The lookup key borrows nothing: routes are few and short, so this one small
-    // allocation is the price of a plain HashMap.
-    let key = (route.to_owned(), method.clone(), status);
-    if let Some(h) = MAP.read().expect("metrics lock").get(&key) {
+    let key = (method.clone(), status);
+    if let Some(h) = MAP
+        .read()
+        .expect("metrics lock")
+        .get(route)
+        .and_then(|by| by.get(&key))
+    {
         return h.clone();
     }
     let (m, r) = (method.as_str().to_owned(), route.to_owned());
@@ -61,6 +65,8 @@ fn handles(route: &str, method: &Method, status: u16) -> Handles {
     );
     MAP.write()
         .expect("metrics lock")
+        .entry(route.to_owned())
+        .or_default()
         .entry(key)
         .or_insert(h)
         .clone()

@@ -134,6 +134,8 @@ pub fn is_crawler(user_agent: &str) -> bool {
         std::sync::LazyLock::new(|| {
             aho_corasick::AhoCorasick::builder()
                 .ascii_case_insensitive(true)
+                // A DFA: the fastest search, for a few kilobytes of tables.
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .build(CRAWLERS)
                 .expect("the crawler markers are valid patterns")
         });
@@ -159,8 +161,9 @@ pub fn is_safe_target(url: &str, public_url: &str) -> bool {
     if HOSTS.iter().any(|h| url.starts_with(h)) {
         return !url.contains(['\r', '\n', '\\']);
     }
-    let own = format!("{}/chat/", public_url.trim_end_matches('/'));
-    url.starts_with(&own) && !url.contains(['\r', '\n', '\\'])
+    url.strip_prefix(public_url.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with("/chat/"))
+        && !url.contains(['\r', '\n', '\\'])
 }
 
 #[cfg(test)]

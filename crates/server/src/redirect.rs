@@ -4,12 +4,12 @@
 //! the click worker, never written on the request path.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use botlink_core::Channel;
@@ -19,7 +19,7 @@ use crate::clicks::QueuedClick;
 use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
-use crate::store::{BotId, ClickId, ClickKind, EntryPointId, Link, LinkId, NewClick, WorkspaceId};
+use crate::store::{ClickId, ClickKind, Link, LinkId, NewClick};
 use crate::util::{NewClickId, click_id, day_of, now_ms};
 
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
@@ -27,18 +27,12 @@ use crate::util::{NewClickId, click_id, day_of, now_ms};
 /// link is loaded rather than on every click.
 pub struct Resolved {
     id: LinkId,
-    workspace_id: WorkspaceId,
-    bot_id: BotId,
-    entry_point_id: Option<EntryPointId>,
     code: String,
     slug: Option<String>,
     title: Option<String>,
     disabled: bool,
     expires_at: Option<i64>,
     max_clicks: Option<i64>,
-    utm_source: Option<String>,
-    utm_medium: Option<String>,
-    utm_campaign: Option<String>,
     /// The link's channels, in the link's order.
     channels: Vec<Channel>,
     /// One per channel with a deep link.
@@ -103,18 +97,12 @@ impl Resolved {
                 .collect(),
             targets,
             id: link.id,
-            workspace_id: link.workspace_id,
-            bot_id: link.bot_id,
-            entry_point_id: link.entry_point_id,
             code: link.code,
             slug: link.slug,
             title: link.title,
             disabled: link.disabled,
             expires_at: link.expires_at,
             max_clicks: link.max_clicks,
-            utm_source: link.utm.source,
-            utm_medium: link.utm.medium,
-            utm_campaign: link.utm.campaign,
         }
     }
 }
@@ -162,17 +150,19 @@ fn unavailable() -> Response {
 
 /// Who is asking: the facts a click row needs.
 struct Visitor<'a> {
-    ip: String,
+    ip: IpAddr,
     user_agent: &'a str,
     head: bool,
 }
 
-fn visitor<'a>(
-    state: &AppState,
-    method: &Method,
-    headers: &'a HeaderMap,
-    peer: SocketAddr,
-) -> Visitor<'a> {
+/// Reads the visitor off the request: the peer's address, or behind a proxy the first
+/// `X-Forwarded-For` address (the peer's when that one does not parse).
+fn visitor<'a>(state: &AppState, req: &'a Request) -> Visitor<'a> {
+    let headers = req.headers();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let forwarded = state
         .config()
         .behind_proxy
@@ -181,16 +171,16 @@ fn visitor<'a>(
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next())
-                .map(|s| s.trim().to_string())
+                .and_then(|s| s.trim().parse().ok())
         })
         .flatten();
     Visitor {
-        ip: forwarded.unwrap_or_else(|| peer.ip().to_string()),
+        ip: forwarded.unwrap_or(peer),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
-        head: method == Method::HEAD,
+        head: req.method() == Method::HEAD,
     }
 }
 
@@ -228,7 +218,7 @@ async fn record(
         kind,
         at,
         id,
-        visitor: state.visitor_hash(day_of(at), &v.ip, v.user_agent),
+        visitor: state.visitor_hash(day_of(at), v.ip, v.user_agent),
     };
     state.recorder().record(click).await;
 }
@@ -236,20 +226,13 @@ async fn record(
 impl QueuedClick {
     /// The click's row.
     pub fn into_row(self) -> NewClick {
-        let link = &*self.link;
         NewClick {
             id: ClickId::from(self.id.as_str()),
-            link_id: link.id.clone(),
-            workspace_id: link.workspace_id.clone(),
-            bot_id: link.bot_id.clone(),
-            entry_point_id: link.entry_point_id.clone(),
-            channel: self.channel.map(|c| c.as_str().to_string()),
+            link_id: self.link.id.clone(),
+            channel: self.channel,
             kind: self.kind,
             at: self.at,
-            visitor: Some(hex::encode(self.visitor)),
-            utm_source: link.utm_source.clone(),
-            utm_medium: link.utm_medium.clone(),
-            utm_campaign: link.utm_campaign.clone(),
+            visitor: Some(self.visitor),
         }
     }
 }
@@ -290,18 +273,12 @@ async fn preview(
     )
 }
 
-async fn open(
-    State(state): State<AppState>,
-    Path(code): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
+async fn open(State(state): State<AppState>, Path(code): Path<String>, req: Request) -> Response {
     let link = match live_link(&state, &code).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let v = visitor(&state, &method, &headers, peer);
+    let v = visitor(&state, &req);
     if pages::is_crawler(v.user_agent) {
         return preview(&state, &link, None, &v, &code).await;
     }
@@ -321,9 +298,7 @@ async fn open(
 async fn open_channel(
     State(state): State<AppState>,
     Path((code, channel)): Path<(String, String)>,
-    method: Method,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
 ) -> Response {
     let link = match live_link(&state, &code).await {
         Ok(l) => l,
@@ -336,7 +311,7 @@ async fn open_channel(
     else {
         return not_found();
     };
-    let v = visitor(&state, &method, &headers, peer);
+    let v = visitor(&state, &req);
     if pages::is_crawler(v.user_agent) {
         return preview(&state, &link, Some(channel), &v, &code).await;
     }

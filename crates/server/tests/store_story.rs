@@ -50,6 +50,11 @@ struct PgSchema {
 impl PgSchema {
     /// `None` (after saying why) when PostgreSQL is not reachable outside CI.
     async fn create() -> Option<(PgSchema, Store)> {
+        Self::create_through(i64::MAX).await
+    }
+
+    /// [`PgSchema::create`], with the migrations up to `version` only.
+    async fn create_through(version: i64) -> Option<(PgSchema, Store)> {
         let url = std::env::var("BOTLINK_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
         let mut conn = match PgConnection::connect(&url).await {
@@ -79,8 +84,14 @@ impl PgSchema {
         let store = store::connect_with(&url, &options)
             .await
             .expect("connect the store to PostgreSQL");
-        store.migrate().await.expect("migrate PostgreSQL");
-        store.migrate().await.expect("migrating twice is a no-op");
+        store
+            .migrate_through(version)
+            .await
+            .expect("migrate PostgreSQL");
+        store
+            .migrate_through(version)
+            .await
+            .expect("migrating twice is a no-op");
         Some((guard, store))
     }
 }
@@ -262,17 +273,36 @@ fn click(c: ClickSpec<'_>) -> NewClick {
     NewClick {
         id: ClickId::from(c.id),
         link_id: c.link.id.clone(),
-        workspace_id: c.link.workspace_id.clone(),
-        bot_id: c.link.bot_id.clone(),
-        entry_point_id: c.link.entry_point_id.clone(),
-        channel: c.channel.map(Into::into),
+        channel: c.channel.map(|ch| ch.parse().expect("a channel name")),
         kind: c.kind,
         at: c.at,
-        visitor: c.visitor.map(Into::into),
-        utm_source: c.link.utm.source.clone(),
-        utm_medium: c.link.utm.medium.clone(),
-        utm_campaign: c.link.utm.campaign.clone(),
+        visitor: c.visitor.map(visitor),
     }
+}
+
+/// A visitor hash named for the test: the name's bytes, zero-padded.
+fn visitor(name: &str) -> [u8; 16] {
+    let mut v = [0; 16];
+    v[..name.len()].copy_from_slice(name.as_bytes());
+    v
+}
+
+/// The counts of the link that both the story and the upgrade test click: three clicks (two
+/// visitors) on Telegram and a preview on 2024-05-02, a click on Viber the next day.
+fn assert_two_day_link(s: &store::Stats) {
+    assert_eq!((s.clicks, s.unique_clicks, s.previews), (4, 3, 1));
+    assert_eq!(
+        s.by_channel,
+        [
+            bucket("telegram", 3, 2, 0),
+            bucket("viber", 1, 1, 0),
+            bucket("(none)", 0, 0, 1)
+        ]
+    );
+    assert_eq!(
+        s.by_day,
+        [bucket("2024-05-02", 3, 2, 1), bucket("2024-05-03", 1, 1, 0)]
+    );
 }
 
 fn bucket(key: &str, clicks: i64, unique_clicks: i64, previews: i64) -> Bucket {
@@ -924,7 +954,7 @@ async fn story(store: Arc<Store>) {
             kind: C,
             at: d2,
             day: D2,
-            visitor: Some("v3".into()),
+            visitor: Some(hex::encode(visitor("v3"))),
             utm_source: Some("newsletter".into()),
             utm_medium: Some("email".into()),
             utm_campaign: Some("spring".into()),
@@ -936,9 +966,8 @@ async fn story(store: Arc<Store>) {
             .await
             .unwrap()
             .unwrap()
-            .visitor
-            .as_deref(),
-        Some("v1")
+            .visitor,
+        Some(hex::encode(visitor("v1")))
     );
     assert_eq!(
         clicks.click_by_id(&ClickId::from("c8")).await.unwrap(),
@@ -950,19 +979,7 @@ async fn story(store: Arc<Store>) {
         .stats(&ws, StatsScope::Link(l1.id.clone()), StatsRange::ALL)
         .await
         .unwrap();
-    assert_eq!((s.clicks, s.unique_clicks, s.previews), (4, 3, 1));
-    assert_eq!(
-        s.by_channel,
-        [
-            bucket("telegram", 3, 2, 0),
-            bucket("viber", 1, 1, 0),
-            bucket("(none)", 0, 0, 1)
-        ]
-    );
-    assert_eq!(
-        s.by_day,
-        [bucket("2024-05-02", 3, 2, 1), bucket("2024-05-03", 1, 1, 0)]
-    );
+    assert_two_day_link(&s);
     assert_eq!(s.by_utm_source, [bucket("newsletter", 4, 3, 1)]);
     assert_eq!(s.by_utm_medium, [bucket("email", 4, 3, 1)]);
     assert_eq!(s.by_utm_campaign, [bucket("spring", 4, 3, 1)]);
@@ -1023,11 +1040,12 @@ async fn story(store: Arc<Store>) {
         .stats(&ws, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
         .await
         .unwrap();
-    assert_eq!((b.clicks, b.unique_clicks, b.previews), (6, 3, 1));
+    // A visitor is unique once per link and day: v1 on l1 and again on l2.
+    assert_eq!((b.clicks, b.unique_clicks, b.previews), (6, 4, 1));
     assert_eq!(
         b.by_channel,
         [
-            bucket("telegram", 4, 2, 0),
+            bucket("telegram", 4, 3, 0),
             bucket("(none)", 1, 0, 1),
             bucket("viber", 1, 1, 0)
         ]
@@ -1054,7 +1072,7 @@ async fn story(store: Arc<Store>) {
     );
     assert_eq!(
         b.by_utm_campaign,
-        [bucket("spring", 5, 3, 1), bucket("(none)", 1, 0, 0)]
+        [bucket("spring", 5, 4, 1), bucket("(none)", 1, 0, 0)]
     );
     let empty = clicks
         .stats(&ws, StatsScope::Bot(support.id.clone()), StatsRange::ALL)
@@ -1406,13 +1424,13 @@ async fn story(store: Arc<Store>) {
     assert_eq!(
         clicks.click_by_id(&ClickId::from("c7")).await.unwrap(),
         None,
-        "its clicks went with it"
+        "its clicks went with it (unreachable without their link)"
     );
     let b = clicks
         .stats(&ws, StatsScope::Bot(shop.id.clone()), StatsRange::ALL)
         .await
         .unwrap();
-    assert_eq!((b.clicks, b.unique_clicks, b.previews), (5, 3, 1));
+    assert_eq!((b.clicks, b.unique_clicks, b.previews), (5, 4, 1));
 
     bots.delete_bot(&ws, &shop.id).await.unwrap();
     assert_not_found(bots.get_bot(&ws, &shop.id).await);
@@ -1450,15 +1468,41 @@ async fn story(store: Arc<Store>) {
     );
 }
 
-/// 10,000 clicks in one call, counted exactly.
-async fn click_batch(store: &Store, backend: &str) {
-    let ws = store.ensure_workspace("batch", T0).await.unwrap().id;
+#[tokio::test]
+async fn upgrade_keeps_counts_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    let store = store::connect(&url).await.unwrap();
+    store.migrate_through(1).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    upgrade_keeps_counts(&store, &mut conn).await;
+}
+
+#[tokio::test]
+async fn upgrade_keeps_counts_on_postgres() {
+    let Some((schema, store)) = PgSchema::create_through(1).await else {
+        return;
+    };
+    let mut conn = PgConnection::connect(&schema.url).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "SET search_path TO {}",
+        schema.schema
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    upgrade_keeps_counts(&store, &mut conn).await;
+}
+
+/// A workspace named `name` with a bot and one link, coded `code`, for click tests.
+async fn bot_with_link(store: &Store, name: &str, code: &str) -> (WorkspaceId, Bot, store::Link) {
+    let ws = store.ensure_workspace(name, T0).await.unwrap().id;
     let bot = store
         .create_bot(
             &ws,
             NewBot {
                 id: BotId::new(),
-                name: "b".into(),
+                name: name.into(),
                 channels: vec![],
             },
             T0,
@@ -1466,20 +1510,91 @@ async fn click_batch(store: &Store, backend: &str) {
         .await
         .unwrap();
     let link = store
-        .create_links(&ws, vec![new_link(&bot.id, "bAtCh01")], T0)
+        .create_links(&ws, vec![new_link(&bot.id, code)], T0)
         .await
         .unwrap()
         .remove(0);
+    (ws, bot, link)
+}
+
+/// Clicks written by the first schema (one row per click, counted when read) are counted the
+/// same after the upgrade to stored counts, and later clicks add to them.
+async fn upgrade_keeps_counts<C>(store: &Store, old: &mut C)
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    let (ws, bot, link) = bot_with_link(store, "old", "oLdOnE1").await;
+    let (a, b) = (hex::encode([0xaa; 16]), hex::encode([0xbb; 16]));
+    let rows = [
+        ("o1", Some("telegram"), "click", T0 + 1, D1, Some(&a)),
+        ("o2", Some("telegram"), "click", T0 + 2, D1, Some(&a)),
+        ("o3", Some("viber"), "click", T0 + 3, D1, Some(&b)),
+        ("o4", None, "preview", T0 + 4, D1, None),
+        ("o5", Some("telegram"), "click", T0 + DAY, D2, Some(&a)),
+    ];
+    for (id, channel, kind, at, day, visitor) in rows {
+        let sql = format!(
+            "INSERT INTO clicks (id, link_id, workspace_id, bot_id, entry_point_id, channel, \
+             kind, at, day, visitor, utm_source, utm_medium, utm_campaign) VALUES ('{id}', \
+             '{}', '{}', '{}', NULL, {}, '{kind}', {at}, {day}, {}, NULL, NULL, NULL)",
+            link.id.as_str(),
+            ws.as_str(),
+            bot.id.as_str(),
+            channel.map_or("NULL".to_owned(), |c| format!("'{c}'")),
+            visitor.map_or("NULL".to_owned(), |v| format!("'{v}'")),
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *old)
+            .await
+            .unwrap();
+    }
+
+    store.migrate().await.expect("upgrade");
+    let s = store
+        .stats(&ws, StatsScope::Link(link.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_two_day_link(&s);
+    let o1 = store
+        .click_by_id(&ClickId::from("o1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((o1.visitor, o1.day), (Some(a.clone()), D1));
+
+    // The same visitor again on day 2: a click, not a unique one. A new one on day 2: both.
+    let later = |id: &str, v: u8| NewClick {
+        id: ClickId::from(id),
+        link_id: link.id.clone(),
+        channel: Some(botlink_core::Channel::Telegram),
+        kind: ClickKind::Click,
+        at: T0 + DAY + 10,
+        visitor: Some([v; 16]),
+    };
+    assert_eq!(
+        store
+            .insert_clicks(&[later("o6", 0xaa), later("o7", 0xcc)])
+            .await
+            .unwrap(),
+        2
+    );
+    let s = store
+        .stats(&ws, StatsScope::Link(link.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((s.clicks, s.unique_clicks, s.previews), (6, 4, 1));
+}
+
+/// 10,000 clicks in one call, counted exactly.
+async fn click_batch(store: &Store, backend: &str) {
+    let (ws, bot, link) = bot_with_link(store, "batch", "bAtCh01").await;
     const N: usize = 10_000;
     let channels = ["telegram", "viber", "whatsapp", "messenger"];
     let batch: Vec<NewClick> = (0..N)
         .map(|i| NewClick {
             id: ClickId::from(format!("k{i:05}")),
             link_id: link.id.clone(),
-            workspace_id: ws.clone(),
-            bot_id: bot.id.clone(),
-            entry_point_id: None,
-            channel: Some(channels[i % 4].to_owned()),
+            channel: Some(channels[i % 4].parse().unwrap()),
             // Every tenth is a preview.
             kind: if i % 10 == 9 {
                 ClickKind::Preview
@@ -1488,11 +1603,8 @@ async fn click_batch(store: &Store, backend: &str) {
             },
             // Five days, 2,000 clicks each.
             at: T0 + (i as i64 / 2_000) * DAY + i as i64,
-            // 1,000 distinct visitors.
-            visitor: Some(format!("visitor{}", i % 1_000)),
-            utm_source: None,
-            utm_medium: None,
-            utm_campaign: None,
+            // 1,000 distinct visitors, each twice a day.
+            visitor: Some(visitor(&format!("visitor{}", i % 1_000))),
         })
         .collect();
 
@@ -1518,7 +1630,8 @@ async fn click_batch(store: &Store, backend: &str) {
 
     assert_eq!((s.clicks, s.previews), (9_000, 1_000));
     // Visitors i % 1000 with i % 10 == 9 only ever preview: 100 of the 1,000 never click.
-    assert_eq!(s.unique_clicks, 900);
+    // The other 900 are unique once a day, on five days.
+    assert_eq!(s.unique_clicks, 4_500);
     assert_eq!(s.by_day.len(), 5);
     assert!(
         s.by_day
@@ -1545,7 +1658,7 @@ async fn click_batch(store: &Store, backend: &str) {
             ("whatsapp", (2_500, 0)),
         ])
     );
-    assert_eq!(s.by_utm_source, [bucket("(none)", 9_000, 900, 1_000)]);
+    assert_eq!(s.by_utm_source, [bucket("(none)", 9_000, 4_500, 1_000)]);
     let top = store
         .top_links(&ws, &bot.id, StatsRange::ALL, 5)
         .await
@@ -1557,7 +1670,7 @@ async fn click_batch(store: &Store, backend: &str) {
             top[0].unique_clicks,
             top[0].previews
         ),
-        (1, 9_000, 900, 1_000)
+        (1, 9_000, 4_500, 1_000)
     );
 }
 
@@ -1592,16 +1705,10 @@ async fn concurrent_writers(store: Arc<Store>) {
                         .map(|i| NewClick {
                             id: ClickId::from(format!("{code}c{i}")),
                             link_id: link.id.clone(),
-                            workspace_id: ws.clone(),
-                            bot_id: bot.clone(),
-                            entry_point_id: None,
                             channel: None,
                             kind: ClickKind::Click,
                             at: T0 + i,
                             visitor: None,
-                            utm_source: None,
-                            utm_medium: None,
-                            utm_campaign: None,
                         })
                         .collect();
                     let n = store

@@ -1,21 +1,28 @@
-//! Clicks and the statistics computed from them.
+//! Clicks and the statistics counted from them.
+//!
+//! A batch of clicks is written in one transaction: the click log rows (appended at the end of
+//! one tree, no index), the visitors seen that day (what makes a click unique), and the counts
+//! per link, day and channel, added to once per key and batch. Statistics read only the
+//! counts, so they cost the same whatever the number of clicks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use sqlx::query_builder::Separated;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
 use super::{
-    BotId, Bucket, Click, ClickId, ClickStore, LinkCount, NONE_KEY, NewClick, Stats, StatsRange,
-    StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
+    BotId, Bucket, Click, ClickId, ClickKind, ClickStore, LinkCount, NONE_KEY, NewClick, Stats,
+    StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
 };
 
 /// Rows per INSERT on SQLite, largest first: a batch is written as chunks of these sizes
 /// only. Each size is one statement that the connection prepares once and keeps; chunks of
 /// any size would each be a new statement of their own, prepared again and kept in the
-/// connection's statement cache (a 500-row insert is about a megabyte of compiled program).
-/// At 13 parameters a row, 256 rows are 3,328 parameters, under SQLite's limit of 32,766.
+/// connection's statement cache. At 6 parameters a row, 256 rows are 1,536 parameters, under
+/// SQLite's limit of 32,766.
 const SQLITE_CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// Splits `n` rows into chunk sizes from [`SQLITE_CHUNK_ROWS`], largest first.
@@ -27,15 +34,174 @@ fn sqlite_chunks(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-macro_rules! click_cols {
+/// Runs `head VALUES (...), ... tail` over `rows` in chunks of [`SQLITE_CHUNK_ROWS`] sizes.
+/// Returns the rows changed and, for a statement with `RETURNING`, the rows returned.
+async fn sqlite_chunked<T>(
+    conn: &mut SqliteConnection,
+    rows: &[T],
+    head: &str,
+    tail: &str,
+    mut bind: impl FnMut(&mut Separated<'_, Sqlite, &'static str>, &T),
+) -> StoreResult<(u64, Vec<SqliteRow>)> {
+    let returning = tail.contains("RETURNING");
+    let (mut changed, mut returned) = (0, Vec::new());
+    let mut rest = rows;
+    for size in sqlite_chunks(rows.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut sql = QueryBuilder::<Sqlite>::new(head);
+        sql.push_values(chunk, |mut row, r| bind(&mut row, r));
+        sql.push(tail);
+        if returning {
+            let rows = sql.build().fetch_all(&mut *conn).await?;
+            changed += rows.len() as u64;
+            returned.extend(rows);
+        } else {
+            changed += sql.build().execute(&mut *conn).await?.rows_affected();
+        }
+    }
+    Ok((changed, returned))
+}
+
+/// The log's columns, in the order the inserts bind them.
+const LOG_COLS: &str = "id, link_id, channel, kind, at, visitor";
+
+/// What a batch adds to one row of `click_counts`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    clicks: i64,
+    unique_clicks: i64,
+    previews: i64,
+}
+
+/// The key of a `click_counts` row; `""` stands for no channel.
+type CountKey<'a> = (&'a str, i64, &'static str);
+
+/// A link and the channel of a click on it.
+type LinkChannel<'a> = (&'a str, &'static str);
+
+/// A visitor seen on a link on a day, with the channel of their first click in the batch.
+type VisitorKey<'a> = (i64, &'a str, [u8; 16]);
+
+fn channel_of(c: &NewClick) -> &'static str {
+    c.channel.map_or("", |ch| ch.as_str())
+}
+
+/// Each click's visitor on its link and day, once, with the channel of the first such click;
+/// sorted, so that concurrent writers (PostgreSQL) take row locks in the same order.
+fn batch_visitors<'a>(clicks: &[&'a NewClick]) -> Vec<(VisitorKey<'a>, &'static str)> {
+    let mut seen = HashSet::with_capacity(clicks.len());
+    let mut out: Vec<(VisitorKey<'a>, &'static str)> = clicks
+        .iter()
+        .filter(|c| c.kind == ClickKind::Click)
+        .filter_map(|c| {
+            let key = (day_of(c.at), c.link_id.as_str(), c.visitor?);
+            seen.insert(key).then_some((key, channel_of(c)))
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The batch's additions to `click_counts`, sorted by key. `first_seen` are the visitors
+/// (of `visitors`) that the database had not seen before: their first clicks are unique.
+fn batch_counts<'a>(
+    clicks: &[&'a NewClick],
+    visitors: &[(VisitorKey<'a>, &'static str)],
+    first_seen: &[(i64, String, Vec<u8>)],
+) -> Vec<(CountKey<'a>, Counts)> {
+    let mut counts: HashMap<CountKey<'a>, Counts> = HashMap::new();
+    for c in clicks {
+        let n = counts
+            .entry((c.link_id.as_str(), day_of(c.at), channel_of(c)))
+            .or_default();
+        match c.kind {
+            ClickKind::Click => n.clicks += 1,
+            ClickKind::Preview => n.previews += 1,
+        }
+    }
+    if !first_seen.is_empty() {
+        // (day, visitor) -> (link, channel of the first click) for each of the batch's.
+        let mut channels: HashMap<(i64, [u8; 16]), Vec<LinkChannel<'a>>> = HashMap::new();
+        for &((day, link, visitor), channel) in visitors {
+            channels
+                .entry((day, visitor))
+                .or_default()
+                .push((link, channel));
+        }
+        for (day, link, visitor) in first_seen {
+            let Ok(visitor) = <[u8; 16]>::try_from(visitor.as_slice()) else {
+                continue;
+            };
+            let found = channels
+                .get(&(*day, visitor))
+                .and_then(|on| on.iter().find(|(l, _)| l == link));
+            if let Some(&(link, channel)) = found {
+                counts
+                    .entry((link, *day, channel))
+                    .or_default()
+                    .unique_clicks += 1;
+            }
+        }
+    }
+    let mut out: Vec<_> = counts.into_iter().collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The stored click ids from `lo` to `hi`. Click ids begin with their time: a batch's ids
+/// are a narrow range, and the stored ids in it are usually none.
+async fn stored_ids<'c, DB, E>(conn: E, lo: &str, hi: &str) -> StoreResult<HashSet<String>>
+where
+    DB: Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clicks WHERE id >= $1 AND id <= $2")
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(conn)
+        .await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Deletes the visitors of the days before `day`: no later click can match them.
+async fn forget_visitors_before<'c, DB, E>(conn: E, day: i64) -> StoreResult<()>
+where
+    DB: Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    sqlx::query("DELETE FROM click_visitors WHERE day < $1")
+        .bind(day)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn returned_visitor<R: Cols>(r: &R) -> StoreResult<(i64, String, Vec<u8>)> {
+    Ok((
+        r.int("day")?,
+        r.text("link_id")?,
+        r.opt_bytes("visitor")?.unwrap_or_default(),
+    ))
+}
+
+macro_rules! counts_upsert {
     () => {
-        "id, link_id, workspace_id, bot_id, entry_point_id, channel, kind, at, day, visitor, \
-         utm_source, utm_medium, utm_campaign"
+        "ON CONFLICT (link_id, day, channel) DO UPDATE SET \
+     clicks = click_counts.clicks + excluded.clicks, \
+     unique_clicks = click_counts.unique_clicks + excluded.unique_clicks, \
+     previews = click_counts.previews + excluded.previews"
     };
 }
 
 fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
     let kind = r.text("kind")?;
+    let at = r.int("at")?;
     Ok(Click {
         id: r.text("id")?.into(),
         link_id: r.text("link_id")?.into(),
@@ -47,28 +213,34 @@ fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
             table: "clicks",
             detail,
         })?,
-        at: r.int("at")?,
-        day: r.int("day")?,
-        visitor: r.opt_text("visitor")?,
+        at,
+        day: day_of(at),
+        visitor: r.opt_bytes("visitor")?.map(hex::encode),
         utm_source: r.opt_text("utm_source")?,
         utm_medium: r.opt_text("utm_medium")?,
         utm_campaign: r.opt_text("utm_campaign")?,
     })
 }
 
-/// Counting over a set of clicks: clicks, distinct visitors among clicks, previews.
-const COUNTS: &str = "COUNT(CASE WHEN kind = 'click' THEN 1 END) AS clicks, \
-     COUNT(DISTINCT CASE WHEN kind = 'click' THEN visitor END) AS unique_clicks, \
-     COUNT(CASE WHEN kind = 'preview' THEN 1 END) AS previews";
+/// Summing counts rows (`cc`), as BIGINT on both databases (PostgreSQL sums to NUMERIC).
+const SUMS: &str = "CAST(COALESCE(SUM(cc.clicks), 0) AS BIGINT) AS clicks, \
+     CAST(COALESCE(SUM(cc.unique_clicks), 0) AS BIGINT) AS unique_clicks, \
+     CAST(COALESCE(SUM(cc.previews), 0) AS BIGINT) AS previews \
+     FROM click_counts cc JOIN links l ON l.id = cc.link_id";
 
-/// The dimensions of [`Stats`], as columns of `clicks`.
-const DIMENSIONS: [&str; 5] = ["channel", "day", "utm_source", "utm_medium", "utm_campaign"];
+/// The dimensions of [`Stats`]: the day and the channel are the counts', the UTM tags the
+/// link's.
+const DIMENSIONS: [&str; 5] = [
+    "cc.channel",
+    "cc.day",
+    "l.utm_source",
+    "l.utm_medium",
+    "l.utm_campaign",
+];
 
-/// Appends ` WHERE <col> = id AND workspace_id = ws` and the range of days. Only the
-/// conditions in use are written, so each query can use the `(<col>, day)` index.
+/// Appends ` WHERE l.<col> = id AND l.workspace_id = ws` and the range of days.
 fn push_scope<DB: Database>(
     sql: &mut QueryBuilder<DB>,
-    prefix: &str,
     col: &str,
     id: &str,
     ws: &str,
@@ -77,16 +249,14 @@ fn push_scope<DB: Database>(
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
 {
-    sql.push(format_args!(" WHERE {prefix}{col} = "))
+    sql.push(format_args!(" WHERE l.{col} = "))
         .push_bind(id.to_owned());
-    sql.push(format_args!(" AND {prefix}workspace_id = "))
-        .push_bind(ws.to_owned());
+    sql.push(" AND l.workspace_id = ").push_bind(ws.to_owned());
     if let Some(from) = range.from_day {
-        sql.push(format_args!(" AND {prefix}day >= "))
-            .push_bind(from);
+        sql.push(" AND cc.day >= ").push_bind(from);
     }
     if let Some(to) = range.to_day {
-        sql.push(format_args!(" AND {prefix}day <= ")).push_bind(to);
+        sql.push(" AND cc.day <= ").push_bind(to);
     }
 }
 
@@ -102,97 +272,162 @@ fn counts_from<R: Cols>(r: &R, key: String) -> StoreResult<Bucket> {
 #[async_trait]
 impl ClickStore for Store {
     async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64> {
-        // The first of several clicks with one id wins. Deduplicated here, because within one
-        // statement PostgreSQL may join the rows in any order.
+        // The first of several clicks with one id wins; so does a click already stored (a
+        // batch written again after an error that came after its commit).
         let mut seen = HashSet::with_capacity(clicks.len());
-        let clicks: Vec<&NewClick> = clicks
+        let mut clicks: Vec<&NewClick> = clicks
             .iter()
             .filter(|c| seen.insert(c.id.as_str()))
             .collect();
-        if clicks.is_empty() {
+        let (Some(lo), Some(hi)) = (
+            clicks
+                .iter()
+                .map(|c| c.id.as_str())
+                .min()
+                .map(str::to_owned),
+            clicks
+                .iter()
+                .map(|c| c.id.as_str())
+                .max()
+                .map(str::to_owned),
+        ) else {
             return Ok(0);
-        }
+        };
+        // Visitor rows are needed for today and yesterday only (a late click of yesterday).
+        let keep_from = clicks.iter().map(|c| day_of(c.at)).max().unwrap_or(0) - 1;
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin_with(self.begin_write()).await?;
-                let mut inserted = 0;
-                let mut rest = &clicks[..];
-                for size in sqlite_chunks(clicks.len()) {
-                    let (chunk, after) = rest.split_at(size);
-                    rest = after;
-                    // Selecting from VALUES (columns column1, column2, ...) skips clicks of a
-                    // link deleted since the redirect, rather than failing the whole batch on
-                    // the foreign key.
-                    let mut sql = QueryBuilder::new(concat!(
-                        "INSERT INTO clicks (",
-                        click_cols!(),
-                        ") SELECT * FROM ("
-                    ));
-                    sql.push_values(chunk, |mut row, c| {
+                let stored = stored_ids(&mut *tx, &lo, &hi).await?;
+                clicks.retain(|c| !stored.contains(c.id.as_str()));
+                // Selecting from VALUES (columns column1, column2, ...) skips clicks of a
+                // link deleted since the redirect; its counts below are skipped the same way.
+                let (inserted, _) = sqlite_chunked(
+                    &mut tx,
+                    &clicks,
+                    &format!("INSERT INTO clicks ({LOG_COLS}) SELECT * FROM ("),
+                    ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column2)",
+                    |row, c| {
                         row.push_bind(c.id.as_str())
                             .push_bind(c.link_id.as_str())
-                            .push_bind(c.workspace_id.as_str())
-                            .push_bind(c.bot_id.as_str())
-                            .push_bind(c.entry_point_id.as_ref().map(|e| e.as_str()))
-                            .push_bind(c.channel.as_deref())
+                            .push_bind(c.channel.map(|ch| ch.as_str()))
                             .push_bind(c.kind.as_str())
                             .push_bind(c.at)
-                            .push_bind(day_of(c.at))
-                            .push_bind(c.visitor.as_deref())
-                            .push_bind(c.utm_source.as_deref())
-                            .push_bind(c.utm_medium.as_deref())
-                            .push_bind(c.utm_campaign.as_deref());
-                    });
-                    sql.push(
-                        ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column2) \
-                         ON CONFLICT (id) DO NOTHING",
-                    );
-                    inserted += sql.build().execute(&mut *tx).await?.rows_affected();
-                }
+                            .push_bind(c.visitor.map(|v| v.to_vec()));
+                    },
+                )
+                .await?;
+                let visitors = batch_visitors(&clicks);
+                let (_, returned) = sqlite_chunked(
+                    &mut tx,
+                    &visitors,
+                    "INSERT INTO click_visitors (day, link_id, visitor) ",
+                    " ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
+                    |row, ((day, link, visitor), _)| {
+                        row.push_bind(*day)
+                            .push_bind(*link)
+                            .push_bind(visitor.to_vec());
+                    },
+                )
+                .await?;
+                let first_seen = returned
+                    .iter()
+                    .map(returned_visitor)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let counts = batch_counts(&clicks, &visitors, &first_seen);
+                sqlite_chunked(
+                    &mut tx,
+                    &counts,
+                    "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
+                     previews) SELECT * FROM (",
+                    concat!(
+                        ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
+                        counts_upsert!()
+                    ),
+                    |row, ((link, day, channel), n)| {
+                        row.push_bind(*link)
+                            .push_bind(*day)
+                            .push_bind(*channel)
+                            .push_bind(n.clicks)
+                            .push_bind(n.unique_clicks)
+                            .push_bind(n.previews);
+                    },
+                )
+                .await?;
+                forget_visitors_before(&mut *tx, keep_from).await?;
                 tx.commit().await?;
                 Ok(inserted)
             }
             Pool::Postgres(pool) => {
-                // One statement whatever the batch size: a column per array parameter, so the
-                // statement is prepared once and the parameter limit never applies.
-                fn col<'a, T>(clicks: &[&'a NewClick], f: impl Fn(&'a NewClick) -> T) -> Vec<T> {
-                    clicks.iter().map(|c| f(c)).collect()
+                // One statement each whatever the batch size: a column per array parameter,
+                // so the statement is prepared once and the parameter limit never applies.
+                fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+                    rows.iter().map(f).collect()
                 }
-                let done = sqlx::query(concat!(
-                    "INSERT INTO clicks (",
-                    click_cols!(),
-                    ") SELECT v.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                     $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
-                     $11::text[], $12::text[], $13::text[]) AS v (",
-                    click_cols!(),
-                    ") WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) \
-                     ON CONFLICT (id) DO NOTHING"
-                ))
+                let mut tx = pool.begin_with(self.begin_write()).await?;
+                let stored = stored_ids(&mut *tx, &lo, &hi).await?;
+                clicks.retain(|c| !stored.contains(c.id.as_str()));
+                let inserted = sqlx::query(
+                    "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
+                     SELECT v.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::bigint[], $6::bytea[]) AS v (id, link_id, channel, kind, at, visitor) \
+                     WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
                 .bind(col(&clicks, |c| c.id.as_str()))
                 .bind(col(&clicks, |c| c.link_id.as_str()))
-                .bind(col(&clicks, |c| c.workspace_id.as_str()))
-                .bind(col(&clicks, |c| c.bot_id.as_str()))
-                .bind(col(&clicks, |c| {
-                    c.entry_point_id.as_ref().map(|e| e.as_str())
-                }))
-                .bind(col(&clicks, |c| c.channel.as_deref()))
+                .bind(col(&clicks, |c| c.channel.map(|ch| ch.as_str())))
                 .bind(col(&clicks, |c| c.kind.as_str()))
                 .bind(col(&clicks, |c| c.at))
-                .bind(col(&clicks, |c| day_of(c.at)))
-                .bind(col(&clicks, |c| c.visitor.as_deref()))
-                .bind(col(&clicks, |c| c.utm_source.as_deref()))
-                .bind(col(&clicks, |c| c.utm_medium.as_deref()))
-                .bind(col(&clicks, |c| c.utm_campaign.as_deref()))
-                .execute(pool)
+                .bind(col(&clicks, |c| c.visitor.map(|v| v.to_vec())))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let visitors = batch_visitors(&clicks);
+                let first_seen = sqlx::query(
+                    "INSERT INTO click_visitors (day, link_id, visitor) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
+                     ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
+                )
+                .bind(col(&visitors, |((day, _, _), _)| *day))
+                .bind(col(&visitors, |((_, link, _), _)| *link))
+                .bind(col(&visitors, |((_, _, visitor), _)| visitor.to_vec()))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(returned_visitor)
+                .collect::<StoreResult<Vec<_>>>()?;
+                let counts = batch_counts(&clicks, &visitors, &first_seen);
+                sqlx::query(concat!(
+                    "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
+                     previews) SELECT v.* FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
+                     $4::bigint[], $5::bigint[], $6::bigint[]) \
+                     AS v (link_id, day, channel, clicks, unique_clicks, previews) \
+                     WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) ",
+                    counts_upsert!()
+                ))
+                .bind(col(&counts, |((link, _, _), _)| *link))
+                .bind(col(&counts, |((_, day, _), _)| *day))
+                .bind(col(&counts, |((_, _, channel), _)| *channel))
+                .bind(col(&counts, |(_, n)| n.clicks))
+                .bind(col(&counts, |(_, n)| n.unique_clicks))
+                .bind(col(&counts, |(_, n)| n.previews))
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected())
+                forget_visitors_before(&mut *tx, keep_from).await?;
+                tx.commit().await?;
+                Ok(inserted)
             }
         }
     }
 
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>> {
         with_pool!(self, pool => {
-            let row = sqlx::query(concat!("SELECT ", click_cols!(), " FROM clicks WHERE id = $1"))
+            let row = sqlx::query(
+                "SELECT c.id, c.link_id, l.workspace_id, l.bot_id, l.entry_point_id, c.channel, \
+                 c.kind, c.at, c.visitor, l.utm_source, l.utm_medium, l.utm_campaign \
+                 FROM clicks c JOIN links l ON l.id = c.link_id WHERE c.id = $1",
+            )
             .bind(id.as_str())
             .fetch_optional(pool)
             .await?;
@@ -209,7 +444,7 @@ impl ClickStore for Store {
         let (owner_sql, col, id) = match &scope {
             StatsScope::Link(id) => (
                 "SELECT id FROM links WHERE id = $1 AND workspace_id = $2",
-                "link_id",
+                "id",
                 id.as_str(),
             ),
             StatsScope::EntryPoint(id) => (
@@ -235,38 +470,40 @@ impl ClickStore for Store {
                 .await?
                 .ok_or(StoreError::NotFound)?;
 
-            let mut sql = QueryBuilder::new(format!("SELECT {COUNTS} FROM clicks"));
-            push_scope(&mut sql, "", col, id, ws.as_str(), range);
+            let mut sql = QueryBuilder::new(format!("SELECT {SUMS}"));
+            push_scope(&mut sql, col, id, ws.as_str(), range);
             let total = counts_from(&sql.build().fetch_one(&mut *tx).await?, String::new())?;
             stats.clicks = total.clicks;
             stats.unique_clicks = total.unique_clicks;
             stats.previews = total.previews;
 
             for dim in DIMENSIONS {
-                let mut sql = QueryBuilder::new(format!("SELECT {dim} AS k, {COUNTS} FROM clicks"));
-                push_scope(&mut sql, "", col, id, ws.as_str(), range);
+                let mut sql = QueryBuilder::new(format!("SELECT {dim} AS k, {SUMS}"));
+                push_scope(&mut sql, col, id, ws.as_str(), range);
                 sql.push(format_args!(" GROUP BY {dim}"));
                 let rows = sql.build().fetch_all(&mut *tx).await?;
                 let mut buckets = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    let key = if dim == "day" {
+                    let key = if dim == "cc.day" {
                         day_to_date(r.int("k")?)
                     } else {
-                        r.opt_text("k")?.unwrap_or_else(|| NONE_KEY.to_owned())
+                        r.opt_text("k")?
+                            .filter(|k| !k.is_empty())
+                            .unwrap_or_else(|| NONE_KEY.to_owned())
                     };
                     buckets.push(counts_from(r, key)?);
                 }
                 // ISO dates sort in date order; other buckets: most clicks first.
-                if dim == "day" {
+                if dim == "cc.day" {
                     buckets.sort_by(|a, b| a.key.cmp(&b.key));
                 } else {
                     buckets.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.key.cmp(&b.key)));
                 }
                 match dim {
-                    "channel" => stats.by_channel = buckets,
-                    "day" => stats.by_day = buckets,
-                    "utm_source" => stats.by_utm_source = buckets,
-                    "utm_medium" => stats.by_utm_medium = buckets,
+                    "cc.channel" => stats.by_channel = buckets,
+                    "cc.day" => stats.by_day = buckets,
+                    "l.utm_source" => stats.by_utm_source = buckets,
+                    "l.utm_medium" => stats.by_utm_medium = buckets,
                     _ => stats.by_utm_campaign = buckets,
                 }
             }
@@ -289,14 +526,8 @@ impl ClickStore for Store {
                 .fetch_optional(pool)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            let mut sql = QueryBuilder::new(
-                "SELECT l.id, l.code, l.slug, l.title, \
-                 COUNT(CASE WHEN c.kind = 'click' THEN 1 END) AS clicks, \
-                 COUNT(DISTINCT CASE WHEN c.kind = 'click' THEN c.visitor END) AS unique_clicks, \
-                 COUNT(CASE WHEN c.kind = 'preview' THEN 1 END) AS previews \
-                 FROM clicks c JOIN links l ON l.id = c.link_id",
-            );
-            push_scope(&mut sql, "c.", "bot_id", bot.as_str(), ws.as_str(), range);
+            let mut sql = QueryBuilder::new(format!("SELECT l.id, l.code, l.slug, l.title, {SUMS}"));
+            push_scope(&mut sql, "bot_id", bot.as_str(), ws.as_str(), range);
             sql.push(" GROUP BY l.id, l.code, l.slug, l.title ORDER BY 5 DESC, 6 DESC, l.id LIMIT ")
                 .push_bind(i64::from(limit.max(1)));
             let rows = sql.build().fetch_all(pool).await?;

@@ -142,16 +142,30 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
 }
 
 /// The migrations, append-only: add `000N_<what>.sql` to both folders and a line to both lists.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "click counts",
+        include_str!("../../migrations/sqlite/0002_click_counts.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "click counts",
+        include_str!("../../migrations/postgres/0002_click_counts.sql"),
+    ),
+];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
@@ -173,9 +187,18 @@ impl Store {
     /// Applies the migrations not yet applied. Safe to call at every start, and from several
     /// instances at once (PostgreSQL: under an advisory lock).
     pub async fn migrate(&self) -> StoreResult<()> {
+        self.migrate_through(i64::MAX).await
+    }
+
+    /// Applies the migrations up to and including `version` (for tests of an upgrade).
+    pub async fn migrate_through(&self, version: i64) -> StoreResult<()> {
+        let upto = |list: &[(i64, &'static str, &'static str)]| {
+            let n = list.iter().take_while(|m| m.0 <= version).count();
+            migrator(&list[..n])
+        };
         match &self.pool {
-            Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await?,
-            Pool::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await?,
+            Pool::Sqlite(pool) => upto(SQLITE_MIGRATIONS).run(pool).await?,
+            Pool::Postgres(pool) => upto(POSTGRES_MIGRATIONS).run(pool).await?,
         }
         Ok(())
     }

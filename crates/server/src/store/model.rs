@@ -311,24 +311,18 @@ impl FromStr for ClickKind {
     }
 }
 
-/// A click to record. The day is derived from `at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A click to record: what the link does not already say. The day is derived from `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClick {
     pub id: ClickId,
     pub link_id: LinkId,
-    pub workspace_id: WorkspaceId,
-    pub bot_id: BotId,
-    pub entry_point_id: Option<EntryPointId>,
     /// The channel the person was sent to, when known.
-    pub channel: Option<String>,
+    pub channel: Option<botlink_core::Channel>,
     pub kind: ClickKind,
     /// Epoch milliseconds.
     pub at: i64,
-    /// A salted hash that identifies a visitor without identifying a person.
-    pub visitor: Option<String>,
-    pub utm_source: Option<String>,
-    pub utm_medium: Option<String>,
-    pub utm_campaign: Option<String>,
+    /// A salted hash that identifies a visitor on one day without identifying a person.
+    pub visitor: Option<[u8; 16]>,
 }
 
 /// A recorded click.
@@ -344,6 +338,7 @@ pub struct Click {
     pub at: i64,
     /// Days since the Unix epoch (UTC).
     pub day: i64,
+    /// The visitor hash, in hex.
     pub visitor: Option<String>,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
@@ -391,7 +386,9 @@ pub struct Bucket {
     /// The value (`telegram`, `2024-05-01`, `newsletter`), or [`NONE_KEY`].
     pub key: String,
     pub clicks: i64,
-    /// Distinct visitors among the clicks (clicks without a visitor are not counted).
+    /// Clicks that were their visitor's first on the link that day (visitors are told apart
+    /// by a hash of address and browser that changes daily; clicks without one never count).
+    /// They add up: a bucket's unique clicks are the sum of its links' and days'.
     pub unique_clicks: i64,
     pub previews: i64,
 }
