@@ -2,14 +2,21 @@
 //! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -213,15 +220,19 @@ pub async fn run(
             crate::metrics::handle().run_upkeep();
         }
     });
-    let app = router(state);
+    let app = router(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "botlink is listening");
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
+    let per_connection = tower::service_fn(move |conn: IncomingStream<'_, TcpListener>| {
+        std::future::ready(Ok::<_, Infallible>(Front {
+            state: state.clone(),
+            router: app.clone(),
+            peer: *conn.remote_addr(),
+        }))
+    });
+    let served = axum::serve(listener, per_connection)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
     // The server has stopped taking requests and finished the ones in flight: no more
     // clicks can arrive, so flush what is queued.
     upkeep.abort();
@@ -231,6 +242,37 @@ pub async fn run(
     }
     tracing::info!("botlink stopped");
     served.map_err(ServeError::Io)
+}
+
+/// What serves each connection: short-link redirects go straight to their handlers (the path
+/// of every click: no routing table, no middleware layers, the same metrics), everything else
+/// through the router with the peer's address as [`ConnectInfo`].
+#[derive(Clone)]
+struct Front {
+    state: AppState,
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl tower::Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(route) = crate::redirect::fast_route(&req) {
+            let (state, peer) = (self.state.clone(), self.peer);
+            return Box::pin(async move {
+                Ok(crate::redirect::serve_fast(state, req, peer, route).await)
+            });
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        Box::pin(self.router.call(req))
+    }
 }
 
 /// The whole HTTP surface.

@@ -91,8 +91,14 @@ pub async fn track(req: Request, next: Next) -> Response {
     };
     let resp = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, latency) = handles(route, &method, resp.status().as_u16());
-    requests.increment(1);
-    latency.record(start.elapsed().as_secs_f64());
+    observe(route, &method, resp.status().as_u16(), start);
     resp
+}
+
+/// Counts a request to `route` and records its latency since `started` (what [`track`] does,
+/// for requests served without the router).
+pub fn observe(route: &str, method: &Method, status: u16, started: Instant) {
+    let (requests, latency) = handles(route, method, status);
+    requests.increment(1);
+    latency.record(started.elapsed().as_secs_f64());
 }

@@ -4,11 +4,12 @@
 //! the click worker, never written on the request path.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -109,10 +110,10 @@ impl Resolved {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/l/{code}", get(open))
+        .route(ROUTE_OPEN, get(open))
         .route("/l/{code}/qr.svg", get(qr_svg))
         .route("/l/{code}/qr.png", get(qr_png))
-        .route("/l/{code}/{channel}", get(open_channel))
+        .route(ROUTE_CHANNEL, get(open_channel))
 }
 
 fn page(status: StatusCode, html: String) -> Response {
@@ -157,12 +158,8 @@ struct Visitor<'a> {
 
 /// Reads the visitor off the request: the peer's address, or behind a proxy the first
 /// `X-Forwarded-For` address (the peer's when that one does not parse).
-fn visitor<'a>(state: &AppState, req: &'a Request) -> Visitor<'a> {
-    let headers = req.headers();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+fn visitor<'a>(state: &AppState, req: &'a Parts, peer: SocketAddr) -> Visitor<'a> {
+    let headers = &req.headers;
     let forwarded = state
         .config()
         .behind_proxy
@@ -175,12 +172,12 @@ fn visitor<'a>(state: &AppState, req: &'a Request) -> Visitor<'a> {
         })
         .flatten();
     Visitor {
-        ip: forwarded.unwrap_or(peer),
+        ip: forwarded.unwrap_or(peer.ip()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
-        head: req.method() == Method::HEAD,
+        head: req.method == Method::HEAD,
     }
 }
 
@@ -273,34 +270,56 @@ async fn preview(
     )
 }
 
-async fn open(State(state): State<AppState>, Path(code): Path<String>, req: Request) -> Response {
-    let link = match live_link(&state, &code).await {
+async fn open(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    open_link(&state, &code, &req.into_parts().0, peer).await
+}
+
+async fn open_channel(
+    State(state): State<AppState>,
+    Path((code, channel)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    open_link_channel(&state, &code, &channel, &req.into_parts().0, peer).await
+}
+
+/// `/l/{code}`: the deep link of a one-channel link, the chooser page of a many-channel one.
+async fn open_link(state: &AppState, code: &str, req: &Parts, peer: SocketAddr) -> Response {
+    let link = match live_link(state, code).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let v = visitor(&state, &req);
+    let v = visitor(state, req, peer);
     if pages::is_crawler(v.user_agent) {
-        return preview(&state, &link, None, &v, &code).await;
+        return preview(state, &link, None, &v, code).await;
     }
     match link.channels.as_slice() {
-        [one] => click(&state, &link, *one, &v).await,
+        [one] => click(state, &link, *one, &v).await,
         channels => page(
             StatusCode::OK,
             pages::chooser(
                 link.title.as_deref().unwrap_or("Open the chat"),
-                &code,
+                code,
                 channels,
             ),
         ),
     }
 }
 
-async fn open_channel(
-    State(state): State<AppState>,
-    Path((code, channel)): Path<(String, String)>,
-    req: Request,
+/// `/l/{code}/{channel}`: the deep link into one of the link's channels.
+async fn open_link_channel(
+    state: &AppState,
+    code: &str,
+    channel: &str,
+    req: &Parts,
+    peer: SocketAddr,
 ) -> Response {
-    let link = match live_link(&state, &code).await {
+    let link = match live_link(state, code).await {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -311,11 +330,73 @@ async fn open_channel(
     else {
         return not_found();
     };
-    let v = visitor(&state, &req);
+    let v = visitor(state, req, peer);
     if pages::is_crawler(v.user_agent) {
-        return preview(&state, &link, Some(channel), &v, &code).await;
+        return preview(state, &link, Some(channel), &v, code).await;
     }
-    click(&state, &link, channel, &v).await
+    click(state, &link, channel, &v).await
+}
+
+/// The route templates of the redirects, as the metrics label them.
+const ROUTE_OPEN: &str = "/l/{code}";
+const ROUTE_CHANNEL: &str = "/l/{code}/{channel}";
+
+/// A request that [`serve_fast`] answers without the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastRoute {
+    /// `/l/{code}`
+    Open,
+    /// `/l/{code}/{channel}`
+    Channel,
+}
+
+/// Whether `req` is a redirect the fast path serves: `GET` or `HEAD` of `/l/{code}` or
+/// `/l/{code}/{channel}`. QR codes, other methods and percent-encoded paths (which the router
+/// decodes) go through the router.
+pub fn fast_route(req: &Request) -> Option<FastRoute> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let rest = req.uri().path().strip_prefix("/l/")?;
+    if rest.is_empty() || rest.contains('%') {
+        return None;
+    }
+    match rest.split_once('/') {
+        None => Some(FastRoute::Open),
+        Some((code, channel))
+            if !code.is_empty()
+                && !channel.is_empty()
+                && !channel.contains('/')
+                && channel != "qr.svg"
+                && channel != "qr.png" =>
+        {
+            Some(FastRoute::Channel)
+        }
+        Some(_) => None,
+    }
+}
+
+/// Serves a redirect that [`fast_route`] picked, as the router would (same handlers, same
+/// answers, same metrics) without its routing and middleware: this is the path every click
+/// takes.
+pub async fn serve_fast(
+    state: AppState,
+    req: Request,
+    peer: SocketAddr,
+    route: FastRoute,
+) -> Response {
+    let started = std::time::Instant::now();
+    let (req, _body) = req.into_parts();
+    let rest = req.uri.path().strip_prefix("/l/").unwrap_or_default();
+    let (resp, template) = match (route, rest.split_once('/')) {
+        (FastRoute::Channel, Some((code, channel))) => (
+            open_link_channel(&state, code, channel, &req, peer).await,
+            ROUTE_CHANNEL,
+        ),
+        _ => (open_link(&state, rest, &req, peer).await, ROUTE_OPEN),
+    };
+    crate::metrics::observe(template, &req.method, resp.status().as_u16(), started);
+    resp
 }
 
 /// Counts a click and sends the person on to the deep link.
@@ -454,4 +535,44 @@ async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
 
 fn short_url(state: &AppState, link: &Resolved) -> String {
     state.short_url(link.slug.as_deref().unwrap_or(&link.code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Method, path: &str) -> Option<FastRoute> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        fast_route(&req)
+    }
+
+    #[test]
+    fn only_plain_redirects_take_the_fast_path() {
+        use FastRoute::{Channel, Open};
+        for (method, path, want) in [
+            (Method::GET, "/l/AbC123", Some(Open)),
+            (Method::HEAD, "/l/AbC123", Some(Open)),
+            (Method::GET, "/l/AbC123?utm=x", Some(Open)),
+            (Method::GET, "/l/spring-sale", Some(Open)),
+            (Method::GET, "/l/AbC123/telegram", Some(Channel)),
+            (Method::GET, "/l/AbC123/nonsense", Some(Channel)),
+            // The router's: QR codes, encoded paths, other methods and shapes.
+            (Method::GET, "/l/AbC123/qr.svg", None),
+            (Method::GET, "/l/AbC123/qr.png", None),
+            (Method::GET, "/l/%41bC123", None),
+            (Method::POST, "/l/AbC123", None),
+            (Method::GET, "/l/", None),
+            (Method::GET, "/l/AbC123/", None),
+            (Method::GET, "/l//telegram", None),
+            (Method::GET, "/l/AbC123/telegram/x", None),
+            (Method::GET, "/api/v1/links", None),
+            (Method::GET, "/lx/AbC123", None),
+        ] {
+            assert_eq!(route(method.clone(), path), want, "{method} {path}");
+        }
+    }
 }

@@ -937,7 +937,69 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly() {
         metrics.contains("botlink_clicks_flushed_total"),
         "{metrics}"
     );
-    assert!(metrics.contains("botlink_http_requests_total"));
+    // Redirects are served without the router's middleware, and still counted per route.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("botlink_http_requests_total{")
+                && l.contains(r#"route="/l/{code}""#)
+                && l.contains(r#"status="302""#)),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+/// Redirects take a short path past the router unless their path is percent-encoded (the
+/// router decodes it): both paths answer alike and count alike.
+#[tokio::test]
+async fn encoded_and_plain_short_paths_answer_alike() {
+    let s = TestServer::start().await;
+    let bot = make_bot(&s, ADMIN_KEY).await;
+    let (_, link) = s
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "channels": ["telegram"]}),
+        )
+        .await;
+    let (code, id) = (link["code"].as_str().unwrap(), link["id"].as_str().unwrap());
+    let encoded = format!("%{:02X}{}", code.as_bytes()[0], &code[1..]);
+    let paths = [
+        format!("/l/{code}"),
+        format!("/l/{encoded}"),
+        format!("/l/{code}/telegram"),
+        format!("/l/{encoded}/telegram"),
+    ];
+    for path in &paths {
+        let resp = s.client.get(s.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{path}");
+        let location = resp.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with(&format!("https://t.me/shop_bot?start=l_{code}_")),
+            "{path}: {location}"
+        );
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+        // HEAD: the same answer, no click.
+        let head = s.client.head(s.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::FOUND, "HEAD {path}");
+    }
+    for path in [format!("/l/{code}/line"), format!("/l/{encoded}/line")] {
+        let resp = s.client.get(s.url(&path)).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "{path}: not a channel of the link"
+        );
+    }
+    let resp = s
+        .client
+        .post(s.url(&format!("/l/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let stats = clicks_reach(&s, id, paths.len() as i64).await;
+    assert_eq!(stats["by_channel"][0]["key"], "telegram");
     s.stop().await;
 }
 

@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// 200 ms for room, then its click is dropped and counted.
     #[arg(long, env = "BOTLINK_CLICK_QUEUE", default_value_t = 16_384)]
     pub click_queue: usize,
+    /// Longest a click waits in memory before its batch is written, in ms (1 to 1000: clicks
+    /// show in stats within about this long). Longer batches cost less to write.
+    #[arg(long, env = "BOTLINK_CLICK_FLUSH_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub click_flush_ms: u64,
     /// How long a resolved short link is kept in memory, in ms (default: 600000 on SQLite,
     /// 2000 on PostgreSQL, where other instances may change links).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
@@ -160,6 +165,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.admin_key = args.admin_key;
     config.rate_limit_per_second = args.rate_limit;
     config.click_queue = args.click_queue;
+    config.click_flush_ms = args.click_flush_ms;
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
     runtime()?.block_on(async move {
