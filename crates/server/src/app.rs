@@ -136,7 +136,7 @@ impl AppState {
         let Some(link) = self.links().link_by_code_or_slug(code).await? else {
             return Ok(None);
         };
-        let link = Arc::new(Resolved::new(link, &self.0.secret));
+        let link = Arc::new(Resolved::new(link, &self.0.secret, self.public_url()));
         if !ttl.is_zero() {
             let mut cache = self.0.link_cache.write().expect("cache lock");
             if cache.len() >= LINK_CACHE_MAX {

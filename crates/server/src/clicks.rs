@@ -208,7 +208,11 @@ mod tests {
             updated_at: 0,
         };
         QueuedClick {
-            link: Arc::new(Resolved::new(link, &SecretKey::generate())),
+            link: Arc::new(Resolved::new(
+                link,
+                &SecretKey::generate(),
+                "http://localhost",
+            )),
             channel: Some(botlink_core::Channel::Telegram),
             kind: ClickKind::Click,
             at: 0,

@@ -21,7 +21,7 @@ use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
 use crate::store::{ClickId, ClickKind, Link, LinkId, NewClick};
-use crate::util::{NewClickId, click_id, day_of, now_ms};
+use crate::util::{CLICK_ID_LEN, NewClickId, click_id, day_of, now_ms};
 
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
 /// the payload, which may be large), with each channel's deep link taken apart once when the
@@ -54,10 +54,54 @@ struct Target {
 struct StoredTarget {
     bot: Box<str>,
     text: Option<Box<str>>,
+    /// Unsigned links: the deep link with its click id's place marked, filled in per click
+    /// instead of building the link again.
+    template: Option<ClickTemplate>,
+}
+
+/// A deep link whose click id is at `at` (click ids are base62, the same in any URL).
+struct ClickTemplate {
+    url: String,
+    at: usize,
+}
+
+impl ClickTemplate {
+    /// Builds the deep link with two different click ids and keeps it when they differ in
+    /// exactly one click id's place; `None` otherwise (then each click builds its link).
+    fn new(
+        code: &str,
+        channel: Channel,
+        bot: &str,
+        text: Option<&str>,
+        public_url: &str,
+    ) -> Option<Self> {
+        let build = |id: &str| {
+            linkgen::stored_click_param(code, id, false, &[])
+                .and_then(|p| linkgen::deep_link(channel, bot, &p, text, public_url))
+                .ok()
+                .map(|d| d.url)
+        };
+        let (zeros, zeds) = ([b'0'; CLICK_ID_LEN], [b'z'; CLICK_ID_LEN]);
+        let a = build(std::str::from_utf8(&zeros).ok()?)?;
+        let b = build(std::str::from_utf8(&zeds).ok()?)?;
+        let at = a.bytes().zip(b.bytes()).position(|(x, y)| x != y)?;
+        let end = at + CLICK_ID_LEN;
+        let marked = a.len() == b.len()
+            && a.get(at..end)?.as_bytes() == zeros
+            && b.get(at..end)?.as_bytes() == zeds
+            && a[end..] == b[end..];
+        marked.then_some(ClickTemplate { url: a, at })
+    }
+
+    fn with(&self, click_id: &str) -> String {
+        let mut url = self.url.clone();
+        url.replace_range(self.at..self.at + CLICK_ID_LEN, click_id);
+        url
+    }
 }
 
 impl Resolved {
-    pub fn new(link: Link, secret: &SecretKey) -> Self {
+    pub fn new(link: Link, secret: &SecretKey, public_url: &str) -> Self {
         let stored = link.scheme == "stored";
         let targets = link
             .deep_links
@@ -67,6 +111,17 @@ impl Resolved {
                 let parsed = if stored {
                     match botlink_core::parse_link(&d.url) {
                         Ok(parsed) => Some(StoredTarget {
+                            template: (!link.signed)
+                                .then(|| {
+                                    ClickTemplate::new(
+                                        &link.code,
+                                        channel,
+                                        &parsed.bot,
+                                        parsed.text.as_deref(),
+                                        public_url,
+                                    )
+                                })
+                                .flatten(),
                             bot: parsed.bot.into(),
                             text: parsed.text.map(Into::into),
                         }),
@@ -427,6 +482,9 @@ async fn click(
         match &d.stored {
             // The stored deep link named the bot and the visible text: rebuild it with the
             // click id in the parameter.
+            Some(StoredTarget {
+                template: Some(t), ..
+            }) => Cow::Owned(t.with(click_id.as_str())),
             Some(parsed) => {
                 let key = link.key.unwrap_or_default();
                 let signed = link.key.is_some();
@@ -548,6 +606,40 @@ mod tests {
             .body(axum::body::Body::empty())
             .expect("a request");
         fast_route(&req)
+    }
+
+    #[test]
+    fn a_click_template_gives_the_link_a_full_build_gives() {
+        let bots = [
+            (Channel::Telegram, "shop_bot", None),
+            (Channel::Viber, "shopbot", Some("Hello there")),
+            (Channel::Messenger, "PageName", None),
+            (Channel::Instagram, "shop.ig", None),
+            (Channel::Whatsapp, "380501234567", Some("Hi! Code:")),
+            (Channel::Line, "@shop", Some("hi")),
+            (Channel::Max, "shop_bot", None),
+            (Channel::Webchat, "shop", None),
+        ];
+        let mut templated = Vec::new();
+        for (channel, bot, text) in bots {
+            let public = "https://go.example.com";
+            let Some(t) = ClickTemplate::new("AbC123x", channel, bot, text, public) else {
+                continue;
+            };
+            templated.push(channel);
+            for _ in 0..20 {
+                let id = click_id(now_ms());
+                let full = linkgen::stored_click_param("AbC123x", id.as_str(), false, &[])
+                    .and_then(|p| linkgen::deep_link(channel, bot, &p, text, public))
+                    .expect("a link the template was made from builds")
+                    .url;
+                assert_eq!(t.with(id.as_str()), full, "{channel:?}");
+            }
+        }
+        assert!(
+            templated.contains(&Channel::Telegram) && templated.contains(&Channel::Viber),
+            "{templated:?}"
+        );
     }
 
     #[test]

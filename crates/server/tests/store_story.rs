@@ -932,8 +932,8 @@ async fn story(store: Arc<Store>) {
     ];
     assert_eq!(
         clicks.insert_clicks(&batch).await.unwrap(),
-        7,
-        "duplicate id and deleted link skipped"
+        8,
+        "the duplicate id skipped; the deleted link's click logged (and counted nowhere)"
     );
     assert_eq!(clicks.insert_clicks(&batch).await.unwrap(), 0, "idempotent");
     assert_eq!(clicks.insert_clicks(&[]).await.unwrap(), 0);

@@ -300,13 +300,15 @@ impl ClickStore for Store {
                 let mut tx = pool.begin_with(self.begin_write()).await?;
                 let stored = stored_ids(&mut *tx, &lo, &hi).await?;
                 clicks.retain(|c| !stored.contains(c.id.as_str()));
-                // Selecting from VALUES (columns column1, column2, ...) skips clicks of a
-                // link deleted since the redirect; its counts below are skipped the same way.
+                // Every click is logged, even one of a link deleted since the redirect (its
+                // row is then unreachable, as a deleted link's are); only the counts below
+                // check the link. Selecting from VALUES (columns column1, column2, ...) lets
+                // them skip such clicks rather than fail the batch on the foreign key.
                 let (inserted, _) = sqlite_chunked(
                     &mut tx,
                     &clicks,
-                    &format!("INSERT INTO clicks ({LOG_COLS}) SELECT * FROM ("),
-                    ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column2)",
+                    &format!("INSERT INTO clicks ({LOG_COLS}) "),
+                    " ON CONFLICT (id) DO NOTHING",
                     |row, c| {
                         row.push_bind(c.id.as_str())
                             .push_bind(c.link_id.as_str())
@@ -371,7 +373,6 @@ impl ClickStore for Store {
                     "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
                      SELECT v.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
                      $5::bigint[], $6::bytea[]) AS v (id, link_id, channel, kind, at, visitor) \
-                     WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) \
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(col(&clicks, |c| c.id.as_str()))

@@ -190,8 +190,10 @@ pub trait LinkStore: Send + Sync {
 /// Clicks and statistics.
 #[async_trait]
 pub trait ClickStore: Send + Sync {
-    /// Writes a batch in one transaction; a click whose id is already stored, or whose link
-    /// has been deleted meanwhile, is skipped. Returns how many rows were written.
+    /// Writes a batch in one transaction: the click log and the counts. A click whose id is
+    /// already stored is skipped; one whose link has been deleted meanwhile is logged (and
+    /// unreachable, as a deleted link's clicks are) but not counted. Returns how many clicks
+    /// were logged.
     async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64>;
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>>;
     /// Counts for a link, an entry point or a bot of `ws` (else `NotFound`).
