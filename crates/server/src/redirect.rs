@@ -528,7 +528,12 @@ async fn click(
         )
         .await;
     }
-    let Ok(location) = HeaderValue::from_str(&target) else {
+    // A per-click link becomes the header without being copied.
+    let location = match target {
+        Cow::Owned(url) => HeaderValue::from_maybe_shared(axum::body::Bytes::from(url)),
+        Cow::Borrowed(url) => HeaderValue::from_str(url),
+    };
+    let Ok(location) = location else {
         return not_found();
     };
     (

@@ -6,11 +6,11 @@
 //! counts, so they cost the same whatever the number of clicks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
-use sqlx::query_builder::Separated;
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection, SqliteRow};
+use sqlx::{AssertSqlSafe, Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
 use super::{
@@ -34,14 +34,33 @@ fn sqlite_chunks(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// Runs `head VALUES (...), ... tail` over `rows` in chunks of [`SQLITE_CHUNK_ROWS`] sizes.
-/// Returns the rows changed and, for a statement with `RETURNING`, the rows returned.
+/// A SQLite statement ready for its values.
+type SqliteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
+
+/// `head VALUES (?, ...), ... tail`: `rows` rows of `cols` placeholders.
+fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    let mut sql = String::with_capacity(head.len() + 8 + rows * (row.len() + 1) + tail.len());
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Runs `head VALUES (...), ... tail` over `rows` in chunks of [`SQLITE_CHUNK_ROWS`] sizes,
+/// `bind` adding one row's `cols` values. Returns the rows changed and, for a statement with
+/// `RETURNING`, the rows returned.
 async fn sqlite_chunked<T>(
     conn: &mut SqliteConnection,
     rows: &[T],
-    head: &str,
-    tail: &str,
-    mut bind: impl FnMut(&mut Separated<'_, Sqlite, &'static str>, &T),
+    (head, cols, tail): (&str, usize, &str),
+    bind: impl Fn(SqliteQuery, &T) -> SqliteQuery,
 ) -> StoreResult<(u64, Vec<SqliteRow>)> {
     let returning = tail.contains("RETURNING");
     let (mut changed, mut returned) = (0, Vec::new());
@@ -49,22 +68,33 @@ async fn sqlite_chunked<T>(
     for size in sqlite_chunks(rows.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
-        let mut sql = QueryBuilder::<Sqlite>::new(head);
-        sql.push_values(chunk, |mut row, r| bind(&mut row, r));
-        sql.push(tail);
+        let query = chunk.iter().fold(
+            sqlx::query(AssertSqlSafe(values_sql(head, cols, size, tail))),
+            &bind,
+        );
         if returning {
-            let rows = sql.build().fetch_all(&mut *conn).await?;
+            let rows = query.fetch_all(&mut *conn).await?;
             changed += rows.len() as u64;
             returned.extend(rows);
         } else {
-            changed += sql.build().execute(&mut *conn).await?.rows_affected();
+            changed += query.execute(&mut *conn).await?.rows_affected();
         }
     }
     Ok((changed, returned))
 }
 
-/// The log's columns, in the order the inserts bind them.
-const LOG_COLS: &str = "id, link_id, channel, kind, at, visitor";
+/// Text bound on most clicks (channel names, kinds), allocated once: binding a `&str` to a
+/// SQLite statement copies it, an `Arc<str>` only counts a reference.
+fn shared_text(text: &'static str) -> Arc<str> {
+    static TEXTS: LazyLock<Mutex<HashMap<&'static str, Arc<str>>>> =
+        LazyLock::new(Default::default);
+    TEXTS
+        .lock()
+        .expect("texts lock")
+        .entry(text)
+        .or_insert_with(|| Arc::from(text))
+        .clone()
+}
 
 /// What a batch adds to one row of `click_counts`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -304,18 +334,29 @@ impl ClickStore for Store {
                 // row is then unreachable, as a deleted link's are); only the counts below
                 // check the link. Selecting from VALUES (columns column1, column2, ...) lets
                 // them skip such clicks rather than fail the batch on the foreign key.
+                // Each link's id once per batch, shared by its clicks' rows.
+                let mut link_ids: HashMap<&str, Arc<str>> = HashMap::new();
+                for c in &clicks {
+                    link_ids
+                        .entry(c.link_id.as_str())
+                        .or_insert_with(|| Arc::from(c.link_id.as_str()));
+                }
+                let link = |id: &str| link_ids.get(id).cloned().unwrap_or_else(|| Arc::from(id));
                 let (inserted, _) = sqlite_chunked(
                     &mut tx,
                     &clicks,
-                    &format!("INSERT INTO clicks ({LOG_COLS}) "),
-                    " ON CONFLICT (id) DO NOTHING",
-                    |row, c| {
-                        row.push_bind(c.id.as_str())
-                            .push_bind(c.link_id.as_str())
-                            .push_bind(c.channel.map(|ch| ch.as_str()))
-                            .push_bind(c.kind.as_str())
-                            .push_bind(c.at)
-                            .push_bind(c.visitor.map(|v| v.to_vec()));
+                    (
+                        "INSERT INTO clicks (id, link_id, channel, kind, at, visitor)",
+                        6,
+                        " ON CONFLICT (id) DO NOTHING",
+                    ),
+                    |q, c| {
+                        q.bind(Arc::<str>::from(c.id.as_str()))
+                            .bind(link(c.link_id.as_str()))
+                            .bind(c.channel.map(|ch| shared_text(ch.as_str())))
+                            .bind(shared_text(c.kind.as_str()))
+                            .bind(c.at)
+                            .bind(c.visitor.map(|v| Arc::<[u8]>::from(&v[..])))
                     },
                 )
                 .await?;
@@ -323,12 +364,15 @@ impl ClickStore for Store {
                 let (_, returned) = sqlite_chunked(
                     &mut tx,
                     &visitors,
-                    "INSERT INTO click_visitors (day, link_id, visitor) ",
-                    " ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
-                    |row, ((day, link, visitor), _)| {
-                        row.push_bind(*day)
-                            .push_bind(*link)
-                            .push_bind(visitor.to_vec());
+                    (
+                        "INSERT INTO click_visitors (day, link_id, visitor)",
+                        3,
+                        " ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
+                    ),
+                    |q, ((day, id, visitor), _)| {
+                        q.bind(*day)
+                            .bind(link(id))
+                            .bind(Arc::<[u8]>::from(&visitor[..]))
                     },
                 )
                 .await?;
@@ -340,19 +384,22 @@ impl ClickStore for Store {
                 sqlite_chunked(
                     &mut tx,
                     &counts,
-                    "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
-                     previews) SELECT * FROM (",
-                    concat!(
-                        ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
-                        counts_upsert!()
+                    (
+                        "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
+                         previews) SELECT * FROM (",
+                        6,
+                        concat!(
+                            ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
+                            counts_upsert!()
+                        ),
                     ),
-                    |row, ((link, day, channel), n)| {
-                        row.push_bind(*link)
-                            .push_bind(*day)
-                            .push_bind(*channel)
-                            .push_bind(n.clicks)
-                            .push_bind(n.unique_clicks)
-                            .push_bind(n.previews);
+                    |q, ((id, day, channel), n)| {
+                        q.bind(link(id))
+                            .bind(*day)
+                            .bind(shared_text(channel))
+                            .bind(n.clicks)
+                            .bind(n.unique_clicks)
+                            .bind(n.previews)
                     },
                 )
                 .await?;
