@@ -12,12 +12,15 @@
 //!   the generator's own timer fired is reported separately (`lag_*`).
 //!
 //! Paths come from `--paths FILE` (one per line, taken round-robin, so every path is asked
-//! for equally) or `--path P`. Every answer's status is counted; `non_302` and `errors` (I/O
+//! for equally) or `--path P`. Every request comes from one visitor (one user agent), unless
+//! `--visitors N`: then request k carries visitor k mod N in its user agent, so that with N at
+//! least the number of requests every click is a new visitor's. Every answer's status is counted; `non_302` and `errors` (I/O
 //! failures, timeouts, answers still missing at the end) should be zero.
 //!
 //! Output: `key=value` lines on stdout (see `Report::print`). Bounded: sending stops after
 //! `--duration` seconds and answers are awaited at most `--timeout-ms` longer.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,11 +42,12 @@ struct Args {
     duration: Duration,
     rate: Option<f64>,
     timeout: Duration,
+    visitors: u64,
 }
 
 fn usage() -> &'static str {
     "usage: loadgen --addr HOST:PORT (--paths FILE | --path PATH) [--connections N] \
-     [--duration SECS] [--rate REQ_PER_SEC] [--timeout-ms MS]"
+     [--duration SECS] [--rate REQ_PER_SEC] [--timeout-ms MS] [--visitors N]"
 }
 
 fn parse_args() -> Result<Args> {
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Args> {
     let mut duration = 10.0;
     let mut rate = None;
     let mut timeout_ms = 2000;
+    let mut visitors = 1u64;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -74,6 +79,7 @@ fn parse_args() -> Result<Args> {
             "--duration" => duration = value()?.parse().context("--duration")?,
             "--rate" => rate = Some(value()?.parse::<f64>().context("--rate")?),
             "--timeout-ms" => timeout_ms = value()?.parse().context("--timeout-ms")?,
+            "--visitors" => visitors = value()?.parse().context("--visitors")?,
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -100,6 +106,7 @@ fn parse_args() -> Result<Args> {
         duration: Duration::from_secs_f64(duration),
         rate,
         timeout: Duration::from_millis(timeout_ms),
+        visitors: visitors.max(1),
     })
 }
 
@@ -136,16 +143,35 @@ impl Tally {
 
 struct Shared {
     addr: SocketAddr,
-    /// Whole requests, ready to write.
+    host: String,
+    paths: Vec<String>,
+    /// Whole requests, ready to write (one visitor).
     requests: Vec<Vec<u8>>,
+    visitors: u64,
     next: AtomicUsize,
 }
 
 impl Shared {
-    fn next_request(&self) -> &[u8] {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.requests.len();
-        &self.requests[i]
+    fn next_request(&self) -> Cow<'_, [u8]> {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = k % self.requests.len();
+        if self.visitors == 1 {
+            return Cow::Borrowed(&self.requests[i]);
+        }
+        let visitor = k as u64 % self.visitors;
+        Cow::Owned(request(
+            &self.paths[i],
+            &self.host,
+            &format!("{USER_AGENT} v/{visitor}"),
+        ))
     }
+}
+
+fn request(path: &str, host: &str, user_agent: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\n\r\n"
+    )
+    .into_bytes()
 }
 
 /// Reads one response off `stream` (status line, headers, a `Content-Length` or chunked
@@ -280,7 +306,7 @@ async fn connection(
         let s = stream.as_mut().expect("connected above");
         t.sent += 1;
         let answered = timeout_at(give_up.into(), async {
-            s.write_all(shared.next_request()).await?;
+            s.write_all(&shared.next_request()).await?;
             read_response(s, &mut buf).await
         })
         .await;
@@ -335,14 +361,14 @@ fn main() -> Result<()> {
     let requests = args
         .paths
         .iter()
-        .map(|p| {
-            format!("GET {p} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\r\n")
-                .into_bytes()
-        })
+        .map(|p| request(p, &host, USER_AGENT))
         .collect();
     let shared = Arc::new(Shared {
         addr: args.addr,
+        host,
+        paths: args.paths.clone(),
         requests,
+        visitors: args.visitors,
         next: AtomicUsize::new(0),
     });
     // One thread: pin it with taskset and it stays on its core.
