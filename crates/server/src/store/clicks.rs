@@ -360,34 +360,61 @@ impl ClickStore for Store {
                     },
                 )
                 .await?;
+                // Which of the batch's visitors are new today is worked out inside SQLite, in
+                // a table of this connection's own: reading them back row by row would cost a
+                // hand-over between threads per new visitor.
+                sqlx::query(
+                    "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
+                     day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
+                     PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM temp.batch_visitors")
+                    .execute(&mut *tx)
+                    .await?;
                 let visitors = batch_visitors(&clicks);
-                let (_, returned) = sqlite_chunked(
+                sqlite_chunked(
                     &mut tx,
                     &visitors,
                     (
-                        "INSERT INTO click_visitors (day, link_id, visitor)",
-                        3,
-                        " ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
+                        "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
+                        4,
+                        "",
                     ),
-                    |q, ((day, id, visitor), _)| {
-                        q.bind(*day)
-                            .bind(link(id))
+                    |q, ((day, id, visitor), channel)| {
+                        q.bind(link(id))
+                            .bind(*day)
+                            .bind(shared_text(channel))
                             .bind(Arc::<[u8]>::from(&visitor[..]))
                     },
                 )
                 .await?;
-                let first_seen = returned
-                    .iter()
-                    .map(returned_visitor)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                let counts = batch_counts(&clicks, &visitors, &first_seen);
+                sqlx::query(
+                    "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM click_visitors v \
+                     WHERE v.day = batch_visitors.day AND v.link_id = batch_visitors.link_id \
+                     AND v.visitor = batch_visitors.visitor)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO click_visitors (day, link_id, visitor) \
+                     SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
+                     ON CONFLICT DO NOTHING",
+                )
+                .execute(&mut *tx)
+                .await?;
+                // What is left in batch_visitors is new: each one's first click is unique.
+                let counts = batch_counts(&clicks, &[], &[]);
                 sqlite_chunked(
                     &mut tx,
                     &counts,
                     (
                         "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
-                         previews) SELECT * FROM (",
-                        6,
+                         previews) SELECT v.column1, v.column2, v.column3, v.column4, \
+                         (SELECT COUNT(*) FROM temp.batch_visitors n WHERE n.link_id = v.column1 \
+                         AND n.day = v.column2 AND n.channel = v.column3), v.column5 FROM (",
+                        5,
                         concat!(
                             ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
                             counts_upsert!()
@@ -398,7 +425,6 @@ impl ClickStore for Store {
                             .bind(*day)
                             .bind(shared_text(channel))
                             .bind(n.clicks)
-                            .bind(n.unique_clicks)
                             .bind(n.previews)
                     },
                 )
