@@ -25,6 +25,21 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The marker that WhatsApp and LINE links put before the parameter in the visible text.
 pub const TEXT_MARKER: &str = "ref:";
 
+/// How every deep link to a messenger begins: the `https://` hosts, then the app schemes
+/// (Telegram's `tg://resolve?`, Viber's `viber://pa?`). [`build_link`] writes nothing else for
+/// a channel other than web chat, so a URL that starts otherwise is not a messenger's link.
+pub const MESSENGER_URL_PREFIXES: &[&str] = &[
+    "https://t.me/",
+    "https://telegram.me/",
+    "https://m.me/",
+    "https://ig.me/",
+    "https://wa.me/",
+    "https://line.me/",
+    "https://max.ru/",
+    "tg://resolve?",
+    "viber://pa?",
+];
+
 /// What a Telegram link asks the client to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkKind {
@@ -894,6 +909,31 @@ mod tests {
 
     fn link(channel: Channel, bot: &str, param: Option<&str>) -> Result<String, LinkError> {
         build_link(&LinkSpec::new(channel, bot, param)).map(|l| l.url)
+    }
+
+    #[test]
+    fn every_messenger_link_starts_with_a_listed_prefix() {
+        let mut specs = vec![
+            LinkSpec::new(Channel::Telegram, "mybot", Some("x1")),
+            LinkSpec::new(Channel::Viber, "mybot", Some("x1")),
+            LinkSpec::new(Channel::Messenger, "page", Some("x1")),
+            LinkSpec::new(Channel::Instagram, "shop.ua", Some("x1")),
+            LinkSpec::new(Channel::Whatsapp, "15550001111", Some("x1")),
+            LinkSpec::new(Channel::Line, "@shop", Some("x1")),
+            LinkSpec::new(Channel::Max, "shop_bot", Some("x1")),
+        ];
+        for form in [TelegramForm::TelegramMe, TelegramForm::Tg] {
+            let mut spec = LinkSpec::new(Channel::Telegram, "mybot", Some("x1"));
+            spec.form = form;
+            specs.push(spec);
+        }
+        for spec in &specs {
+            let url = build_link(spec).unwrap().url;
+            assert!(
+                MESSENGER_URL_PREFIXES.iter().any(|p| url.starts_with(p)),
+                "{url}"
+            );
+        }
     }
 
     #[test]

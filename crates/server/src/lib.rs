@@ -14,6 +14,7 @@ pub mod error;
 pub mod linkgen;
 pub mod metrics;
 pub mod pages;
+pub mod qr;
 pub mod redirect;
 pub mod store;
 pub mod util;

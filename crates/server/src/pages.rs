@@ -3,6 +3,7 @@
 //! nothing fetched from elsewhere.
 
 use botlink_core::Channel;
+use botlink_core::link::MESSENGER_URL_PREFIXES;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -146,20 +147,11 @@ pub fn is_crawler(user_agent: &str) -> bool {
 /// botlink's own web chat), never an arbitrary address. Deep links are built from validated
 /// parts, so this is a second line against an open redirect.
 pub fn is_safe_target(url: &str, public_url: &str) -> bool {
-    const HOSTS: &[&str] = &[
-        "https://t.me/",
-        "https://telegram.me/",
-        "https://m.me/",
-        "https://ig.me/",
-        "https://wa.me/",
-        "https://line.me/",
-        "https://max.ru/",
-    ];
-    if url.starts_with("tg://resolve?") || url.starts_with("viber://pa?") {
-        return !url.contains(['\r', '\n']);
-    }
-    if HOSTS.iter().any(|h| url.starts_with(h)) {
-        return !url.contains(['\r', '\n', '\\']);
+    match MESSENGER_URL_PREFIXES.iter().find(|p| url.starts_with(*p)) {
+        // A backslash is a path separator to some browsers: refused in https URLs only.
+        Some(p) if p.starts_with("https://") => return !url.contains(['\r', '\n', '\\']),
+        Some(_) => return !url.contains(['\r', '\n']),
+        None => {}
     }
     url.strip_prefix(public_url.trim_end_matches('/'))
         .is_some_and(|rest| rest.starts_with("/chat/"))

@@ -572,10 +572,8 @@ async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
     };
     let url = short_url(state, &link);
     let rendered = match format {
-        QrFormat::Svg => {
-            crate::cli::qr::qr_svg(&url, 8).map(|svg| ("image/svg+xml", svg.into_bytes()))
-        }
-        QrFormat::Png => crate::cli::qr::qr_png(&url, 8).map(|png| ("image/png", png)),
+        QrFormat::Svg => crate::qr::qr_svg(&url, 8).map(|svg| ("image/svg+xml", svg.into_bytes())),
+        QrFormat::Png => crate::qr::qr_png(&url, 8).map(|png| ("image/png", png)),
     };
     match rendered {
         Ok((content_type, body)) => (

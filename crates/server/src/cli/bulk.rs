@@ -19,7 +19,7 @@ use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::link::{Target, TargetArgs};
-use super::{CliError, explain_link_error, key_value, pick_scheme, thousands};
+use super::{CliError, PayloadOptions, explain_link_error, key_value, payload_scheme, thousands};
 
 /// How often (in rows) the progress bar is updated: cheap enough to be invisible.
 const PROGRESS_EVERY: u64 = 4096;
@@ -166,49 +166,30 @@ impl Header<'_> {
 impl LinksArgs {
     /// Checks which scheme the column options pick, before any file is opened.
     fn scheme(&self) -> Result<Scheme, CliError> {
-        let json_opt = [
-            (self.phone_col.is_some(), "--phone-col"),
-            (self.email_col.is_some(), "--email-col"),
-            (self.external_id_col.is_some(), "--external-id-col"),
-            (!self.var_cols.is_empty(), "--var-col"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name));
-        let fields_opt = [
-            (self.value_col.is_some(), "--value-col"),
-            (!self.field_cols.is_empty(), "--field-col"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name));
-        let entry_opt = self.entry.as_ref().map(|_| "--entry").or(fields_opt);
-        let entry_scheme = if fields_opt.is_some() {
-            Scheme::Fields
-        } else {
-            Scheme::Entry
-        };
-        let scheme = pick_scheme(&[
-            (Scheme::Raw, self.param_col.as_ref().map(|_| "--param-col")),
-            (Scheme::Text, self.encode_col.as_ref().map(|_| "--encode-col")),
-            (Scheme::Json, json_opt),
-            (entry_scheme, entry_opt),
-        ])?
+        let scheme = payload_scheme(&PayloadOptions {
+            raw: (self.param_col.is_some(), "--param-col"),
+            text: (self.encode_col.is_some(), "--encode-col"),
+            json: &[
+                (self.phone_col.is_some(), "--phone-col"),
+                (self.email_col.is_some(), "--email-col"),
+                (self.external_id_col.is_some(), "--external-id-col"),
+                (!self.var_cols.is_empty(), "--var-col"),
+            ],
+            entry: self.entry.is_some(),
+            fields: &[
+                (self.value_col.is_some(), "--value-col"),
+                (!self.field_cols.is_empty(), "--field-col"),
+            ],
+        })?
         .ok_or_else(|| {
             CliError::input(
                 "say which columns make the parameter: --param-col, --encode-col, --phone-col/--email-col/--external-id-col/--var-col, or --entry with --value-col",
             )
         })?;
-        if matches!(scheme, Scheme::Entry | Scheme::Fields) {
-            if self.entry.is_none() {
-                return Err(CliError::input(format!(
-                    "{} needs --entry: a fields payload is <entry>--<value>[--<field>--<value>...]",
-                    fields_opt.unwrap_or("--value-col")
-                )));
-            }
-            if self.value_col.is_none() && !self.field_cols.is_empty() {
-                return Err(CliError::input(
-                    "--field-col needs --value-col: a fields payload starts with <entry>--<value>",
-                ));
-            }
+        if scheme == Scheme::Fields && self.value_col.is_none() {
+            return Err(CliError::input(
+                "--field-col needs --value-col: a fields payload starts with <entry>--<value>",
+            ));
         }
         Ok(scheme)
     }

@@ -1,6 +1,6 @@
 //! `botlink decode`: read a deep link or a parameter back.
 
-use botlink_core::link::{check_param, rule_for};
+use botlink_core::link::{MESSENGER_URL_PREFIXES, check_param, rule_for};
 use botlink_core::{Channel, Decoded, LinkKind, ParsedLink, Scheme, decode, parse_link};
 use clap::Args;
 use serde_json::{Map, Value, json};
@@ -33,17 +33,6 @@ pub struct DecodeArgs {
     pub json: bool,
 }
 
-/// Hosts whose links people often paste without `https://`.
-const BARE_HOSTS: &[&str] = &[
-    "t.me/",
-    "telegram.me/",
-    "m.me/",
-    "ig.me/",
-    "wa.me/",
-    "line.me/",
-    "max.ru/",
-];
-
 /// Reads the argument as a link when it looks like one, else `None` (a bare parameter).
 fn as_link(input: &str) -> Result<Option<ParsedLink>, CliError> {
     let trimmed = input.trim();
@@ -52,7 +41,11 @@ fn as_link(input: &str) -> Result<Option<ParsedLink>, CliError> {
     }
     let lower = trimmed.to_ascii_lowercase();
     let lower = lower.strip_prefix("www.").unwrap_or(&lower);
-    if BARE_HOSTS.iter().any(|h| lower.starts_with(h)) {
+    // The messengers' https links are often pasted without `https://`.
+    let mut bare_hosts = MESSENGER_URL_PREFIXES
+        .iter()
+        .filter_map(|p| p.strip_prefix("https://"));
+    if bare_hosts.any(|h| lower.starts_with(h)) {
         return Ok(Some(parse_link(&format!("https://{trimmed}"))?));
     }
     Ok(None)

@@ -5,7 +5,7 @@ use botlink_core::payload::{self, Fields, JsonPayload};
 use botlink_core::{Channel, LinkSpec, Scheme, build_link};
 use clap::{Args, ValueEnum};
 
-use super::{CliError, explain_link_error, key_value, pick_scheme, print_line};
+use super::{CliError, PayloadOptions, explain_link_error, key_value, payload_scheme, print_line};
 
 #[derive(Debug, Args)]
 pub struct LinkArgs {
@@ -210,32 +210,21 @@ struct Param {
 impl LinkArgs {
     /// Builds the parameter the payload options describe, or `None` when there is none.
     fn param(&self) -> Result<Option<Param>, CliError> {
-        let json_opt = [
-            (self.phone.is_some(), "--phone"),
-            (self.email.is_some(), "--email"),
-            (self.external_id.is_some(), "--external-id"),
-            (!self.vars.is_empty(), "--var"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name));
-        let fields_opt = [
-            (self.value.is_some(), "--value"),
-            (!self.fields.is_empty(), "--field"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name));
-        let entry_opt = self.entry.as_ref().map(|_| "--entry").or(fields_opt);
-        let entry_scheme = if fields_opt.is_some() {
-            Scheme::Fields
-        } else {
-            Scheme::Entry
-        };
-        let scheme = pick_scheme(&[
-            (Scheme::Raw, self.param.as_ref().map(|_| "--param")),
-            (Scheme::Text, self.encode.as_ref().map(|_| "--encode")),
-            (Scheme::Json, json_opt),
-            (entry_scheme, entry_opt),
-        ])?;
+        let scheme = payload_scheme(&PayloadOptions {
+            raw: (self.param.is_some(), "--param"),
+            text: (self.encode.is_some(), "--encode"),
+            json: &[
+                (self.phone.is_some(), "--phone"),
+                (self.email.is_some(), "--email"),
+                (self.external_id.is_some(), "--external-id"),
+                (!self.vars.is_empty(), "--var"),
+            ],
+            entry: self.entry.is_some(),
+            fields: &[
+                (self.value.is_some(), "--value"),
+                (!self.fields.is_empty(), "--field"),
+            ],
+        })?;
         let Some(scheme) = scheme else {
             return Ok(None);
         };
@@ -263,14 +252,10 @@ impl LinkArgs {
                 }
             }
             Scheme::Entry | Scheme::Fields => {
-                let Some(entry) = &self.entry else {
-                    return Err(CliError::input(format!(
-                        "{} needs --entry: a fields payload is <entry>--<value>[--<field>--<value>...]",
-                        fields_opt.unwrap_or("--value")
-                    )));
-                };
+                // Given: payload_scheme refuses the fields options without --entry.
+                let entry = self.entry.clone().unwrap_or_default();
                 if scheme == Scheme::Entry {
-                    plain(payload::encode_entry(entry)?)
+                    plain(payload::encode_entry(&entry)?)
                 } else {
                     let Some(value) = &self.value else {
                         return Err(CliError::input(
@@ -283,7 +268,7 @@ impl LinkArgs {
                         .map(|f| key_value("--field", f).map(|(k, v)| (k.into(), v.into())))
                         .collect::<Result<_, _>>()?;
                     plain(payload::encode_fields(&Fields {
-                        entry: entry.clone(),
+                        entry,
                         value: value.clone(),
                         fields,
                     })?)

@@ -164,10 +164,57 @@ pub(crate) fn key_value<'a>(option: &str, s: &'a str) -> Result<(&'a str, &'a st
     }
 }
 
+/// The payload options of `botlink link` or `botlink links`, each with whether it was given and
+/// its name on that command's line (`--phone` or `--phone-col`), for the error messages.
+pub(crate) struct PayloadOptions<'a> {
+    /// The raw scheme's option.
+    pub raw: (bool, &'a str),
+    /// The text scheme's option.
+    pub text: (bool, &'a str),
+    /// The json scheme's options.
+    pub json: &'a [(bool, &'a str)],
+    /// Whether `--entry` was given: alone it picks the entry scheme.
+    pub entry: bool,
+    /// The options that, with `--entry`, pick the fields scheme instead.
+    pub fields: &'a [(bool, &'a str)],
+}
+
+/// Chooses the payload scheme from the options given: `None` when no payload option was
+/// given, or an error when options of two schemes are mixed or a fields option comes
+/// without `--entry`.
+pub(crate) fn payload_scheme<'a>(opts: &PayloadOptions<'a>) -> Result<Option<Scheme>, CliError> {
+    let first_given = |group: &[(bool, &'a str)]| {
+        group
+            .iter()
+            .find_map(|&(given, name)| given.then_some(name))
+    };
+    let given = |(given, name): (bool, &'a str)| given.then_some(name);
+    let json_opt = first_given(opts.json);
+    let fields_opt = first_given(opts.fields);
+    let entry_opt = opts.entry.then_some("--entry").or(fields_opt);
+    let entry_scheme = if fields_opt.is_some() {
+        Scheme::Fields
+    } else {
+        Scheme::Entry
+    };
+    let scheme = pick_scheme(&[
+        (Scheme::Raw, given(opts.raw)),
+        (Scheme::Text, given(opts.text)),
+        (Scheme::Json, json_opt),
+        (entry_scheme, entry_opt),
+    ])?;
+    if let (Some(option), false) = (fields_opt, opts.entry) {
+        return Err(CliError::input(format!(
+            "{option} needs --entry: a fields payload is <entry>--<value>[--<field>--<value>...]"
+        )));
+    }
+    Ok(scheme)
+}
+
 /// The payload options given on the command line, grouped by the scheme they pick.
 /// Returns the one scheme they agree on, `None` when no payload option was given, or an error
 /// naming two options that pick different schemes.
-pub(crate) fn pick_scheme(groups: &[(Scheme, Option<&str>)]) -> Result<Option<Scheme>, CliError> {
+fn pick_scheme(groups: &[(Scheme, Option<&str>)]) -> Result<Option<Scheme>, CliError> {
     let mut given = groups.iter().filter_map(|(s, opt)| opt.map(|o| (*s, o)));
     let Some((scheme, first)) = given.next() else {
         return Ok(None);
@@ -252,6 +299,28 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(msg.contains("--param") && msg.contains("--email"), "{msg}");
+    }
+
+    #[test]
+    fn payload_scheme_picks_fields_only_with_entry() {
+        let scheme = |entry, value| {
+            payload_scheme(&PayloadOptions {
+                raw: (false, "--param"),
+                text: (false, "--encode"),
+                json: &[(false, "--phone")],
+                entry,
+                fields: &[(value, "--value"), (false, "--field")],
+            })
+        };
+        assert_eq!(scheme(false, false).unwrap(), None);
+        assert_eq!(scheme(true, false).unwrap(), Some(Scheme::Entry));
+        assert_eq!(scheme(true, true).unwrap(), Some(Scheme::Fields));
+        let err = scheme(false, true).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().starts_with("--value needs --entry"),
+            "{err}"
+        );
     }
 
     #[test]

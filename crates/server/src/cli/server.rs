@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::CliError;
 use crate::config::Config;
+use crate::store::Store;
 
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
@@ -192,15 +193,22 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     })
 }
 
+/// Connects to the database and runs the migrations, as [`crate::app::open_store`] does, but
+/// with an error that says which of the two steps failed.
+async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
+    let store = crate::store::connect(&db.database_url)
+        .await
+        .map_err(|e| CliError::failed(format!("connecting to the database: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| CliError::failed(format!("migrating: {e}")))?;
+    Ok(store)
+}
+
 pub fn migrate(args: MigrateArgs) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let store = crate::store::connect(&args.db.database_url)
-            .await
-            .map_err(|e| CliError::failed(format!("connecting to the database: {e}")))?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| CliError::failed(format!("migrating: {e}")))?;
+        open_store(&args.db).await?;
         eprintln!("the database is up to date");
         Ok(())
     })
@@ -220,13 +228,7 @@ pub fn api_key(args: ApiKeyArgs) -> Result<(), CliError> {
         return Err(CliError::input("--workspace is empty: give a name"));
     }
     runtime()?.block_on(async move {
-        let store = crate::store::connect(&db.database_url)
-            .await
-            .map_err(|e| CliError::failed(format!("connecting to the database: {e}")))?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| CliError::failed(format!("migrating: {e}")))?;
+        let store = open_store(&db).await?;
         use crate::store::WorkspaceStore as _;
         let ws = store
             .ensure_workspace(workspace.trim(), crate::util::now_ms())
