@@ -65,22 +65,31 @@ struct ClickTemplate {
     at: usize,
 }
 
-impl ClickTemplate {
-    /// Builds the deep link with two different click ids and keeps it when they differ in
-    /// exactly one click id's place; `None` otherwise (then each click builds its link).
-    fn new(
-        code: &str,
+impl StoredTarget {
+    /// This channel's deep link for one click: the link's code and the click's id in the
+    /// parameter, signed with `key` for a signed link.
+    fn deep_link(
+        &self,
         channel: Channel,
-        bot: &str,
-        text: Option<&str>,
+        code: &str,
+        click_id: &str,
+        key: Option<&[u8; 32]>,
         public_url: &str,
-    ) -> Option<Self> {
-        let build = |id: &str| {
-            linkgen::stored_click_param(code, id, false, &[])
-                .and_then(|p| linkgen::deep_link(channel, bot, &p, text, public_url))
-                .ok()
-                .map(|d| d.url)
-        };
+    ) -> Result<String, linkgen::ComposeError> {
+        let key = key.map_or(&[][..], |k| &k[..]);
+        linkgen::stored_click_param(code, click_id, !key.is_empty(), key)
+            .and_then(|p| {
+                linkgen::deep_link(channel, &self.bot, &p, self.text.as_deref(), public_url)
+            })
+            .map(|d| d.url)
+    }
+}
+
+impl ClickTemplate {
+    /// Builds the deep link (with `build`) for two different click ids and keeps it when they
+    /// differ in exactly one click id's place; `None` otherwise (then each click builds its
+    /// link).
+    fn new(build: impl Fn(&str) -> Option<String>) -> Option<Self> {
         let (zeros, zeds) = ([b'0'; CLICK_ID_LEN], [b'z'; CLICK_ID_LEN]);
         let a = build(std::str::from_utf8(&zeros).ok()?)?;
         let b = build(std::str::from_utf8(&zeds).ok()?)?;
@@ -110,21 +119,21 @@ impl Resolved {
                 let channel = name.parse().ok()?;
                 let parsed = if stored {
                     match botlink_core::parse_link(&d.url) {
-                        Ok(parsed) => Some(StoredTarget {
-                            template: (!link.signed)
-                                .then(|| {
-                                    ClickTemplate::new(
-                                        &link.code,
-                                        channel,
-                                        &parsed.bot,
-                                        parsed.text.as_deref(),
-                                        public_url,
-                                    )
-                                })
-                                .flatten(),
-                            bot: parsed.bot.into(),
-                            text: parsed.text.map(Into::into),
-                        }),
+                        Ok(parsed) => {
+                            let mut target = StoredTarget {
+                                bot: parsed.bot.into(),
+                                text: parsed.text.map(Into::into),
+                                template: None,
+                            };
+                            if !link.signed {
+                                target.template = ClickTemplate::new(|id| {
+                                    target
+                                        .deep_link(channel, &link.code, id, None, public_url)
+                                        .ok()
+                                });
+                            }
+                            Some(target)
+                        }
                         Err(e) => {
                             // Cannot happen for links that passed creation; clicks then go to
                             // the stored deep link, without a click id.
@@ -482,33 +491,24 @@ async fn click(
         match &d.stored {
             // The stored deep link named the bot and the visible text: rebuild it with the
             // click id in the parameter.
-            Some(StoredTarget {
-                template: Some(t), ..
-            }) => Cow::Owned(t.with(click_id.as_str())),
-            Some(parsed) => {
-                let key = link.key.unwrap_or_default();
-                let signed = link.key.is_some();
-                let built =
-                    linkgen::stored_click_param(&link.code, click_id.as_str(), signed, &key)
-                        .and_then(|p| {
-                            linkgen::deep_link(
-                                channel,
-                                &parsed.bot,
-                                &p,
-                                parsed.text.as_deref(),
-                                state.public_url(),
-                            )
-                        });
-                match built {
-                    Ok(dl) => Cow::Owned(dl.url),
+            Some(parsed) => match &parsed.template {
+                Some(t) => Cow::Owned(t.with(click_id.as_str())),
+                None => match parsed.deep_link(
+                    channel,
+                    &link.code,
+                    click_id.as_str(),
+                    link.key.as_ref(),
+                    state.public_url(),
+                ) {
+                    Ok(url) => Cow::Owned(url),
                     Err(e) => {
                         // Cannot happen for links that passed creation; fall back to the
                         // stored deep link.
                         tracing::warn!(error = %e, link = %link.id, "building a per-click deep link");
                         Cow::Borrowed(&d.url)
                     }
-                }
-            }
+                },
+            },
             None => Cow::Borrowed(&d.url),
         }
     };
@@ -626,7 +626,14 @@ mod tests {
         let mut templated = Vec::new();
         for (channel, bot, text) in bots {
             let public = "https://go.example.com";
-            let Some(t) = ClickTemplate::new("AbC123x", channel, bot, text, public) else {
+            let target = StoredTarget {
+                bot: bot.into(),
+                text: text.map(Into::into),
+                template: None,
+            };
+            let Some(t) = ClickTemplate::new(|id| {
+                target.deep_link(channel, "AbC123x", id, None, public).ok()
+            }) else {
                 continue;
             };
             templated.push(channel);

@@ -6,10 +6,11 @@
 //! counts, so they cost the same whatever the number of clicks.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection, SqliteRow};
+use botlink_core::Channel;
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
 use sqlx::{AssertSqlSafe, Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
@@ -54,16 +55,14 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
 }
 
 /// Runs `head VALUES (...), ... tail` over `rows` in chunks of [`SQLITE_CHUNK_ROWS`] sizes,
-/// `bind` adding one row's `cols` values. Returns the rows changed and, for a statement with
-/// `RETURNING`, the rows returned.
+/// `bind` adding one row's `cols` values. Returns the rows changed.
 async fn sqlite_chunked<T>(
     conn: &mut SqliteConnection,
     rows: &[T],
     (head, cols, tail): (&str, usize, &str),
     bind: impl Fn(SqliteQuery, &T) -> SqliteQuery,
-) -> StoreResult<(u64, Vec<SqliteRow>)> {
-    let returning = tail.contains("RETURNING");
-    let (mut changed, mut returned) = (0, Vec::new());
+) -> StoreResult<u64> {
+    let mut changed = 0;
     let mut rest = rows;
     for size in sqlite_chunks(rows.len()) {
         let (chunk, after) = rest.split_at(size);
@@ -72,28 +71,23 @@ async fn sqlite_chunked<T>(
             sqlx::query(AssertSqlSafe(values_sql(head, cols, size, tail))),
             &bind,
         );
-        if returning {
-            let rows = query.fetch_all(&mut *conn).await?;
-            changed += rows.len() as u64;
-            returned.extend(rows);
-        } else {
-            changed += query.execute(&mut *conn).await?.rows_affected();
-        }
+        changed += query.execute(&mut *conn).await?.rows_affected();
     }
-    Ok((changed, returned))
+    Ok(changed)
 }
 
 /// Text bound on most clicks (channel names, kinds), allocated once: binding a `&str` to a
 /// SQLite statement copies it, an `Arc<str>` only counts a reference.
 fn shared_text(text: &'static str) -> Arc<str> {
-    static TEXTS: LazyLock<Mutex<HashMap<&'static str, Arc<str>>>> =
-        LazyLock::new(Default::default);
-    TEXTS
-        .lock()
-        .expect("texts lock")
-        .entry(text)
-        .or_insert_with(|| Arc::from(text))
-        .clone()
+    static TEXTS: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
+        let kinds = [ClickKind::Click.as_str(), ClickKind::Preview.as_str(), ""];
+        kinds
+            .into_iter()
+            .chain(Channel::ALL.map(Channel::as_str))
+            .map(|t| (t, Arc::from(t)))
+            .collect()
+    });
+    TEXTS.get(text).cloned().unwrap_or_else(|| Arc::from(text))
 }
 
 /// What a batch adds to one row of `click_counts`.
@@ -330,10 +324,6 @@ impl ClickStore for Store {
                 let mut tx = pool.begin_with(self.begin_write()).await?;
                 let stored = stored_ids(&mut *tx, &lo, &hi).await?;
                 clicks.retain(|c| !stored.contains(c.id.as_str()));
-                // Every click is logged, even one of a link deleted since the redirect (its
-                // row is then unreachable, as a deleted link's are); only the counts below
-                // check the link. Selecting from VALUES (columns column1, column2, ...) lets
-                // them skip such clicks rather than fail the batch on the foreign key.
                 // Each link's id once per batch, shared by its clicks' rows.
                 let mut link_ids: HashMap<&str, Arc<str>> = HashMap::new();
                 for c in &clicks {
@@ -342,7 +332,10 @@ impl ClickStore for Store {
                         .or_insert_with(|| Arc::from(c.link_id.as_str()));
                 }
                 let link = |id: &str| link_ids.get(id).cloned().unwrap_or_else(|| Arc::from(id));
-                let (inserted, _) = sqlite_chunked(
+                // Every click is logged, even one of a link deleted since the redirect (its
+                // row is then unreachable, as a deleted link's are); only the counts below
+                // check the link.
+                let inserted = sqlite_chunked(
                     &mut tx,
                     &clicks,
                     (
@@ -405,6 +398,8 @@ impl ClickStore for Store {
                 .execute(&mut *tx)
                 .await?;
                 // What is left in batch_visitors is new: each one's first click is unique.
+                // Selecting from VALUES (columns column1, column2, ...) skips the counts of a
+                // link deleted since the redirect rather than fail the batch on the foreign key.
                 let counts = batch_counts(&clicks, &[], &[]);
                 sqlite_chunked(
                     &mut tx,
