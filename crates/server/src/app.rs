@@ -1,7 +1,6 @@
 //! The service: state shared by handlers, the router, and `run`, which serves until a
 //! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,7 +60,7 @@ struct Inner {
     default_workspace: WorkspaceId,
     recorder: ClickRecorder,
     limiter: KeyLimiter,
-    link_cache: RwLock<HashMap<String, (Instant, Arc<Resolved>)>>,
+    link_cache: RwLock<foldhash::HashMap<String, (Instant, Arc<Resolved>)>>,
     /// Today's visitor-hash salt, derived once a day rather than on every click.
     visitor_salt: Mutex<(i64, [u8; 32])>,
 }
@@ -207,7 +206,7 @@ pub async fn run(
         secret,
         default_workspace,
         recorder,
-        link_cache: RwLock::new(HashMap::new()),
+        link_cache: RwLock::default(),
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
     }));
     // The exporter keeps every latency sample until it is folded into its histogram, which

@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests, latencies, and the click pipeline (queued, dropped, flushed).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Instant;
 

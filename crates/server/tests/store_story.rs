@@ -180,6 +180,35 @@ async fn concurrent_writers_on_postgres() {
 }
 
 #[tokio::test]
+async fn repeat_visitors_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let first = sqlite_store(&dir, false).await;
+    // A second instance on the same file: it has seen none of the first one's visitors.
+    let second = sqlite_store(&dir, false).await;
+    repeat_visitors(&first, &second).await;
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test]
+async fn repeat_visitors_on_postgres() {
+    let Some((schema, first)) = PgSchema::create().await else {
+        return;
+    };
+    let options = ConnectOptions {
+        postgres_schema: Some(schema.schema.clone()),
+        ..ConnectOptions::default()
+    };
+    let second = store::connect_with(&schema.url, &options)
+        .await
+        .expect("a second instance on the same schema");
+    repeat_visitors(&first, &second).await;
+    first.close().await;
+    second.close().await;
+    drop(schema);
+}
+
+#[tokio::test]
 async fn urls_pick_the_backend() {
     let dir = TempDir::new().unwrap();
     let mem = store::connect("sqlite::memory:").await.unwrap();
@@ -1583,6 +1612,85 @@ where
         .await
         .unwrap();
     assert_eq!((s.clicks, s.unique_clicks, s.previews), (6, 4, 1));
+}
+
+/// A visitor's later clicks on a link that day are not unique, whether the instance that
+/// writes them has written one of theirs before (and remembers it) or not (and asks the
+/// database); on the next day, or on another link, the first click is unique again.
+async fn repeat_visitors(first: &Store, second: &Store) {
+    let (ws, bot, l1) = bot_with_link(first, "repeat", "rEpEaT1").await;
+    let l2 = first
+        .create_links(&ws, vec![new_link(&bot.id, "rEpEaT2")], T0)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut n = 0;
+    let mut click_on = |link: &store::Link, who: &str, kind: ClickKind, at: i64| {
+        n += 1;
+        NewClick {
+            id: ClickId::from(format!("r{n:03}")),
+            link_id: link.id.clone(),
+            channel: Some(botlink_core::Channel::Telegram),
+            kind,
+            at,
+            visitor: Some(visitor(who)),
+        }
+    };
+    let click = ClickKind::Click;
+    let batches = [
+        // Twice in one batch: one unique click.
+        (
+            first,
+            vec![
+                click_on(&l1, "v1", click, T0 + 1),
+                click_on(&l1, "v1", click, T0 + 2),
+            ],
+        ),
+        // Again, from the instance that wrote the first: not unique. The same visitor on the
+        // other link: unique. A preview is never a unique click.
+        (
+            first,
+            vec![
+                click_on(&l1, "v1", click, T0 + 3),
+                click_on(&l2, "v1", click, T0 + 4),
+                click_on(&l1, "v2", ClickKind::Preview, T0 + 5),
+            ],
+        ),
+        // The other instance: v1 is not unique there either; v3 is new.
+        (
+            second,
+            vec![
+                click_on(&l1, "v1", click, T0 + 6),
+                click_on(&l1, "v3", click, T0 + 7),
+            ],
+        ),
+        // v3 again through the first instance, which never wrote v3: not unique.
+        (first, vec![click_on(&l1, "v3", click, T0 + 8)]),
+        // The next day: v1 is unique again.
+        (first, vec![click_on(&l1, "v1", click, T0 + DAY + 1)]),
+    ];
+    for (store, batch) in &batches {
+        assert_eq!(
+            store.insert_clicks(batch).await.unwrap(),
+            batch.len() as u64
+        );
+    }
+    for store in [first, second] {
+        let s = store
+            .stats(&ws, StatsScope::Link(l1.id.clone()), StatsRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!((s.clicks, s.unique_clicks, s.previews), (7, 3, 1));
+        assert_eq!(
+            s.by_day,
+            [bucket("2024-05-02", 6, 2, 1), bucket("2024-05-03", 1, 1, 0)]
+        );
+        let s = store
+            .stats(&ws, StatsScope::Link(l2.id.clone()), StatsRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!((s.clicks, s.unique_clicks, s.previews), (1, 1, 0));
+    }
 }
 
 /// 10,000 clicks in one call, counted exactly.

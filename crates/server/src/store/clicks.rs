@@ -5,7 +5,8 @@
 //! per link, day and channel, added to once per key and batch. Statistics read only the
 //! counts, so they cost the same whatever the number of clicks.
 
-use std::collections::{HashMap, HashSet};
+// The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -293,6 +294,29 @@ fn counts_from<R: Cols>(r: &R, key: String) -> StoreResult<Bucket> {
     })
 }
 
+impl Store {
+    /// The batch's visitors not known to be in `click_visitors` already.
+    fn unknown_visitors<'a>(
+        &self,
+        visitors: &[(VisitorKey<'a>, &'static str)],
+    ) -> Vec<(VisitorKey<'a>, &'static str)> {
+        let seen = self.seen_visitors.lock().expect("seen visitors lock");
+        visitors
+            .iter()
+            .filter(|((day, link, visitor), _)| !seen.contains(*day, link, visitor))
+            .copied()
+            .collect()
+    }
+
+    /// After a batch's commit: all its visitors are in `click_visitors` now.
+    fn remember_visitors(&self, visitors: &[(VisitorKey<'_>, &'static str)], keep_from: i64) {
+        self.seen_visitors
+            .lock()
+            .expect("seen visitors lock")
+            .extend(visitors.iter().map(|&(key, _)| key), keep_from);
+    }
+}
+
 #[async_trait]
 impl ClickStore for Store {
     async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64> {
@@ -324,6 +348,8 @@ impl ClickStore for Store {
                 let mut tx = pool.begin_with(self.begin_write()).await?;
                 let stored = stored_ids(&mut *tx, &lo, &hi).await?;
                 clicks.retain(|c| !stored.contains(c.id.as_str()));
+                let visitors = batch_visitors(&clicks);
+                let unknown_visitors = self.unknown_visitors(&visitors);
                 // Each link's id once per batch, shared by its clicks' rows.
                 let mut link_ids: HashMap<&str, Arc<str>> = HashMap::new();
                 for c in &clicks {
@@ -353,50 +379,53 @@ impl ClickStore for Store {
                     },
                 )
                 .await?;
-                // Which of the batch's visitors are new today is worked out inside SQLite, in
-                // a table of this connection's own: reading them back row by row would cost a
-                // hand-over between threads per new visitor.
-                sqlx::query(
-                    "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
-                     day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
-                     PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
-                )
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM temp.batch_visitors")
+                // Which of the batch's visitors not already known here are new today is
+                // worked out inside SQLite, in a table of this connection's own: reading them
+                // back row by row would cost a hand-over between threads per new visitor.
+                let any_unknown = !unknown_visitors.is_empty();
+                if any_unknown {
+                    sqlx::query(
+                        "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
+                         day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
+                         PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
+                    )
                     .execute(&mut *tx)
                     .await?;
-                let visitors = batch_visitors(&clicks);
-                sqlite_chunked(
-                    &mut tx,
-                    &visitors,
-                    (
-                        "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
-                        4,
-                        "",
-                    ),
-                    |q, ((day, id, visitor), channel)| {
-                        q.bind(link(id))
-                            .bind(*day)
-                            .bind(shared_text(channel))
-                            .bind(Arc::<[u8]>::from(&visitor[..]))
-                    },
-                )
-                .await?;
-                sqlx::query(
-                    "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM click_visitors v \
-                     WHERE v.day = batch_visitors.day AND v.link_id = batch_visitors.link_id \
-                     AND v.visitor = batch_visitors.visitor)",
-                )
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO click_visitors (day, link_id, visitor) \
-                     SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
-                     ON CONFLICT DO NOTHING",
-                )
-                .execute(&mut *tx)
-                .await?;
+                    sqlx::query("DELETE FROM temp.batch_visitors")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlite_chunked(
+                        &mut tx,
+                        &unknown_visitors,
+                        (
+                            "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
+                            4,
+                            "",
+                        ),
+                        |q, ((day, id, visitor), channel)| {
+                            q.bind(link(id))
+                                .bind(*day)
+                                .bind(shared_text(channel))
+                                .bind(Arc::<[u8]>::from(&visitor[..]))
+                        },
+                    )
+                    .await?;
+                    sqlx::query(
+                        "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM \
+                         click_visitors v WHERE v.day = batch_visitors.day \
+                         AND v.link_id = batch_visitors.link_id \
+                         AND v.visitor = batch_visitors.visitor)",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO click_visitors (day, link_id, visitor) \
+                         SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 // What is left in batch_visitors is new: each one's first click is unique.
                 // Selecting from VALUES (columns column1, column2, ...) skips the counts of a
                 // link deleted since the redirect rather than fail the batch on the foreign key.
@@ -405,10 +434,17 @@ impl ClickStore for Store {
                     &mut tx,
                     &counts,
                     (
-                        "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
-                         previews) SELECT v.column1, v.column2, v.column3, v.column4, \
-                         (SELECT COUNT(*) FROM temp.batch_visitors n WHERE n.link_id = v.column1 \
-                         AND n.day = v.column2 AND n.channel = v.column3), v.column5 FROM (",
+                        if any_unknown {
+                            "INSERT INTO click_counts (link_id, day, channel, clicks, \
+                             unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
+                             v.column4, (SELECT COUNT(*) FROM temp.batch_visitors n \
+                             WHERE n.link_id = v.column1 AND n.day = v.column2 \
+                             AND n.channel = v.column3), v.column5 FROM ("
+                        } else {
+                            "INSERT INTO click_counts (link_id, day, channel, clicks, \
+                             unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
+                             v.column4, 0, v.column5 FROM ("
+                        },
                         5,
                         concat!(
                             ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
@@ -426,6 +462,7 @@ impl ClickStore for Store {
                 .await?;
                 forget_visitors_before(&mut *tx, keep_from).await?;
                 tx.commit().await?;
+                self.remember_visitors(&visitors, keep_from);
                 Ok(inserted)
             }
             Pool::Postgres(pool) => {
@@ -453,20 +490,21 @@ impl ClickStore for Store {
                 .await?
                 .rows_affected();
                 let visitors = batch_visitors(&clicks);
+                let unknown = self.unknown_visitors(&visitors);
                 let first_seen = sqlx::query(
                     "INSERT INTO click_visitors (day, link_id, visitor) \
                      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
                      ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
                 )
-                .bind(col(&visitors, |((day, _, _), _)| *day))
-                .bind(col(&visitors, |((_, link, _), _)| *link))
-                .bind(col(&visitors, |((_, _, visitor), _)| visitor.to_vec()))
+                .bind(col(&unknown, |((day, _, _), _)| *day))
+                .bind(col(&unknown, |((_, link, _), _)| *link))
+                .bind(col(&unknown, |((_, _, visitor), _)| visitor.to_vec()))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(returned_visitor)
                 .collect::<StoreResult<Vec<_>>>()?;
-                let counts = batch_counts(&clicks, &visitors, &first_seen);
+                let counts = batch_counts(&clicks, &unknown, &first_seen);
                 sqlx::query(concat!(
                     "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
                      previews) SELECT v.* FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
@@ -485,6 +523,7 @@ impl ClickStore for Store {
                 .await?;
                 forget_visitors_before(&mut *tx, keep_from).await?;
                 tx.commit().await?;
+                self.remember_visitors(&visitors, keep_from);
                 Ok(inserted)
             }
         }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
+use super::seen::SeenVisitors;
 use super::{StoreError, StoreResult};
 
 /// The active pool.
@@ -37,6 +39,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// Visitors this process wrote to `click_visitors` (see [`SeenVisitors`]).
+    pub(crate) seen_visitors: Arc<Mutex<SeenVisitors>>,
 }
 
 /// Most connections to a SQLite database. Each is a thread of its own with its own page cache
@@ -86,6 +90,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
             .await?;
         return Ok(Store {
             pool: Pool::Postgres(pool),
+            seen_visitors: Arc::default(),
         });
     }
 
@@ -138,6 +143,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         .await?;
     Ok(Store {
         pool: Pool::Sqlite(pool),
+        seen_visitors: Arc::default(),
     })
 }
 

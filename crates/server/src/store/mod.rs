@@ -34,6 +34,7 @@ mod db;
 mod ids;
 mod links;
 mod model;
+mod seen;
 mod workspaces;
 
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
