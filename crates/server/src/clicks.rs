@@ -131,6 +131,10 @@ async fn run(
                 Ok(c) => batch.push(c.into_row()),
                 Err(_) => break,
             }
+            // This runs on the threads that answer requests: let them in now and then.
+            if batch.len().is_multiple_of(256) {
+                tokio::task::yield_now().await;
+            }
         }
         write(&*store, &mut batch, false).await;
         metrics::gauge!(CLICK_QUEUE_DEPTH).set(rx.len() as f64);

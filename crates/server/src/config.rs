@@ -24,9 +24,7 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Capacity of the in-memory click queue; clicks past it are dropped and counted.
     pub click_queue: usize,
-    /// Most clicks written in one batch. The writer prepares a batch on the same threads as
-    /// the requests, so a batch is kept small enough (a fraction of a millisecond of work) not
-    /// to hold redirects up; a busy server writes several one after the other.
+    /// Most clicks written in one batch.
     pub click_batch: usize,
     /// Longest a click waits in the queue before its batch is written, in milliseconds.
     pub click_flush_ms: u64,

@@ -63,6 +63,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BOTLINK_CLICK_FLUSH_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub click_flush_ms: u64,
+    /// Most clicks written in one transaction (1 to 10000). Larger batches write each changed
+    /// page once for more clicks; smaller ones hold the database, and the threads that
+    /// prepare them, for less time at once.
+    #[arg(long, env = "BOTLINK_CLICK_BATCH", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub click_batch: u64,
     /// How long a resolved short link is kept in memory, in ms (default: 600000 on SQLite,
     /// 2000 on PostgreSQL, where other instances may change links).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
@@ -167,6 +173,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.rate_limit_per_second = args.rate_limit;
     config.click_queue = args.click_queue;
     config.click_flush_ms = args.click_flush_ms;
+    config.click_batch = usize::try_from(args.click_batch).unwrap_or(500);
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
     runtime()?.block_on(async move {

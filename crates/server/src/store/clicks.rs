@@ -27,6 +27,9 @@ use super::{
 /// SQLite's limit of 32,766.
 const SQLITE_CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
+/// Clicks of a SQLite batch prepared at a time (see `insert_clicks`).
+const SQLITE_PART_CLICKS: usize = 512;
+
 /// Splits `n` rows into chunk sizes from [`SQLITE_CHUNK_ROWS`], largest first.
 fn sqlite_chunks(mut n: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -308,6 +311,122 @@ impl Store {
             .collect()
     }
 
+    /// Writes a part of a SQLite batch, in the batch's transaction: the clicks' rows, the
+    /// visitors new today and the counts. Adds the part's visitors to `visitors`.
+    async fn sqlite_write_part<'a>(
+        &self,
+        tx: &mut SqliteConnection,
+        part: &[&'a NewClick],
+        link: &impl Fn(&str) -> Arc<str>,
+        visitors: &mut Vec<(VisitorKey<'a>, &'static str)>,
+    ) -> StoreResult<u64> {
+        let part_visitors = batch_visitors(part);
+        let unknown_visitors = self.unknown_visitors(&part_visitors);
+        visitors.extend(part_visitors);
+        // Every click is logged, even one of a link deleted since the redirect (its row is
+        // then unreachable, as a deleted link's are); only the counts below check the link.
+        let inserted = sqlite_chunked(
+            &mut *tx,
+            part,
+            (
+                "INSERT INTO clicks (id, link_id, channel, kind, at, visitor)",
+                6,
+                " ON CONFLICT (id) DO NOTHING",
+            ),
+            |q, c| {
+                q.bind(Arc::<str>::from(c.id.as_str()))
+                    .bind(link(c.link_id.as_str()))
+                    .bind(c.channel.map(|ch| shared_text(ch.as_str())))
+                    .bind(shared_text(c.kind.as_str()))
+                    .bind(c.at)
+                    .bind(c.visitor.map(|v| Arc::<[u8]>::from(&v[..])))
+            },
+        )
+        .await?;
+        // Which of the part's visitors not already known here are new today is worked out
+        // inside SQLite, in a table of this connection's own: reading them back row by row
+        // would cost a hand-over between threads per new visitor.
+        let any_unknown = !unknown_visitors.is_empty();
+        if any_unknown {
+            sqlx::query(
+                "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
+                 day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
+                 PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM temp.batch_visitors")
+                .execute(&mut *tx)
+                .await?;
+            sqlite_chunked(
+                &mut *tx,
+                &unknown_visitors,
+                (
+                    "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
+                    4,
+                    "",
+                ),
+                |q, ((day, id, visitor), channel)| {
+                    q.bind(link(id))
+                        .bind(*day)
+                        .bind(shared_text(channel))
+                        .bind(Arc::<[u8]>::from(&visitor[..]))
+                },
+            )
+            .await?;
+            sqlx::query(
+                "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM \
+                 click_visitors v WHERE v.day = batch_visitors.day \
+                 AND v.link_id = batch_visitors.link_id \
+                 AND v.visitor = batch_visitors.visitor)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO click_visitors (day, link_id, visitor) \
+                 SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
+                 ON CONFLICT DO NOTHING",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        // What is left in batch_visitors is new: each one's first click is unique. Selecting
+        // from VALUES (columns column1, column2, ...) skips the counts of a link deleted
+        // since the redirect rather than fail the batch on the foreign key.
+        let counts = batch_counts(part, &[], &[]);
+        sqlite_chunked(
+            &mut *tx,
+            &counts,
+            (
+                if any_unknown {
+                    "INSERT INTO click_counts (link_id, day, channel, clicks, \
+                     unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
+                     v.column4, (SELECT COUNT(*) FROM temp.batch_visitors n \
+                     WHERE n.link_id = v.column1 AND n.day = v.column2 \
+                     AND n.channel = v.column3), v.column5 FROM ("
+                } else {
+                    "INSERT INTO click_counts (link_id, day, channel, clicks, \
+                     unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
+                     v.column4, 0, v.column5 FROM ("
+                },
+                5,
+                concat!(
+                    ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
+                    counts_upsert!()
+                ),
+            ),
+            |q, ((id, day, channel), n)| {
+                q.bind(link(id))
+                    .bind(*day)
+                    .bind(shared_text(channel))
+                    .bind(n.clicks)
+                    .bind(n.previews)
+            },
+        )
+        .await?;
+        Ok(inserted)
+    }
+
     /// After a batch's commit: all its visitors are in `click_visitors` now.
     fn remember_visitors(&self, visitors: &[(VisitorKey<'_>, &'static str)], keep_from: i64) {
         self.seen_visitors
@@ -348,8 +467,6 @@ impl ClickStore for Store {
                 let mut tx = pool.begin_with(self.begin_write()).await?;
                 let stored = stored_ids(&mut *tx, &lo, &hi).await?;
                 clicks.retain(|c| !stored.contains(c.id.as_str()));
-                let visitors = batch_visitors(&clicks);
-                let unknown_visitors = self.unknown_visitors(&visitors);
                 // Each link's id once per batch, shared by its clicks' rows.
                 let mut link_ids: HashMap<&str, Arc<str>> = HashMap::new();
                 for c in &clicks {
@@ -358,108 +475,16 @@ impl ClickStore for Store {
                         .or_insert_with(|| Arc::from(c.link_id.as_str()));
                 }
                 let link = |id: &str| link_ids.get(id).cloned().unwrap_or_else(|| Arc::from(id));
-                // Every click is logged, even one of a link deleted since the redirect (its
-                // row is then unreachable, as a deleted link's are); only the counts below
-                // check the link.
-                let inserted = sqlite_chunked(
-                    &mut tx,
-                    &clicks,
-                    (
-                        "INSERT INTO clicks (id, link_id, channel, kind, at, visitor)",
-                        6,
-                        " ON CONFLICT (id) DO NOTHING",
-                    ),
-                    |q, c| {
-                        q.bind(Arc::<str>::from(c.id.as_str()))
-                            .bind(link(c.link_id.as_str()))
-                            .bind(c.channel.map(|ch| shared_text(ch.as_str())))
-                            .bind(shared_text(c.kind.as_str()))
-                            .bind(c.at)
-                            .bind(c.visitor.map(|v| Arc::<[u8]>::from(&v[..])))
-                    },
-                )
-                .await?;
-                // Which of the batch's visitors not already known here are new today is
-                // worked out inside SQLite, in a table of this connection's own: reading them
-                // back row by row would cost a hand-over between threads per new visitor.
-                let any_unknown = !unknown_visitors.is_empty();
-                if any_unknown {
-                    sqlx::query(
-                        "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
-                         day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
-                         PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM temp.batch_visitors")
-                        .execute(&mut *tx)
+                // One transaction, so that each page the batch changes is written once; but
+                // prepared in parts, each a fraction of a millisecond of work between awaits,
+                // since the preparation runs on the threads that answer requests.
+                let mut inserted = 0;
+                let mut visitors = Vec::with_capacity(clicks.len());
+                for part in clicks.chunks(SQLITE_PART_CLICKS) {
+                    inserted += self
+                        .sqlite_write_part(&mut tx, part, &link, &mut visitors)
                         .await?;
-                    sqlite_chunked(
-                        &mut tx,
-                        &unknown_visitors,
-                        (
-                            "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
-                            4,
-                            "",
-                        ),
-                        |q, ((day, id, visitor), channel)| {
-                            q.bind(link(id))
-                                .bind(*day)
-                                .bind(shared_text(channel))
-                                .bind(Arc::<[u8]>::from(&visitor[..]))
-                        },
-                    )
-                    .await?;
-                    sqlx::query(
-                        "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM \
-                         click_visitors v WHERE v.day = batch_visitors.day \
-                         AND v.link_id = batch_visitors.link_id \
-                         AND v.visitor = batch_visitors.visitor)",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO click_visitors (day, link_id, visitor) \
-                         SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
                 }
-                // What is left in batch_visitors is new: each one's first click is unique.
-                // Selecting from VALUES (columns column1, column2, ...) skips the counts of a
-                // link deleted since the redirect rather than fail the batch on the foreign key.
-                let counts = batch_counts(&clicks, &[], &[]);
-                sqlite_chunked(
-                    &mut tx,
-                    &counts,
-                    (
-                        if any_unknown {
-                            "INSERT INTO click_counts (link_id, day, channel, clicks, \
-                             unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
-                             v.column4, (SELECT COUNT(*) FROM temp.batch_visitors n \
-                             WHERE n.link_id = v.column1 AND n.day = v.column2 \
-                             AND n.channel = v.column3), v.column5 FROM ("
-                        } else {
-                            "INSERT INTO click_counts (link_id, day, channel, clicks, \
-                             unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
-                             v.column4, 0, v.column5 FROM ("
-                        },
-                        5,
-                        concat!(
-                            ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
-                            counts_upsert!()
-                        ),
-                    ),
-                    |q, ((id, day, channel), n)| {
-                        q.bind(link(id))
-                            .bind(*day)
-                            .bind(shared_text(channel))
-                            .bind(n.clicks)
-                            .bind(n.previews)
-                    },
-                )
-                .await?;
                 forget_visitors_before(&mut *tx, keep_from).await?;
                 tx.commit().await?;
                 self.remember_visitors(&visitors, keep_from);
