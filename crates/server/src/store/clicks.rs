@@ -83,7 +83,8 @@ async fn sqlite_chunked<T>(
 /// Text bound on most clicks (channel names, kinds), allocated once: binding a `&str` to a
 /// SQLite statement copies it, an `Arc<str>` only counts a reference.
 fn shared_text(text: &'static str) -> Arc<str> {
-    static TEXTS: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
+    // A dozen texts: a scan comparing addresses first beats hashing the text.
+    static TEXTS: LazyLock<Vec<(&'static str, Arc<str>)>> = LazyLock::new(|| {
         let kinds = [ClickKind::Click.as_str(), ClickKind::Preview.as_str(), ""];
         kinds
             .into_iter()
@@ -91,7 +92,11 @@ fn shared_text(text: &'static str) -> Arc<str> {
             .map(|t| (t, Arc::from(t)))
             .collect()
     });
-    TEXTS.get(text).cloned().unwrap_or_else(|| Arc::from(text))
+    TEXTS
+        .iter()
+        .find(|(t, _)| std::ptr::eq(*t, text))
+        .or_else(|| TEXTS.iter().find(|(t, _)| *t == text))
+        .map_or_else(|| Arc::from(text), |(_, shared)| shared.clone())
 }
 
 /// What a batch adds to one row of `click_counts`.
@@ -115,20 +120,17 @@ fn channel_of(c: &NewClick) -> &'static str {
     c.channel.map_or("", |ch| ch.as_str())
 }
 
-/// Each click's visitor on its link and day, once, with the channel of the first such click;
-/// sorted, so that concurrent writers (PostgreSQL) take row locks in the same order.
+/// Each click's visitor on its link and day, once, with the channel of the first such click.
 fn batch_visitors<'a>(clicks: &[&'a NewClick]) -> Vec<(VisitorKey<'a>, &'static str)> {
     let mut seen = HashSet::with_capacity(clicks.len());
-    let mut out: Vec<(VisitorKey<'a>, &'static str)> = clicks
+    clicks
         .iter()
         .filter(|c| c.kind == ClickKind::Click)
         .filter_map(|c| {
             let key = (day_of(c.at), c.link_id.as_str(), c.visitor?);
             seen.insert(key).then_some((key, channel_of(c)))
         })
-        .collect();
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out
+        .collect()
 }
 
 /// The batch's additions to `click_counts`, sorted by key. `first_seen` are the visitors
@@ -339,7 +341,8 @@ impl Store {
                     .bind(c.channel.map(|ch| shared_text(ch.as_str())))
                     .bind(shared_text(c.kind.as_str()))
                     .bind(c.at)
-                    .bind(c.visitor.map(|v| Arc::<[u8]>::from(&v[..])))
+                    // A Vec: sqlx copies an Arc<[u8]> into one before binding it.
+                    .bind(c.visitor.map(|v| v.to_vec()))
             },
         )
         .await?;
@@ -370,7 +373,7 @@ impl Store {
                     q.bind(link(id))
                         .bind(*day)
                         .bind(shared_text(channel))
-                        .bind(Arc::<[u8]>::from(&visitor[..]))
+                        .bind(visitor.to_vec())
                 },
             )
             .await?;
@@ -515,7 +518,9 @@ impl ClickStore for Store {
                 .await?
                 .rows_affected();
                 let visitors = batch_visitors(&clicks);
-                let unknown = self.unknown_visitors(&visitors);
+                let mut unknown = self.unknown_visitors(&visitors);
+                // Sorted, so that concurrent writers take row locks in the same order.
+                unknown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 let first_seen = sqlx::query(
                     "INSERT INTO click_visitors (day, link_id, visitor) \
                      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
