@@ -5,8 +5,7 @@
 //!
 //! Only what a committed batch wrote goes in, and `click_visitors` rows are deleted only once
 //! their day is over, so "seen" stays true when other instances write the same database. What
-//! is not here is simply asked of the database, as before: the set is bounded, and emptied
-//! when it fills.
+//! is not here is asked of the database: the set is bounded, and emptied when it fills.
 
 use foldhash::{HashMap, HashSet};
 
@@ -14,12 +13,22 @@ use foldhash::{HashMap, HashSet};
 const MAX_VISITORS: usize = 100_000;
 
 /// Visitors seen per day and link, the links interned.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct SeenVisitors {
     links: HashMap<Box<str>, u32>,
     seen: HashSet<(i64, u32, [u8; 16])>,
     /// The earliest day in `seen`.
     oldest: i64,
+}
+
+/// Sizes only: the visitors themselves are nobody's business in a log line.
+impl std::fmt::Debug for SeenVisitors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeenVisitors")
+            .field("links", &self.links.len())
+            .field("visitors", &self.seen.len())
+            .finish()
+    }
 }
 
 impl SeenVisitors {
