@@ -23,6 +23,8 @@ VISITORS=${VISITORS:-0}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
 KEY=blk_bench_admin_key_0123456789abcdefghij
+# shellcheck source=bench/redirect/lib.sh
+. "$ROOT/bench/redirect/lib.sh"
 [ $# -ge 1 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 [ -x "$LOADGEN" ] || { echo "no load generator at $LOADGEN (cargo build --release -p botlink-testkit)" >&2; exit 1; }
 
@@ -34,52 +36,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ticks PID [COMM-PREFIX]: CPU time (user + system, clock ticks) of the process's threads.
-ticks() {
-    local t sum=0
-    for t in /proc/"$1"/task/*; do
-        if [ -z "${2:-}" ] || [[ $(cat "$t/comm" 2> /dev/null) == "$2"* ]]; then
-            sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')))
-        fi
-    done
-    echo "$sum"
-}
-
 # one NAME BINARY [ENV=VALUE...]: one measured run.
 one() {
     local name=$1 bin=$2
     shift 2
-    local port url db=$WORK/$name.db left n
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local port url db=$WORK/$name.db
+    port=$(free_port)
     url=http://127.0.0.1:$port
     rm -f "$db"*
     env -u RUST_LOG BOTLINK_ADMIN_KEY=$KEY "$@" taskset -c 1 "$bin" serve --listen "127.0.0.1:$port" \
         --public-url "$url" --database-url "sqlite://$db" --rate-limit 1000000 > "$WORK/$name.log" 2>&1 &
     PID=$!
-    for _ in $(seq 100); do curl -fsS -o /dev/null "$url/healthz" 2> /dev/null && break; sleep 0.1; done
-    api() { curl -fsS -X "$1" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "${@:3}" "$url/api/v1$2"; }
-    local bot
-    bot=$(api POST /bots -d '{"name":"Shop","channels":{"telegram":{"username":"shop_bot"}}}' | jq -r .id)
-    : > "$WORK/paths.txt"
-    left=$LINKS
-    while [ "$left" -gt 0 ]; do
-        n=$((left < 1000 ? left : 1000))
-        jq -nc --arg b "$bot" --argjson n "$n" '{links: [range($n) | {bot_id: $b, channels: ["telegram"]}]}' \
-            | api POST /links --data-binary @- | jq -r '.links[].short_url' | sed -E 's#^https?://[^/]+##' \
-            >> "$WORK/paths.txt"
-        left=$((left - n))
-    done
+    wait_http "$url/healthz"
+    create_links "$url" "$KEY" "$LINKS" "$WORK/paths.txt" > /dev/null
     local args=(--addr "127.0.0.1:$port" --connections 64 --paths "$WORK/paths.txt" --rate "$RATE")
     [ "$VISITORS" != 0 ] && args+=(--visitors "$VISITORS")
     taskset -c 0 "$LOADGEN" "${args[@]}" --duration 3 > /dev/null
     sleep 0.5
     local all0 sq0 all1 sq1
-    all0=$(ticks "$PID")
-    sq0=$(ticks "$PID" sqlx-sqlite)
+    all0=$(cpu_ticks "$PID")
+    sq0=$(sqlite_ticks "$PID")
     taskset -c 0 "$LOADGEN" "${args[@]}" --duration "$DUR" > "$WORK/load.txt"
     sleep 0.3 # the last batch
-    all1=$(ticks "$PID")
-    sq1=$(ticks "$PID" sqlx-sqlite)
+    all1=$(cpu_ticks "$PID")
+    sq1=$(sqlite_ticks "$PID")
     kill "$PID"
     wait "$PID" 2> /dev/null || true
     PID=

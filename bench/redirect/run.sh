@@ -24,6 +24,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT_MD=$ROOT/bench/redirect/last-run.md
 ADMIN_KEY=blk_bench_admin_key_0123456789abcdefghij
 TCK=$(getconf CLK_TCK)
+# shellcheck source=bench/redirect/lib.sh
+. "$ROOT/bench/redirect/lib.sh"
 
 for tool in cargo curl jq python3; do
     command -v "$tool" > /dev/null || { echo "missing: $tool" >&2; exit 1; }
@@ -66,42 +68,9 @@ else
     PINNING="not pinned (no taskset or one CPU)"
 fi
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_http URL: up to 10 s for URL to answer.
-wait_http() {
-    local i
-    for i in $(seq 100); do
-        curl -fsS -o /dev/null "$1" 2> /dev/null && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
-}
-
-# cpu_ticks PID: user + system CPU time of the process (all threads), in clock ticks.
-cpu_ticks() {
-    # Fields 14 and 15, counted after the ")" that ends the command name.
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
 # busy_ticks: CPU time of the whole machine (all CPUs, every process), in clock ticks.
 busy_ticks() {
     awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-# sqlite_ticks PID: CPU time of the process's SQLite worker threads (sqlx runs each connection
-# on its own thread), in clock ticks.
-sqlite_ticks() {
-    local t sum=0
-    for t in /proc/"$1"/task/*; do
-        case $(cat "$t/comm" 2> /dev/null) in
-            sqlx-sqlite*) sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }'))) ;;
-        esac
-    done
-    echo "$sum"
 }
 
 # metric NAME: a counter's value from botlink's /metrics (0 when absent).
@@ -174,20 +143,8 @@ api() {
         -H 'Content-Type: application/json' "$@" "$BL_URL/api/v1$path"
 }
 
-BOT_ID=$(api POST /bots -d '{"name":"Shop","channels":{"telegram":{"username":"shop_bot"}}}' \
-    | jq -r .id)
-log "bot $BOT_ID; creating $LINKS links..."
-: > "$WORK/paths.txt"
-left=$LINKS
-while [ "$left" -gt 0 ]; do
-    n=$((left < 1000 ? left : 1000))
-    jq -nc --arg b "$BOT_ID" --argjson n "$n" \
-        '{links: [range($n) | {bot_id: $b, channels: ["telegram"]}]}' > "$WORK/batch.json"
-    api POST /links --data-binary "@$WORK/batch.json" \
-        | jq -r '.links[].short_url' | sed -E 's#^https?://[^/]+##' >> "$WORK/paths.txt"
-    left=$((left - n))
-done
-[ "$(wc -l < "$WORK/paths.txt")" -eq "$LINKS" ] || { echo "link creation failed" >&2; exit 1; }
+log "creating a bot and $LINKS links..."
+BOT_ID=$(create_links "$BL_URL" "$ADMIN_KEY" "$LINKS" "$WORK/paths.txt")
 # Check one by hand: a 302 to Telegram (a click too: counted in the expected total).
 first=$(head -1 "$WORK/paths.txt")
 loc=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$BL_URL$first")

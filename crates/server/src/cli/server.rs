@@ -67,8 +67,8 @@ pub struct ServeArgs {
     /// page once for more clicks; smaller ones hold the database, and the threads that
     /// prepare them, for less time at once.
     #[arg(long, env = "BOTLINK_CLICK_BATCH", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub click_batch: u64,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub click_batch: u16,
     /// How long a resolved short link is kept in memory, in ms (default: 600000 on SQLite,
     /// 2000 on PostgreSQL, where other instances may change links).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
@@ -173,7 +173,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.rate_limit_per_second = args.rate_limit;
     config.click_queue = args.click_queue;
     config.click_flush_ms = args.click_flush_ms;
-    config.click_batch = usize::try_from(args.click_batch).unwrap_or(500);
+    config.click_batch = usize::from(args.click_batch);
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
     runtime()?.block_on(async move {

@@ -229,6 +229,19 @@ macro_rules! counts_upsert {
     };
 }
 
+/// The head of SQLite's `click_counts` insert from `VALUES` rows (link, day, channel, clicks,
+/// previews), with `$unique` as the unique clicks.
+macro_rules! sqlite_counts_head {
+    ($unique:literal) => {
+        concat!(
+            "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
+             SELECT v.column1, v.column2, v.column3, v.column4, ",
+            $unique,
+            ", v.column5 FROM ("
+        )
+    };
+}
+
 fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
     let kind = r.text("kind")?;
     let at = r.int("at")?;
@@ -402,15 +415,12 @@ impl Store {
             &counts,
             (
                 if any_unknown {
-                    "INSERT INTO click_counts (link_id, day, channel, clicks, \
-                     unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
-                     v.column4, (SELECT COUNT(*) FROM temp.batch_visitors n \
-                     WHERE n.link_id = v.column1 AND n.day = v.column2 \
-                     AND n.channel = v.column3), v.column5 FROM ("
+                    sqlite_counts_head!(
+                        "(SELECT COUNT(*) FROM temp.batch_visitors n WHERE n.link_id = v.column1 \
+                         AND n.day = v.column2 AND n.channel = v.column3)"
+                    )
                 } else {
-                    "INSERT INTO click_counts (link_id, day, channel, clicks, \
-                     unique_clicks, previews) SELECT v.column1, v.column2, v.column3, \
-                     v.column4, 0, v.column5 FROM ("
+                    sqlite_counts_head!("0")
                 },
                 5,
                 concat!(
