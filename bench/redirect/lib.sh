@@ -22,13 +22,13 @@ cpu_ticks() {
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
-# sqlite_ticks PID: CPU time of the process's SQLite worker threads (sqlx runs each connection
-# on its own thread), in clock ticks.
+# sqlite_ticks PID: CPU time of the process's SQLite threads (sqlx runs each connection on its
+# own thread; botlink-clicks is SQLite's click writer), in clock ticks.
 sqlite_ticks() {
     local t sum=0
     for t in /proc/"$1"/task/*; do
         case $(cat "$t/comm" 2> /dev/null) in
-            sqlx-sqlite*) sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }'))) ;;
+            sqlx-sqlite* | botlink-clicks) sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }'))) ;;
         esac
     done
     echo "$sum"

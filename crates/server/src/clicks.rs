@@ -158,24 +158,24 @@ async fn write(store: &dyn ClickStore, batch: &mut Vec<NewClick>, final_flush: b
     if batch.is_empty() {
         return;
     }
+    // Shared with the store, which may hand it to a thread of its own, and kept for a retry.
+    let rows: Arc<[NewClick]> = batch.drain(..).collect();
     let mut delay = Duration::from_millis(50);
     let mut tries = 0;
     loop {
-        match store.insert_clicks(batch).await {
+        match store.insert_clicks(rows.clone()).await {
             Ok(_) => {
-                metrics::counter!(CLICKS_FLUSHED).increment(batch.len() as u64);
-                batch.clear();
+                metrics::counter!(CLICKS_FLUSHED).increment(rows.len() as u64);
                 return;
             }
             Err(e) => {
                 tries += 1;
                 metrics::counter!(CLICK_FLUSH_ERRORS).increment(1);
                 if final_flush && tries >= 5 {
-                    tracing::error!(error = %e, lost = batch.len(), "could not write clicks at shutdown");
-                    batch.clear();
+                    tracing::error!(error = %e, lost = rows.len(), "could not write clicks at shutdown");
                     return;
                 }
-                tracing::warn!(error = %e, clicks = batch.len(), "writing clicks failed; retrying");
+                tracing::warn!(error = %e, clicks = rows.len(), "writing clicks failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -232,6 +232,56 @@ async fn urls_pick_the_backend() {
     }
 }
 
+/// An in-memory database is one database for the pool and the click writer (a thread and a
+/// connection of its own): the clicks it writes are counted. A second in-memory store is
+/// another database.
+#[tokio::test]
+async fn clicks_on_an_in_memory_database() {
+    let mem = store::connect("sqlite::memory:").await.unwrap();
+    mem.migrate().await.unwrap();
+    let (ws, _bot, link) = bot_with_link(&mem, "mem", "mEmOrY1").await;
+    let on = |id: &str, who: &str| NewClick {
+        id: ClickId::from(id),
+        link_id: link.id.clone(),
+        channel: Some(botlink_core::Channel::Telegram),
+        kind: ClickKind::Click,
+        at: T0 + 1,
+        visitor: Some(visitor(who)),
+    };
+    let batch = [on("m1", "a"), on("m2", "b"), on("m3", "a")];
+    assert_eq!(mem.insert_clicks(batch[..].into()).await.unwrap(), 3);
+    let scope = || StatsScope::Link(link.id.clone());
+    let s = mem.stats(&ws, scope(), StatsRange::ALL).await.unwrap();
+    assert_eq!((s.clicks, s.unique_clicks, s.previews), (3, 2, 0));
+    assert_eq!(
+        mem.click_by_id(&ClickId::from("m2"))
+            .await
+            .unwrap()
+            .map(|c| c.link_id),
+        Some(link.id.clone())
+    );
+
+    // Closed, the store answers with errors.
+    mem.close().await;
+    let err = mem.stats(&ws, scope(), StatsRange::ALL).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+
+    let other = store::connect("sqlite::memory:").await.unwrap();
+    other.migrate().await.unwrap();
+    assert_eq!(other.workspace_by_name("mem").await.unwrap(), None);
+    let (ws2, _bot, link2) = bot_with_link(&other, "mem", "mEmOrY1").await;
+    let again = NewClick {
+        link_id: link2.id.clone(),
+        ..on("m1", "a")
+    };
+    assert_eq!(other.insert_clicks([again].into()).await.unwrap(), 1);
+    let s = other
+        .stats(&ws2, StatsScope::Link(link2.id), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((s.clicks, s.unique_clicks), (1, 1));
+}
+
 // ---------------------------------------------------------------------------------------
 // Helpers
 
@@ -960,12 +1010,16 @@ async fn story(store: Arc<Store>) {
         spec("c8", &ghost, None, C, d1, None),
     ];
     assert_eq!(
-        clicks.insert_clicks(&batch).await.unwrap(),
+        clicks.insert_clicks(batch[..].into()).await.unwrap(),
         8,
         "the duplicate id skipped; the deleted link's click logged (and counted nowhere)"
     );
-    assert_eq!(clicks.insert_clicks(&batch).await.unwrap(), 0, "idempotent");
-    assert_eq!(clicks.insert_clicks(&[]).await.unwrap(), 0);
+    assert_eq!(
+        clicks.insert_clicks(batch[..].into()).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    assert_eq!(clicks.insert_clicks(Vec::new().into()).await.unwrap(), 0);
     let c4 = clicks
         .click_by_id(&ClickId::from("c4"))
         .await
@@ -1602,7 +1656,7 @@ where
     };
     assert_eq!(
         store
-            .insert_clicks(&[later("o6", 0xaa), later("o7", 0xcc)])
+            .insert_clicks([later("o6", 0xaa), later("o7", 0xcc)].into())
             .await
             .unwrap(),
         2
@@ -1671,7 +1725,7 @@ async fn repeat_visitors(first: &Store, second: &Store) {
     ];
     for (store, batch) in &batches {
         assert_eq!(
-            store.insert_clicks(batch).await.unwrap(),
+            store.insert_clicks(batch[..].into()).await.unwrap(),
             batch.len() as u64
         );
     }
@@ -1717,11 +1771,14 @@ async fn click_batch(store: &Store, backend: &str) {
         .collect();
 
     let started = Instant::now();
-    assert_eq!(store.insert_clicks(&batch).await.unwrap(), N as u64);
+    assert_eq!(
+        store.insert_clicks(batch[..].into()).await.unwrap(),
+        N as u64
+    );
     let first = started.elapsed();
     let started = Instant::now();
     assert_eq!(
-        store.insert_clicks(&batch).await.unwrap(),
+        store.insert_clicks(batch[..].into()).await.unwrap(),
         0,
         "all ids already stored"
     );
@@ -1820,7 +1877,7 @@ async fn concurrent_writers(store: Arc<Store>) {
                         })
                         .collect();
                     let n = store
-                        .insert_clicks(&batch)
+                        .insert_clicks(batch[..].into())
                         .await
                         .unwrap_or_else(|e| panic!("task {t} round {round}: insert_clicks: {e}"));
                     assert_eq!(n, 50);

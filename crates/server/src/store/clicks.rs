@@ -7,12 +7,11 @@
 
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use botlink_core::Channel;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
-use sqlx::{AssertSqlSafe, Database, Encode, QueryBuilder, Type};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
 use super::{
@@ -20,91 +19,15 @@ use super::{
     StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
 };
 
-/// Rows per INSERT on SQLite, largest first: a batch is written as chunks of these sizes
-/// only. Each size is one statement that the connection prepares once and keeps; chunks of
-/// any size would each be a new statement of their own, prepared again and kept in the
-/// connection's statement cache. At 6 parameters a row, 256 rows are 1,536 parameters, under
-/// SQLite's limit of 32,766.
-const SQLITE_CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
-
-/// Clicks of a SQLite batch prepared at a time (see `insert_clicks`).
-const SQLITE_PART_CLICKS: usize = 512;
-
-/// Splits `n` rows into chunk sizes from [`SQLITE_CHUNK_ROWS`], largest first.
-fn sqlite_chunks(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        let size = SQLITE_CHUNK_ROWS.iter().copied().find(|&s| s <= n)?;
-        n -= size;
-        Some(size)
-    })
-}
-
-/// A SQLite statement ready for its values.
-type SqliteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
-
-/// `head VALUES (?, ...), ... tail`: `rows` rows of `cols` placeholders.
-fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
-    let row = format!("({})", vec!["?"; cols].join(","));
-    let mut sql = String::with_capacity(head.len() + 8 + rows * (row.len() + 1) + tail.len());
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&row);
-    }
-    sql.push_str(tail);
-    sql
-}
-
-/// Runs `head VALUES (...), ... tail` over `rows` in chunks of [`SQLITE_CHUNK_ROWS`] sizes,
-/// `bind` adding one row's `cols` values. Returns the rows changed.
-async fn sqlite_chunked<T>(
-    conn: &mut SqliteConnection,
-    rows: &[T],
-    (head, cols, tail): (&str, usize, &str),
-    bind: impl Fn(SqliteQuery, &T) -> SqliteQuery,
-) -> StoreResult<u64> {
-    let mut changed = 0;
-    let mut rest = rows;
-    for size in sqlite_chunks(rows.len()) {
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
-        let query = chunk.iter().fold(
-            sqlx::query(AssertSqlSafe(values_sql(head, cols, size, tail))),
-            &bind,
-        );
-        changed += query.execute(&mut *conn).await?.rows_affected();
-    }
-    Ok(changed)
-}
-
-/// Text bound on most clicks (channel names, kinds), allocated once: binding a `&str` to a
-/// SQLite statement copies it, an `Arc<str>` only counts a reference.
-fn shared_text(text: &'static str) -> Arc<str> {
-    // A dozen texts: a scan comparing addresses first beats hashing the text.
-    static TEXTS: LazyLock<Vec<(&'static str, Arc<str>)>> = LazyLock::new(|| {
-        let kinds = [ClickKind::Click.as_str(), ClickKind::Preview.as_str(), ""];
-        kinds
-            .into_iter()
-            .chain(Channel::ALL.map(Channel::as_str))
-            .map(|t| (t, Arc::from(t)))
-            .collect()
-    });
-    TEXTS
-        .iter()
-        .find(|(t, _)| std::ptr::eq(*t, text))
-        .or_else(|| TEXTS.iter().find(|(t, _)| *t == text))
-        .map_or_else(|| Arc::from(text), |(_, shared)| shared.clone())
-}
+// On SQLite, batches are written by the click writer's thread (`click_writer`); what follows
+// down to the statistics is PostgreSQL's writer.
 
 /// What a batch adds to one row of `click_counts`.
 #[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    clicks: i64,
-    unique_clicks: i64,
-    previews: i64,
+pub(super) struct Counts {
+    pub(super) clicks: i64,
+    pub(super) unique_clicks: i64,
+    pub(super) previews: i64,
 }
 
 /// The key of a `click_counts` row; `""` stands for no channel.
@@ -181,43 +104,13 @@ fn batch_counts<'a>(
 
 /// The stored click ids from `lo` to `hi`. Click ids begin with their time: a batch's ids
 /// are a narrow range, and the stored ids in it are usually none.
-async fn stored_ids<'c, DB, E>(conn: E, lo: &str, hi: &str) -> StoreResult<HashSet<String>>
-where
-    DB: Database,
-    E: sqlx::Executor<'c, Database = DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-{
+async fn stored_ids(conn: &mut PgConnection, lo: &str, hi: &str) -> StoreResult<HashSet<String>> {
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clicks WHERE id >= $1 AND id <= $2")
         .bind(lo)
         .bind(hi)
         .fetch_all(conn)
         .await?;
     Ok(ids.into_iter().collect())
-}
-
-/// Deletes the visitors of the days before `day`: no later click can match them.
-async fn forget_visitors_before<'c, DB, E>(conn: E, day: i64) -> StoreResult<()>
-where
-    DB: Database,
-    E: sqlx::Executor<'c, Database = DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-{
-    sqlx::query("DELETE FROM click_visitors WHERE day < $1")
-        .bind(day)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-fn returned_visitor<R: Cols>(r: &R) -> StoreResult<(i64, String, Vec<u8>)> {
-    Ok((
-        r.int("day")?,
-        r.text("link_id")?,
-        r.opt_bytes("visitor")?.unwrap_or_default(),
-    ))
 }
 
 macro_rules! counts_upsert {
@@ -229,17 +122,12 @@ macro_rules! counts_upsert {
     };
 }
 
-/// The head of SQLite's `click_counts` insert from `VALUES` rows (link, day, channel, clicks,
-/// previews), with `$unique` as the unique clicks.
-macro_rules! sqlite_counts_head {
-    ($unique:literal) => {
-        concat!(
-            "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
-             SELECT v.column1, v.column2, v.column3, v.column4, ",
-            $unique,
-            ", v.column5 FROM ("
-        )
-    };
+fn returned_visitor<R: Cols>(r: &R) -> StoreResult<(i64, String, Vec<u8>)> {
+    Ok((
+        r.int("day")?,
+        r.text("link_id")?,
+        r.opt_bytes("visitor")?.unwrap_or_default(),
+    ))
 }
 
 fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
@@ -326,117 +214,87 @@ impl Store {
             .collect()
     }
 
-    /// Writes a part of a SQLite batch, in the batch's transaction: the clicks' rows, the
-    /// visitors new today and the counts. Adds the part's visitors to `visitors`.
-    async fn sqlite_write_part<'a>(
-        &self,
-        tx: &mut SqliteConnection,
-        part: &[&'a NewClick],
-        link: &impl Fn(&str) -> Arc<str>,
-        visitors: &mut Vec<(VisitorKey<'a>, &'static str)>,
-    ) -> StoreResult<u64> {
-        let part_visitors = batch_visitors(part);
-        let unknown_visitors = self.unknown_visitors(&part_visitors);
-        visitors.extend(part_visitors);
-        // Every click is logged, even one of a link deleted since the redirect (its row is
-        // then unreachable, as a deleted link's are); only the counts below check the link.
-        let inserted = sqlite_chunked(
-            &mut *tx,
-            part,
-            (
-                "INSERT INTO clicks (id, link_id, channel, kind, at, visitor)",
-                6,
-                " ON CONFLICT (id) DO NOTHING",
-            ),
-            |q, c| {
-                q.bind(Arc::<str>::from(c.id.as_str()))
-                    .bind(link(c.link_id.as_str()))
-                    .bind(c.channel.map(|ch| shared_text(ch.as_str())))
-                    .bind(shared_text(c.kind.as_str()))
-                    .bind(c.at)
-                    // A Vec: sqlx copies an Arc<[u8]> into one before binding it.
-                    .bind(c.visitor.map(|v| v.to_vec()))
-            },
-        )
-        .await?;
-        // Which of the part's visitors not already known here are new today is worked out
-        // inside SQLite, in a table of this connection's own: reading them back row by row
-        // would cost a hand-over between threads per new visitor.
-        let any_unknown = !unknown_visitors.is_empty();
-        if any_unknown {
-            sqlx::query(
-                "CREATE TEMP TABLE IF NOT EXISTS batch_visitors (link_id TEXT NOT NULL, \
-                 day INTEGER NOT NULL, channel TEXT NOT NULL, visitor BLOB NOT NULL, \
-                 PRIMARY KEY (link_id, day, channel, visitor)) WITHOUT ROWID",
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM temp.batch_visitors")
-                .execute(&mut *tx)
-                .await?;
-            sqlite_chunked(
-                &mut *tx,
-                &unknown_visitors,
-                (
-                    "INSERT INTO temp.batch_visitors (link_id, day, channel, visitor)",
-                    4,
-                    "",
-                ),
-                |q, ((day, id, visitor), channel)| {
-                    q.bind(link(id))
-                        .bind(*day)
-                        .bind(shared_text(channel))
-                        .bind(visitor.to_vec())
-                },
-            )
-            .await?;
-            sqlx::query(
-                "DELETE FROM temp.batch_visitors WHERE EXISTS (SELECT 1 FROM \
-                 click_visitors v WHERE v.day = batch_visitors.day \
-                 AND v.link_id = batch_visitors.link_id \
-                 AND v.visitor = batch_visitors.visitor)",
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO click_visitors (day, link_id, visitor) \
-                 SELECT day, link_id, visitor FROM temp.batch_visitors WHERE true \
-                 ON CONFLICT DO NOTHING",
-            )
-            .execute(&mut *tx)
-            .await?;
+    /// PostgreSQL's writer: one statement per table whatever the batch size, a column per
+    /// array parameter, so each statement is prepared once and the parameter limit never
+    /// applies.
+    async fn insert_clicks_pg(&self, pool: &PgPool, clicks: &[NewClick]) -> StoreResult<u64> {
+        fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+            rows.iter().map(f).collect()
         }
-        // What is left in batch_visitors is new: each one's first click is unique. Selecting
-        // from VALUES (columns column1, column2, ...) skips the counts of a link deleted
-        // since the redirect rather than fail the batch on the foreign key.
-        let counts = batch_counts(part, &[], &[]);
-        sqlite_chunked(
-            &mut *tx,
-            &counts,
-            (
-                if any_unknown {
-                    sqlite_counts_head!(
-                        "(SELECT COUNT(*) FROM temp.batch_visitors n WHERE n.link_id = v.column1 \
-                         AND n.day = v.column2 AND n.channel = v.column3)"
-                    )
-                } else {
-                    sqlite_counts_head!("0")
-                },
-                5,
-                concat!(
-                    ") AS v WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.column1) ",
-                    counts_upsert!()
-                ),
-            ),
-            |q, ((id, day, channel), n)| {
-                q.bind(link(id))
-                    .bind(*day)
-                    .bind(shared_text(channel))
-                    .bind(n.clicks)
-                    .bind(n.previews)
-            },
+        // The first of several clicks with one id wins; so does a click already stored (a
+        // batch written again after an error that came after its commit).
+        let mut seen = HashSet::with_capacity(clicks.len());
+        let mut clicks: Vec<&NewClick> = clicks
+            .iter()
+            .filter(|c| seen.insert(c.id.as_str()))
+            .collect();
+        let ids = || clicks.iter().map(|c| c.id.as_str());
+        let (Some(lo), Some(hi)) = (
+            ids().min().map(str::to_owned),
+            ids().max().map(str::to_owned),
+        ) else {
+            return Ok(0);
+        };
+        // Visitor rows are needed for today and yesterday only (a late click of yesterday).
+        let keep_from = clicks.iter().map(|c| day_of(c.at)).max().unwrap_or(0) - 1;
+        let mut tx = pool.begin_with(self.begin_write()).await?;
+        let stored = stored_ids(&mut tx, &lo, &hi).await?;
+        clicks.retain(|c| !stored.contains(c.id.as_str()));
+        let inserted = sqlx::query(
+            "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
+             SELECT v.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::bigint[], $6::bytea[]) AS v (id, link_id, channel, kind, at, visitor) \
+             ON CONFLICT (id) DO NOTHING",
         )
+        .bind(col(&clicks, |c| c.id.as_str()))
+        .bind(col(&clicks, |c| c.link_id.as_str()))
+        .bind(col(&clicks, |c| c.channel.map(|ch| ch.as_str())))
+        .bind(col(&clicks, |c| c.kind.as_str()))
+        .bind(col(&clicks, |c| c.at))
+        .bind(col(&clicks, |c| c.visitor.map(|v| v.to_vec())))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let visitors = batch_visitors(&clicks);
+        let mut unknown = self.unknown_visitors(&visitors);
+        // Sorted, so that concurrent writers take row locks in the same order.
+        unknown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let first_seen = sqlx::query(
+            "INSERT INTO click_visitors (day, link_id, visitor) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
+             ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
+        )
+        .bind(col(&unknown, |((day, _, _), _)| *day))
+        .bind(col(&unknown, |((_, link, _), _)| *link))
+        .bind(col(&unknown, |((_, _, visitor), _)| visitor.to_vec()))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(returned_visitor)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let counts = batch_counts(&clicks, &unknown, &first_seen);
+        sqlx::query(concat!(
+            "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
+             previews) SELECT v.* FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
+             $4::bigint[], $5::bigint[], $6::bigint[]) \
+             AS v (link_id, day, channel, clicks, unique_clicks, previews) \
+             WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) ",
+            counts_upsert!()
+        ))
+        .bind(col(&counts, |((link, _, _), _)| *link))
+        .bind(col(&counts, |((_, day, _), _)| *day))
+        .bind(col(&counts, |((_, _, channel), _)| *channel))
+        .bind(col(&counts, |(_, n)| n.clicks))
+        .bind(col(&counts, |(_, n)| n.unique_clicks))
+        .bind(col(&counts, |(_, n)| n.previews))
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM click_visitors WHERE day < $1")
+            .bind(keep_from)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.remember_visitors(&visitors, keep_from);
         Ok(inserted)
     }
 
@@ -451,121 +309,11 @@ impl Store {
 
 #[async_trait]
 impl ClickStore for Store {
-    async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64> {
-        // The first of several clicks with one id wins; so does a click already stored (a
-        // batch written again after an error that came after its commit).
-        let mut seen = HashSet::with_capacity(clicks.len());
-        let mut clicks: Vec<&NewClick> = clicks
-            .iter()
-            .filter(|c| seen.insert(c.id.as_str()))
-            .collect();
-        let (Some(lo), Some(hi)) = (
-            clicks
-                .iter()
-                .map(|c| c.id.as_str())
-                .min()
-                .map(str::to_owned),
-            clicks
-                .iter()
-                .map(|c| c.id.as_str())
-                .max()
-                .map(str::to_owned),
-        ) else {
-            return Ok(0);
-        };
-        // Visitor rows are needed for today and yesterday only (a late click of yesterday).
-        let keep_from = clicks.iter().map(|c| day_of(c.at)).max().unwrap_or(0) - 1;
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin_with(self.begin_write()).await?;
-                let stored = stored_ids(&mut *tx, &lo, &hi).await?;
-                clicks.retain(|c| !stored.contains(c.id.as_str()));
-                // Each link's id once per batch, shared by its clicks' rows.
-                let mut link_ids: HashMap<&str, Arc<str>> = HashMap::new();
-                for c in &clicks {
-                    link_ids
-                        .entry(c.link_id.as_str())
-                        .or_insert_with(|| Arc::from(c.link_id.as_str()));
-                }
-                let link = |id: &str| link_ids.get(id).cloned().unwrap_or_else(|| Arc::from(id));
-                // One transaction, so that each page the batch changes is written once; but
-                // prepared in parts, each a fraction of a millisecond of work between awaits,
-                // since the preparation runs on the threads that answer requests.
-                let mut inserted = 0;
-                let mut visitors = Vec::with_capacity(clicks.len());
-                for part in clicks.chunks(SQLITE_PART_CLICKS) {
-                    inserted += self
-                        .sqlite_write_part(&mut tx, part, &link, &mut visitors)
-                        .await?;
-                }
-                forget_visitors_before(&mut *tx, keep_from).await?;
-                tx.commit().await?;
-                self.remember_visitors(&visitors, keep_from);
-                Ok(inserted)
-            }
-            Pool::Postgres(pool) => {
-                // One statement each whatever the batch size: a column per array parameter,
-                // so the statement is prepared once and the parameter limit never applies.
-                fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-                    rows.iter().map(f).collect()
-                }
-                let mut tx = pool.begin_with(self.begin_write()).await?;
-                let stored = stored_ids(&mut *tx, &lo, &hi).await?;
-                clicks.retain(|c| !stored.contains(c.id.as_str()));
-                let inserted = sqlx::query(
-                    "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
-                     SELECT v.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                     $5::bigint[], $6::bytea[]) AS v (id, link_id, channel, kind, at, visitor) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(col(&clicks, |c| c.id.as_str()))
-                .bind(col(&clicks, |c| c.link_id.as_str()))
-                .bind(col(&clicks, |c| c.channel.map(|ch| ch.as_str())))
-                .bind(col(&clicks, |c| c.kind.as_str()))
-                .bind(col(&clicks, |c| c.at))
-                .bind(col(&clicks, |c| c.visitor.map(|v| v.to_vec())))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let visitors = batch_visitors(&clicks);
-                let mut unknown = self.unknown_visitors(&visitors);
-                // Sorted, so that concurrent writers take row locks in the same order.
-                unknown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let first_seen = sqlx::query(
-                    "INSERT INTO click_visitors (day, link_id, visitor) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
-                     ON CONFLICT DO NOTHING RETURNING day, link_id, visitor",
-                )
-                .bind(col(&unknown, |((day, _, _), _)| *day))
-                .bind(col(&unknown, |((_, link, _), _)| *link))
-                .bind(col(&unknown, |((_, _, visitor), _)| visitor.to_vec()))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(returned_visitor)
-                .collect::<StoreResult<Vec<_>>>()?;
-                let counts = batch_counts(&clicks, &unknown, &first_seen);
-                sqlx::query(concat!(
-                    "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
-                     previews) SELECT v.* FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
-                     $4::bigint[], $5::bigint[], $6::bigint[]) \
-                     AS v (link_id, day, channel, clicks, unique_clicks, previews) \
-                     WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) ",
-                    counts_upsert!()
-                ))
-                .bind(col(&counts, |((link, _, _), _)| *link))
-                .bind(col(&counts, |((_, day, _), _)| *day))
-                .bind(col(&counts, |((_, _, channel), _)| *channel))
-                .bind(col(&counts, |(_, n)| n.clicks))
-                .bind(col(&counts, |(_, n)| n.unique_clicks))
-                .bind(col(&counts, |(_, n)| n.previews))
-                .execute(&mut *tx)
-                .await?;
-                forget_visitors_before(&mut *tx, keep_from).await?;
-                tx.commit().await?;
-                self.remember_visitors(&visitors, keep_from);
-                Ok(inserted)
-            }
+    async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64> {
+        match (&self.pool, &self.click_writer) {
+            (Pool::Sqlite(_), Some(writer)) => writer.write(clicks).await,
+            (Pool::Sqlite(_), None) => Err(StoreError::Writer("no click writer".into())),
+            (Pool::Postgres(pool), _) => self.insert_clicks_pg(pool, &clicks).await,
         }
     }
 
@@ -693,24 +441,5 @@ impl ClickStore for Store {
                 })
                 .collect()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_chunks_cover_the_batch_with_few_sizes() {
-        for n in [0, 1, 3, 4, 5, 255, 256, 257, 1000, 2000] {
-            let sizes: Vec<usize> = sqlite_chunks(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}: {sizes:?}");
-            assert!(
-                sizes.iter().all(|s| SQLITE_CHUNK_ROWS.contains(s)),
-                "{sizes:?}"
-            );
-            assert!(sizes.is_sorted_by(|a, b| a >= b), "{sizes:?}");
-        }
-        assert_eq!(sqlite_chunks(341).collect::<Vec<_>>(), [256, 64, 16, 4, 1]);
     }
 }

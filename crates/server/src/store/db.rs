@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
+use super::click_writer::{ClickWriter, Target};
 use super::seen::SeenVisitors;
 use super::{StoreError, StoreResult};
 
@@ -41,6 +43,8 @@ pub struct Store {
     pub(crate) pool: Pool,
     /// Visitors this process wrote to `click_visitors` (see [`SeenVisitors`]).
     pub(crate) seen_visitors: Arc<Mutex<SeenVisitors>>,
+    /// SQLite only: the thread that writes clicks.
+    pub(crate) click_writer: Option<Arc<ClickWriter>>,
 }
 
 /// Most connections to a SQLite database. Each is a thread of its own with its own page cache
@@ -91,6 +95,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         return Ok(Store {
             pool: Pool::Postgres(pool),
             seen_visitors: Arc::default(),
+            click_writer: None,
         });
     }
 
@@ -105,6 +110,30 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     } else {
         return Err(StoreError::UnsupportedUrl(database_url.to_owned()));
     };
+    let (sqlite, target) = if in_memory {
+        // An in-memory database in SQLite's `memdb`, which the connections of one process
+        // (the pool's and the click writer's) share by name, with the usual locks and busy
+        // waits. It lives as long as one of its connections: the pool keeps one open.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "/botlink-memory-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        (
+            SqliteConnectOptions::new()
+                .filename(&name)
+                .vfs("memdb")
+                .journal_mode(SqliteJournalMode::Memory),
+            Target::Memory(name),
+        )
+    } else {
+        let path = sqlite.get_filename().to_owned();
+        (
+            sqlite.journal_mode(SqliteJournalMode::Wal),
+            Target::File(path),
+        )
+    };
     let sqlite = sqlite
         .create_if_missing(true)
         .foreign_keys(true)
@@ -115,23 +144,14 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         // once, and syncs the database file a quarter as often.
         .pragma("wal_autocheckpoint", "4000");
     let mut pool = SqlitePoolOptions::new();
-    let (sqlite, max_connections) = if in_memory {
-        // An in-memory database lives as long as one of its connections: keep exactly one
-        // open (several would share it through SQLite's shared cache, which fails with
-        // SQLITE_LOCKED instead of waiting).
+    if in_memory {
         pool = pool
             .min_connections(1)
             .max_lifetime(None)
             .idle_timeout(None);
-        (sqlite, 1)
-    } else {
-        (
-            sqlite.journal_mode(SqliteJournalMode::Wal),
-            options.max_connections.clamp(1, SQLITE_MAX_CONNECTIONS),
-        )
-    };
+    }
     let pool = pool
-        .max_connections(max_connections)
+        .max_connections(options.max_connections.clamp(1, SQLITE_MAX_CONNECTIONS))
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|_, _| {
             Box::pin(async {
@@ -141,9 +161,11 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         })
         .connect_with(sqlite)
         .await?;
+    let seen_visitors = Arc::<Mutex<SeenVisitors>>::default();
     Ok(Store {
+        click_writer: Some(Arc::new(ClickWriter::start(target, seen_visitors.clone())?)),
         pool: Pool::Sqlite(pool),
-        seen_visitors: Arc::default(),
+        seen_visitors,
     })
 }
 
@@ -247,6 +269,9 @@ impl Store {
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
+        if let Some(writer) = &self.click_writer {
+            writer.close().await;
+        }
         with_pool!(self, pool => pool.close().await)
     }
 }
@@ -347,6 +372,15 @@ pub(crate) fn like_escape(s: &str) -> String {
 /// the time that requests leave; when the click queue fills, redirects wait for room in it
 /// and so yield the CPU back (see `clicks`).
 const SQLITE_THREAD_NICE: i32 = 10;
+
+/// Lowers the priority of the calling thread (SQLite's click writer). Best effort, Linux only.
+pub(crate) fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    // On Linux, PRIO_PROCESS with no id applies to the calling thread alone.
+    if let Err(e) = rustix::process::setpriority_process(None, SQLITE_THREAD_NICE) {
+        tracing::debug!(error = %e, "could not lower the click writer's priority");
+    }
+}
 
 /// Lowers the priority of the process's SQLite threads (sqlx names them
 /// `sqlx-sqlite-worker-N`; "comm" keeps the first 15 bytes). Best effort, Linux only.

@@ -29,6 +29,7 @@ macro_rules! with_pool {
 }
 
 mod bots;
+mod click_writer;
 mod clicks;
 mod db;
 mod ids;
@@ -71,6 +72,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// From SQLite's click writer (see `click_writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The click writer's thread could not start, or has stopped.
+    #[error("{0}")]
+    Writer(String),
 }
 
 /// Result of the store.
@@ -195,7 +202,7 @@ pub trait ClickStore: Send + Sync {
     /// already stored is skipped; one whose link has been deleted meanwhile is logged (and
     /// unreachable, as a deleted link's clicks are) but not counted. Returns how many clicks
     /// were logged.
-    async fn insert_clicks(&self, clicks: &[NewClick]) -> StoreResult<u64>;
+    async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64>;
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>>;
     /// Counts for a link, an entry point or a bot of `ws` (else `NotFound`).
     async fn stats(
