@@ -199,6 +199,7 @@ pub async fn run(
         },
         clicks_stop.clone(),
     );
+    let db = store.clone();
     let state = AppState(Arc::new(Inner {
         limiter: KeyLimiter::new(config.rate_limit_per_second),
         config,
@@ -239,6 +240,8 @@ pub async fn run(
     if let Err(e) = click_worker.await {
         tracing::error!(error = %e, "the click worker failed");
     }
+    // Every click is written: close the database cleanly (SQLite folds its log into the file).
+    db.close().await;
     tracing::info!("botlink stopped");
     served.map_err(ServeError::Io)
 }

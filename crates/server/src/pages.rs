@@ -142,7 +142,8 @@ pub fn is_crawler(user_agent: &str) -> bool {
                 .build(CRAWLERS)
                 .expect("the crawler markers are valid patterns")
         });
-    let mut lower = [0u8; 256];
+    // In-app browsers (Facebook, Instagram) send User-Agents of 300 bytes and more.
+    let mut lower = [0u8; 512];
     match lower.get_mut(..user_agent.len()) {
         Some(lower) => {
             for (l, b) in lower.iter_mut().zip(user_agent.bytes()) {
@@ -195,9 +196,9 @@ mod tests {
         ] {
             assert!(!is_crawler(ua), "{ua}");
         }
-        // Any case; and past the first 256 bytes, where the User-Agent is lowercased apart.
+        // Any case; and past the first 512 bytes, where the User-Agent is lowercased apart.
         assert!(is_crawler("FACEBOOKEXTERNALHIT/1.1"));
-        let long = format!("Mozilla/5.0 ({}) TelegramBot", "x".repeat(300));
+        let long = format!("Mozilla/5.0 ({}) TelegramBot", "x".repeat(600));
         assert!(is_crawler(&long));
         assert!(!is_crawler(&long.replace("TelegramBot", "Safari")));
         // The search is of a lowercased User-Agent: a marker with a capital would never match.

@@ -261,10 +261,12 @@ async fn clicks_on_an_in_memory_database() {
         Some(link.id.clone())
     );
 
-    // Closed, the store answers with errors.
+    // Closed, the store answers with errors, its click writer too.
     mem.close().await;
     let err = mem.stats(&ws, scope(), StatsRange::ALL).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    let err = mem.insert_clicks([on("m4", "c")].into()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Writer(_)), "{err:?}");
 
     let other = store::connect("sqlite::memory:").await.unwrap();
     other.migrate().await.unwrap();

@@ -10,9 +10,9 @@
 //! The writer opens the same database as the pool (a file; or, for an in-memory store, the
 //! same `memdb` database, which SQLite shares between the connections of a process).
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -31,17 +31,14 @@ pub(crate) enum Target {
     Memory(String),
 }
 
-/// How long the writer waits for the write lock held by another connection (the pool's
-/// connections wait as long).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 enum Job {
     Write(Arc<[NewClick]>, oneshot::Sender<StoreResult<u64>>),
-    /// Closes the connection (until the next batch) and answers.
+    /// Stops the writer: it closes its connection, answers, and ends.
     Close(oneshot::Sender<()>),
 }
 
-/// The handle of the writer thread, which ends when the last handle is dropped.
+/// The handle of the writer thread, which ends on [`ClickWriter::close`] or when the last
+/// handle is dropped.
 #[derive(Debug)]
 pub(crate) struct ClickWriter {
     jobs: mpsc::Sender<Job>,
@@ -49,18 +46,30 @@ pub(crate) struct ClickWriter {
 
 impl ClickWriter {
     /// Starts the thread. It connects at its first batch, so the database may be migrated
-    /// after this.
-    pub(crate) fn start(target: Target, seen: Arc<Mutex<SeenVisitors>>) -> StoreResult<Self> {
+    /// after this; an in-memory database it opens at once, and keeps open while it runs, so
+    /// that the database lives as long as the store even when the pool replaces its
+    /// connections.
+    pub(crate) fn start(target: Target) -> StoreResult<Self> {
+        let anchor = match &target {
+            Target::Memory(_) => Some(open(&target)?),
+            Target::File(_) => None,
+        };
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("botlink-clicks".into())
-            .spawn(move || run(&target, &queue, &seen))
+            .spawn(move || {
+                run(&target, &queue);
+                drop(anchor);
+            })
             .map_err(|e| StoreError::Writer(format!("cannot start the click writer: {e}")))?;
         Ok(ClickWriter { jobs })
     }
 
     /// Writes a batch (see [`super::ClickStore::insert_clicks`]).
     pub(crate) async fn write(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64> {
+        if clicks.is_empty() {
+            return Ok(0);
+        }
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job::Write(clicks, reply))
@@ -68,7 +77,7 @@ impl ClickWriter {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Closes the writer's connection (a later batch opens it again).
+    /// Stops the writer after the batches handed to it before; later batches fail.
     pub(crate) async fn close(&self) {
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job::Close(reply)).is_ok() {
@@ -81,43 +90,51 @@ fn stopped() -> StoreError {
     StoreError::Writer("the click writer has stopped".into())
 }
 
-fn run(target: &Target, queue: &mpsc::Receiver<Job>, seen: &Mutex<SeenVisitors>) {
+fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
     super::db::lower_this_thread();
+    // The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
+    let mut seen = SeenVisitors::default();
     let mut conn: Option<Connection> = None;
     while let Ok(job) = queue.recv() {
-        match job {
-            Job::Write(clicks, reply) => {
-                let result = match &mut conn {
-                    Some(c) => Ok(c),
-                    None => open(target).map(|c| conn.insert(c)),
-                }
-                .and_then(|c| write_batch(c, &clicks, seen));
-                if result.is_err() {
-                    // Open afresh for the retry rather than keep a connection in an unknown
-                    // state.
-                    conn = None;
-                }
-                let _ = reply.send(result.map_err(StoreError::from));
-            }
+        let (clicks, reply) = match job {
+            Job::Write(clicks, reply) => (clicks, reply),
             Job::Close(reply) => {
-                conn = None;
+                drop(conn.take());
                 let _ = reply.send(());
+                return;
             }
+        };
+        // A panic in one batch fails that batch, not the writer: the clicks stay queued for
+        // the retry, and the next batch starts from a fresh connection and an empty set.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(open(target)?),
+            };
+            write_batch(c, &clicks, &mut seen)
+        }))
+        .unwrap_or_else(|_| {
+            seen = SeenVisitors::default();
+            Err(StoreError::Writer(
+                "the click writer failed on a batch; it will be written again".into(),
+            ))
+        });
+        if result.is_err() {
+            // Open afresh for the retry rather than keep a connection in an unknown state.
+            conn = None;
         }
+        let _ = reply.send(result);
     }
 }
 
-fn open(target: &Target) -> rusqlite::Result<Connection> {
+fn open(target: &Target) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match target {
         Target::File(path) => Connection::open_with_flags(path, flags)?,
-        Target::Memory(name) => {
-            let conn = Connection::open_with_flags_and_vfs(name, flags, "memdb")?;
-            conn.pragma_update(None, "journal_mode", "MEMORY")?;
-            conn
-        }
+        // SQLite keeps a memdb database's journal in memory by itself.
+        Target::Memory(name) => Connection::open_with_flags_and_vfs(name, flags, "memdb")?,
     };
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(super::db::SQLITE_BUSY_TIMEOUT)?;
     // No foreign-key checks: the writer adds counts only for links that exist, checked in
     // the same statement under the write lock (see `write_batch`); the check would look the
     // link up a second time and make each of those statements keep a journal of its own.
@@ -139,8 +156,8 @@ fn open(target: &Target) -> rusqlite::Result<Connection> {
 fn write_batch(
     conn: &mut Connection,
     clicks: &[NewClick],
-    seen: &Mutex<SeenVisitors>,
-) -> rusqlite::Result<u64> {
+    seen: &mut SeenVisitors,
+) -> StoreResult<u64> {
     let Some(last_day) = clicks.iter().map(|c| day_of(c.at)).max() else {
         return Ok(0);
     };
@@ -159,13 +176,13 @@ fn write_batch(
             "INSERT INTO click_visitors (day, link_id, visitor) VALUES (?1, ?2, ?3) \
              ON CONFLICT DO NOTHING",
         )?;
-        let known = seen.lock().expect("seen visitors lock");
         for c in clicks {
             let link = c.link_id.as_str();
             let channel = c.channel.map(|ch| ch.as_str());
             let visitor = c.visitor.as_ref().map(|v| &v[..]);
-            // The first of several clicks with one id wins; so does a click already stored
-            // (a batch written again after an error that came after its commit).
+            // The first of several clicks with one id wins; so does a click already stored,
+            // which keeps a retry harmless (after a commit whose outcome was not clear, or a
+            // caller that gave up waiting).
             let row = params![c.id.as_str(), link, channel, c.kind.as_str(), c.at, visitor];
             if log.execute(row)? == 0 {
                 continue;
@@ -183,7 +200,7 @@ fn write_batch(
                     // process wrote are known without asking; an insert finds the others.
                     if let Some(v) = c.visitor
                         && visitors.insert((day, link, v))
-                        && !known.contains(day, link, &v)
+                        && !seen.contains(day, link, &v)
                         && visit.execute(params![day, link, &v[..]])? == 1
                     {
                         n.unique_clicks += 1;
@@ -216,8 +233,6 @@ fn write_batch(
             .execute([keep_from])?;
     }
     tx.commit()?;
-    seen.lock()
-        .expect("seen visitors lock")
-        .extend(visitors.into_iter(), keep_from);
+    seen.extend(visitors.into_iter(), keep_from);
     Ok(logged)
 }

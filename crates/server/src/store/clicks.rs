@@ -10,7 +10,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
@@ -19,10 +19,7 @@ use super::{
     StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
 };
 
-// On SQLite, batches are written by the click writer's thread (`click_writer`); what follows
-// down to the statistics is PostgreSQL's writer.
-
-/// What a batch adds to one row of `click_counts`.
+/// What a batch adds to one row of `click_counts` (both backends' writers).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Counts {
     pub(super) clicks: i64,
@@ -30,13 +27,17 @@ pub(super) struct Counts {
     pub(super) previews: i64,
 }
 
+// On SQLite, batches are written by the click writer's thread (`click_writer`); what follows
+// down to the statistics is PostgreSQL's writer.
+
 /// The key of a `click_counts` row; `""` stands for no channel.
 type CountKey<'a> = (&'a str, i64, &'static str);
 
 /// A link and the channel of a click on it.
 type LinkChannel<'a> = (&'a str, &'static str);
 
-/// A visitor seen on a link on a day, with the channel of their first click in the batch.
+/// A visitor seen on a link on a day (paired, in the batch's list, with the channel of their
+/// first click in the batch).
 type VisitorKey<'a> = (i64, &'a str, [u8; 16]);
 
 fn channel_of(c: &NewClick) -> &'static str {
@@ -113,16 +114,7 @@ async fn stored_ids(conn: &mut PgConnection, lo: &str, hi: &str) -> StoreResult<
     Ok(ids.into_iter().collect())
 }
 
-macro_rules! counts_upsert {
-    () => {
-        "ON CONFLICT (link_id, day, channel) DO UPDATE SET \
-     clicks = click_counts.clicks + excluded.clicks, \
-     unique_clicks = click_counts.unique_clicks + excluded.unique_clicks, \
-     previews = click_counts.previews + excluded.previews"
-    };
-}
-
-fn returned_visitor<R: Cols>(r: &R) -> StoreResult<(i64, String, Vec<u8>)> {
+fn returned_visitor(r: &PgRow) -> StoreResult<(i64, String, Vec<u8>)> {
     Ok((
         r.int("day")?,
         r.text("link_id")?,
@@ -273,14 +265,17 @@ impl Store {
         .map(returned_visitor)
         .collect::<StoreResult<Vec<_>>>()?;
         let counts = batch_counts(&clicks, &unknown, &first_seen);
-        sqlx::query(concat!(
+        sqlx::query(
             "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, \
              previews) SELECT v.* FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
              $4::bigint[], $5::bigint[], $6::bigint[]) \
              AS v (link_id, day, channel, clicks, unique_clicks, previews) \
-             WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) ",
-            counts_upsert!()
-        ))
+             WHERE EXISTS (SELECT 1 FROM links WHERE links.id = v.link_id) \
+             ON CONFLICT (link_id, day, channel) DO UPDATE SET \
+             clicks = click_counts.clicks + excluded.clicks, \
+             unique_clicks = click_counts.unique_clicks + excluded.unique_clicks, \
+             previews = click_counts.previews + excluded.previews",
+        )
         .bind(col(&counts, |((link, _, _), _)| *link))
         .bind(col(&counts, |((_, day, _), _)| *day))
         .bind(col(&counts, |((_, _, channel), _)| *channel))

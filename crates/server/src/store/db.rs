@@ -41,22 +41,28 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
-    /// Visitors this process wrote to `click_visitors` (see [`SeenVisitors`]).
+    /// PostgreSQL's click writer: the visitors this process wrote to `click_visitors` (see
+    /// [`SeenVisitors`]; SQLite's writer keeps its own).
     pub(crate) seen_visitors: Arc<Mutex<SeenVisitors>>,
     /// SQLite only: the thread that writes clicks.
     pub(crate) click_writer: Option<Arc<ClickWriter>>,
 }
 
-/// Most connections to a SQLite database. Each is a thread of its own with its own page cache
-/// (and, under glibc, its own malloc arena: several megabytes each), while WAL lets one writer
-/// in at a time and short links are resolved from memory: more would cost memory, not speed.
+/// Most connections in a SQLite pool (the click writer has one more of its own). Each is a
+/// thread of its own with its own page cache (and, under glibc, its own malloc arena: several
+/// megabytes each), while SQLite lets one writer in at a time and short links are resolved
+/// from memory: more would cost memory, not speed.
 const SQLITE_MAX_CONNECTIONS: u32 = 3;
+
+/// How long a SQLite connection waits for a lock another holds (the pool's and the click
+/// writer's alike).
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to connect, beyond the URL.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Pool size. SQLite serialises writers anyway; extra connections serve readers (WAL), at
-    /// most [`SQLITE_MAX_CONNECTIONS`] of them.
+    /// Pool size. SQLite serialises writers anyway; extra connections serve readers, at most
+    /// [`SQLITE_MAX_CONNECTIONS`] of them.
     pub max_connections: u32,
     /// PostgreSQL only: the schema to use (set as `search_path` on every connection), for
     /// several installations, or test runs, in one database. The schema must exist.
@@ -112,8 +118,10 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     };
     let (sqlite, target) = if in_memory {
         // An in-memory database in SQLite's `memdb`, which the connections of one process
-        // (the pool's and the click writer's) share by name, with the usual locks and busy
-        // waits. It lives as long as one of its connections: the pool keeps one open.
+        // (the pool's and the click writer's) share by name. Its locks are coarser than a
+        // file's (no reading while a batch of clicks is being written: readers wait, up to
+        // the busy timeout), which suits tests and trials, not load. It lives as long as one
+        // of its connections: the click writer keeps one open.
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "/botlink-memory-{}-{}",
@@ -137,7 +145,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     let sqlite = sqlite
         .create_if_missing(true)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .synchronous(SqliteSynchronous::Normal)
         // Clicks arrive in batches all day: checkpointing the WAL every 4,000 pages (16 MB)
         // rather than SQLite's 1,000 writes a page that many batches changed (index pages)
@@ -161,11 +169,10 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         })
         .connect_with(sqlite)
         .await?;
-    let seen_visitors = Arc::<Mutex<SeenVisitors>>::default();
     Ok(Store {
-        click_writer: Some(Arc::new(ClickWriter::start(target, seen_visitors.clone())?)),
+        click_writer: Some(Arc::new(ClickWriter::start(target)?)),
         pool: Pool::Sqlite(pool),
-        seen_visitors,
+        seen_visitors: Arc::default(),
     })
 }
 
@@ -365,12 +372,12 @@ pub(crate) fn like_escape(s: &str) -> String {
     out
 }
 
-/// Nice value of the threads that run SQLite. Each SQLite connection runs on a thread of its
-/// own, beside the async runtime; on a busy single core, a batch of click inserts would
+/// Nice value of the threads that run SQLite: the click writer and sqlx's connection threads.
+/// Each runs beside the async runtime; on a busy single core, a batch of clicks would
 /// otherwise take its full time slices while redirects wait behind it (a 2 ms median at half
-/// load in the redirect benchmark, against 0.5 ms with this). At a lower priority, SQLite uses
-/// the time that requests leave; when the click queue fills, redirects wait for room in it
-/// and so yield the CPU back (see `clicks`).
+/// load in the redirect benchmark, against 0.5 ms with this, measured when sqlx's threads
+/// wrote the clicks). At a lower priority, SQLite uses the time that requests leave; when the
+/// click queue fills, redirects wait for room in it and so yield the CPU back (see `clicks`).
 const SQLITE_THREAD_NICE: i32 = 10;
 
 /// Lowers the priority of the calling thread (SQLite's click writer). Best effort, Linux only.
