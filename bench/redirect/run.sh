@@ -313,8 +313,8 @@ ok_rss=$(( bl_rss < 50 * 1024 ))
     echo "| botlink peak RSS (VmHWM) | $((bl_rss / 1024)) MB (after setup: $((bl_rss_setup / 1024)) MB; bare302: $((bare_rss / 1024)) MB) | < 50 MB | $(verdict "$ok_rss") |"
     echo "| clicks: 302s answered / counted in stats / dropped | $expected / $counted / $dropped | all counted, none dropped | $(verdict "$ok_clicks") |"
     echo
-    echo "Share of botlink's CPU in its SQLite threads (link lookups on cache misses, click" \
-        "inserts): $(share bl-peak)% at peak, $(share bl-half)% at half load."
+    echo "Share of botlink's CPU in its SQLite threads (the click writer, and link lookups on" \
+        "cache misses): $(share bl-peak)% at peak, $(share bl-half)% at half load."
     echo "Other processes on the machine used $(others bl-peak)% / $(others bare-peak)% of a CPU" \
         "during the botlink / bare302 peak runs and $(others bl-half)% / $(others bare-half)% during" \
         "the half-load runs (noise: figures are only comparable when these are near 0)."
