@@ -52,7 +52,7 @@ pub struct Store {
 /// thread of its own with its own page cache (and, under glibc, its own malloc arena: several
 /// megabytes each), while SQLite lets one writer in at a time and short links are resolved
 /// from memory: more would cost memory, not speed.
-const SQLITE_MAX_CONNECTIONS: u32 = 3;
+const SQLITE_MAX_CONNECTIONS: u32 = 2;
 
 /// How long a SQLite connection waits for a lock another holds (the pool's and the click
 /// writer's alike).
