@@ -211,10 +211,11 @@ pub async fn run(
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
     }));
     // The exporter keeps every latency sample until it is folded into its histogram, which
-    // a scrape of /metrics does; fold them regularly so that an unscraped server does not
-    // grow.
+    // a scrape of /metrics does; fold them every second so that an unscraped server does not
+    // grow (8 bytes a request: at 80,000 redirects a second, 0.6 MB held at most, where
+    // folding every 5 s held 3 MB).
     let upkeep = tokio::spawn(async {
-        let mut every = tokio::time::interval(Duration::from_secs(5));
+        let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
             crate::metrics::handle().run_upkeep();
