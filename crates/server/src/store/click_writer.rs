@@ -18,8 +18,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::clicks::Counts;
-use super::seen::SeenVisitors;
+use super::clicks::{Counts, channel_of};
+use super::seen::{self, SeenVisitors};
 use super::{ClickKind, NewClick, StoreError, StoreResult, day_of};
 
 /// Where the writer connects: the pool's database.
@@ -142,7 +142,11 @@ fn open(target: &Target) -> StoreResult<Connection> {
     conn.pragma_update(None, "foreign_keys", false)?;
     // As the pool's connections (see `db::connect_with`).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        super::db::SQLITE_WAL_AUTOCHECKPOINT,
+    )?;
     Ok(conn)
 }
 
@@ -158,11 +162,9 @@ fn write_batch(
     clicks: &[NewClick],
     seen: &mut SeenVisitors,
 ) -> StoreResult<u64> {
-    let Some(last_day) = clicks.iter().map(|c| day_of(c.at)).max() else {
+    let Some(keep_from) = seen::kept_from(clicks) else {
         return Ok(0);
     };
-    // Visitor rows are needed for today and yesterday only (a late click of yesterday).
-    let keep_from = last_day - 1;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut logged = 0;
     let mut counts: HashMap<(&str, i64, &'static str), Counts> = HashMap::new();
@@ -189,9 +191,7 @@ fn write_batch(
             }
             logged += 1;
             let day = day_of(c.at);
-            let n = counts
-                .entry((link, day, channel.unwrap_or("")))
-                .or_default();
+            let n = counts.entry((link, day, channel_of(c))).or_default();
             match c.kind {
                 ClickKind::Preview => n.previews += 1,
                 ClickKind::Click => {

@@ -40,7 +40,7 @@ type LinkChannel<'a> = (&'a str, &'static str);
 /// first click in the batch).
 type VisitorKey<'a> = (i64, &'a str, [u8; 16]);
 
-fn channel_of(c: &NewClick) -> &'static str {
+pub(super) fn channel_of(c: &NewClick) -> &'static str {
     c.channel.map_or("", |ch| ch.as_str())
 }
 
@@ -215,6 +215,9 @@ impl Store {
         }
         // The first of several clicks with one id wins; so does a click already stored (a
         // batch written again after an error that came after its commit).
+        let Some(keep_from) = super::seen::kept_from(clicks) else {
+            return Ok(0);
+        };
         let mut seen = HashSet::with_capacity(clicks.len());
         let mut clicks: Vec<&NewClick> = clicks
             .iter()
@@ -227,8 +230,6 @@ impl Store {
         ) else {
             return Ok(0);
         };
-        // Visitor rows are needed for today and yesterday only (a late click of yesterday).
-        let keep_from = clicks.iter().map(|c| day_of(c.at)).max().unwrap_or(0) - 1;
         let mut tx = pool.begin_with(self.begin_write()).await?;
         let stored = stored_ids(&mut tx, &lo, &hi).await?;
         clicks.retain(|c| !stored.contains(c.id.as_str()));

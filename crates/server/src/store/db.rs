@@ -58,6 +58,12 @@ const SQLITE_MAX_CONNECTIONS: u32 = 2;
 /// writer's alike).
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// WAL pages between automatic checkpoints (the pool's and the click writer's alike). Clicks
+/// arrive in batches all day: checkpointing every 4,000 pages (16 MB) rather than SQLite's
+/// 1,000 writes a page that many batches changed (index pages) once, and syncs the database
+/// file a quarter as often.
+pub(crate) const SQLITE_WAL_AUTOCHECKPOINT: u32 = 4000;
+
 /// How to connect, beyond the URL.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -147,10 +153,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .synchronous(SqliteSynchronous::Normal)
-        // Clicks arrive in batches all day: checkpointing the WAL every 4,000 pages (16 MB)
-        // rather than SQLite's 1,000 writes a page that many batches changed (index pages)
-        // once, and syncs the database file a quarter as often.
-        .pragma("wal_autocheckpoint", "4000");
+        .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string());
     let mut pool = SqlitePoolOptions::new();
     if in_memory {
         pool = pool
@@ -383,9 +386,15 @@ const SQLITE_THREAD_NICE: i32 = 10;
 /// Lowers the priority of the calling thread (SQLite's click writer). Best effort, Linux only.
 pub(crate) fn lower_this_thread() {
     #[cfg(target_os = "linux")]
-    // On Linux, PRIO_PROCESS with no id applies to the calling thread alone.
-    if let Err(e) = rustix::process::setpriority_process(None, SQLITE_THREAD_NICE) {
-        tracing::debug!(error = %e, "could not lower the click writer's priority");
+    lower_thread(None);
+}
+
+/// Lowers one thread's priority: `None` for the calling thread (on Linux, PRIO_PROCESS with
+/// a thread id, or none, applies to that thread alone).
+#[cfg(target_os = "linux")]
+fn lower_thread(tid: Option<rustix::process::Pid>) {
+    if let Err(e) = rustix::process::setpriority_process(tid, SQLITE_THREAD_NICE) {
+        tracing::debug!(error = %e, ?tid, "could not lower a SQLite thread's priority");
     }
 }
 
@@ -404,12 +413,8 @@ fn lower_sqlite_threads() {
                 .file_name()
                 .to_str()
                 .and_then(|t| t.parse::<i32>().ok());
-            if let (true, Some(tid)) = (is_sqlite, tid) {
-                // On Linux, PRIO_PROCESS with a thread id applies to that thread alone.
-                let pid = rustix::process::Pid::from_raw(tid);
-                if let Err(e) = rustix::process::setpriority_process(pid, SQLITE_THREAD_NICE) {
-                    tracing::debug!(error = %e, tid, "could not lower a SQLite thread's priority");
-                }
+            if is_sqlite && let Some(tid) = tid {
+                lower_thread(rustix::process::Pid::from_raw(tid));
             }
         }
     }

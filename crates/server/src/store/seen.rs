@@ -9,6 +9,17 @@
 
 use foldhash::{HashMap, HashSet};
 
+/// The first day whose visitors a batch of clicks (the latest on `last_day`) keeps in
+/// `click_visitors`: today and yesterday (a late click of yesterday); a visitor hash is never
+/// seen again after its day.
+pub(crate) fn kept_from(clicks: &[super::NewClick]) -> Option<i64> {
+    clicks
+        .iter()
+        .map(|c| super::day_of(c.at))
+        .max()
+        .map(|last_day| last_day - 1)
+}
+
 /// Most visitors remembered (about 40 bytes each, and the link ids once each).
 const MAX_VISITORS: usize = 100_000;
 
