@@ -1,0 +1,179 @@
+//! CPU per click of the SQLite click writer, alone: batches of clicks spread evenly over many
+//! links (as `bench/redirect` sends them), written through `ClickStore::insert_clicks` into a
+//! file database, with the process's CPU time measured around each round.
+//!
+//! The whole-server benchmark (`bench/redirect`) swings by more than a writer change is worth
+//! on a shared machine; this one has no network, no load generator and no request threads, so
+//! two builds of the writer can be compared by their figures here.
+//!
+//!   cargo bench -p botlink-server --bench click_writer
+//!
+//! Knobs (environment): LINKS=10000 BATCH=500 BATCHES=400 (per round) ROUNDS=5
+//! VISITORS=1 (distinct visitors, taken round-robin; 1 is the redirect benchmark's one
+//! visitor, 0 a new visitor on every click) RATE=33500 (clicks per second handed to the
+//! writer, as a server answering that many redirects would; 0: as fast as it writes them).
+//! The rate matters: counts are folded once a second, so the more clicks a second, the fewer
+//! additions per click.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use botlink_server::store::{
+    self, BotId, BotStore, ClickId, ClickKind, ClickStore, DeepLinkOut, LinkId, LinkStore, NewBot,
+    NewClick, NewLink, Utm, WorkspaceStore,
+};
+use botlink_server::util::{click_id, now_ms};
+use serde_json::json;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time of the process's live threads (the writer's and this one), from the scheduler's
+/// own accounting in nanoseconds (`/proc/self/task/*/schedstat`).
+fn process_cpu() -> Duration {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc (Linux)");
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+fn main() {
+    let links = knob("LINKS", 10_000);
+    let batch = knob("BATCH", 500);
+    let batches = knob("BATCHES", 400);
+    let rounds = knob("ROUNDS", 5);
+    let visitors = knob("VISITORS", 1);
+    let rate = knob("RATE", 33_500);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(run(links, batch, batches, rounds, visitors, rate));
+}
+
+async fn run(
+    links: usize,
+    batch: usize,
+    batches: usize,
+    rounds: usize,
+    visitors: usize,
+    rate: usize,
+) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+    let store = store::connect(&url).await.expect("open SQLite");
+    store.migrate().await.expect("migrate");
+    let now = now_ms();
+    let ws = store.ensure_workspace("bench", now).await.unwrap().id;
+    let bot = store
+        .create_bot(
+            &ws,
+            NewBot {
+                id: BotId::new(),
+                name: "Shop".into(),
+                channels: vec![],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<LinkId> = Vec::with_capacity(links);
+    for chunk in (0..links).collect::<Vec<_>>().chunks(1000) {
+        let new: Vec<NewLink> = chunk.iter().map(|i| new_link(&bot.id, *i)).collect();
+        ids.extend(
+            store
+                .create_links(&ws, new, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.id),
+        );
+    }
+    let store: Arc<dyn ClickStore> = Arc::new(store);
+
+    let mut next = 0usize;
+    let mut make = |n: usize| -> Arc<[NewClick]> {
+        (0..n)
+            .map(|_| {
+                let k = next;
+                next += 1;
+                let at = now_ms();
+                let v = if visitors == 0 { k } else { k % visitors };
+                NewClick {
+                    id: ClickId::from(click_id(at).as_str()),
+                    link_id: ids[k % ids.len()].clone(),
+                    channel: Some(botlink_core::Channel::Telegram),
+                    kind: ClickKind::Click,
+                    at,
+                    visitor: Some((v as u128).to_le_bytes()),
+                }
+            })
+            .collect()
+    };
+
+    // Warm-up: every link's counts row of the day exists, the caches are full.
+    for _ in 0..(links / batch + 1) * 2 {
+        store.insert_clicks(make(batch)).await.unwrap();
+    }
+    let mut per_click = Vec::with_capacity(rounds);
+    for r in 1..=rounds {
+        let work: Vec<_> = (0..batches).map(|_| make(batch)).collect();
+        let (cpu0, wall0) = (process_cpu(), Instant::now());
+        let every = (rate > 0).then(|| Duration::from_secs_f64(batch as f64 / rate as f64));
+        for (i, b) in work.into_iter().enumerate() {
+            if let Some(every) = every {
+                tokio::time::sleep_until((wall0 + every * i as u32).into()).await;
+            }
+            store.insert_clicks(b).await.unwrap();
+        }
+        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
+        let n = (batches * batch) as f64;
+        let us = cpu.as_secs_f64() * 1e6 / n;
+        println!(
+            "round {r}: {:.2} µs CPU per click, {:.2} µs wall ({} clicks)",
+            us,
+            wall.as_secs_f64() * 1e6 / n,
+            batches * batch
+        );
+        per_click.push(us);
+    }
+    per_click.sort_by(f64::total_cmp);
+    println!(
+        "median {:.2} µs CPU per click ({links} links, batches of {batch}, visitors {visitors}, \
+         {rate} clicks/s)",
+        per_click[per_click.len() / 2]
+    );
+}
+
+fn new_link(bot: &BotId, i: usize) -> NewLink {
+    let code = format!("bench{i:06}");
+    NewLink {
+        bot_id: bot.clone(),
+        entry_point_id: None,
+        code: code.clone(),
+        slug: None,
+        title: None,
+        channels: vec!["telegram".into()],
+        scheme: "stored".into(),
+        signed: false,
+        payload: json!({}),
+        deep_links: BTreeMap::from([(
+            "telegram".to_owned(),
+            DeepLinkOut {
+                url: format!("https://t.me/shop_bot?start=l_{code}"),
+                param: format!("l_{code}"),
+            },
+        )]),
+        utm: Utm::default(),
+        expires_at: None,
+        max_clicks: None,
+        disabled: false,
+    }
+}
