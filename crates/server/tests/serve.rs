@@ -19,66 +19,20 @@ fn botlink(dir: &std::path::Path) -> Command {
 async fn serve_on_the_default_database_and_stop_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // A key for automation, printed once on stdout.
-    let out = botlink(dir.path())
-        .args(["api-key", "create", "--role", "admin"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let key = api_key(dir.path());
     assert!(key.starts_with("blk_") && key.len() > 30, "{key}");
     assert!(
         dir.path().join("botlink.db").exists(),
         "the default database is botlink.db"
     );
 
-    let mut child = botlink(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("BOTLINK_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log line that says where it listens.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve logs before exiting").unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if let Some(a) = v["fields"]["addr"].as_str() {
-            break a.to_string();
-        }
-    };
+    let (mut child, base) = spawn_serve(dir.path());
     assert!(
         dir.path().join("botlink.key").exists(),
         "the key file is created beside the database"
     );
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let bot: Value = http
-        .post(format!("{base}/api/v1/bots"))
-        .bearer_auth(&key)
-        .json(&json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let link: Value = http
-        .post(format!("{base}/api/v1/links"))
-        .bearer_auth(&key)
-        .json(&json!({"bot_id": bot["id"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let http = client();
+    let link = create_link(&http, &base, &key).await;
     let short = link["short_url"].as_str().unwrap().to_string();
     assert!(
         short.starts_with(&base),
@@ -101,22 +55,7 @@ async fn serve_on_the_default_database_and_stop_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
     // Every click was written before the process exited.
-    let db = store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("botlink.db").display()
-    ))
-    .await
-    .unwrap();
-    let ws = db.workspace_by_name("default").await.unwrap().unwrap();
-    let stats = db
-        .stats(
-            &ws.id,
-            StatsScope::Link(link["id"].as_str().unwrap().into()),
-            StatsRange::ALL,
-        )
-        .await
-        .unwrap();
-    assert_eq!(stats.clicks, 7);
+    assert_eq!(counted(dir.path(), &link).await, 7);
 }
 
 #[test]
@@ -148,4 +87,132 @@ fn bad_server_flags_are_clear() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts `botlink serve` on port 0 in `dir`; returns the process and its base URL.
+fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = botlink(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BOTLINK_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log line that says where it listens.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve logs before exiting").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if let Some(a) = v["fields"]["addr"].as_str() {
+            break a.to_string();
+        }
+    };
+    // Keep reading its log, so that it never writes to a closed or full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://{addr}"))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A new admin key, printed once on stdout.
+fn api_key(dir: &std::path::Path) -> String {
+    let out = botlink(dir)
+        .args(["api-key", "create", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A bot with Telegram, and a link to it.
+async fn create_link(http: &reqwest::Client, base: &str, key: &str) -> Value {
+    let bot: Value = http
+        .post(format!("{base}/api/v1/bots"))
+        .bearer_auth(key)
+        .json(&json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{base}/api/v1/links"))
+        .bearer_auth(key)
+        .json(&json!({"bot_id": bot["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The clicks counted for `link` in the database in `dir`.
+async fn counted(dir: &std::path::Path, link: &Value) -> i64 {
+    let db = store::connect(&format!("sqlite://{}", dir.join("botlink.db").display()))
+        .await
+        .unwrap();
+    let ws = db.workspace_by_name("default").await.unwrap().unwrap();
+    let stats = db
+        .stats(
+            &ws.id,
+            StatsScope::Link(link["id"].as_str().unwrap().into()),
+            StatsRange::ALL,
+        )
+        .await
+        .unwrap();
+    db.close().await;
+    stats.clicks
+}
+
+/// A metric's value from `/metrics`.
+async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Killed (`SIGKILL`, no shutdown) once its clicks are written, the server has lost none of
+/// them: a batch's counts are committed with its clicks, even those not yet added to the
+/// counts (which the next reader adds).
+#[tokio::test]
+async fn a_killed_server_keeps_the_clicks_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = api_key(dir.path());
+    let (mut child, base) = spawn_serve(dir.path());
+    let http = client();
+    let link = create_link(&http, &base, &key).await;
+    let short = link["short_url"].as_str().unwrap();
+    for _ in 0..9 {
+        assert_eq!(http.get(short).send().await.unwrap().status(), 302);
+    }
+    // Written: every queued click flushed (within the click flush interval, 50 ms).
+    let mut flushed = 0.0;
+    for _ in 0..200 {
+        flushed = metric(&http, &base, "botlink_clicks_flushed_total").await;
+        if flushed >= 9.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(flushed, 9.0, "the clicks are written");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(counted(dir.path(), &link).await, 9);
 }

@@ -190,6 +190,55 @@ async fn repeat_visitors_on_sqlite() {
     second.close().await;
 }
 
+/// SQLite stores a batch's counts as deltas, added to the counts later: by whichever process
+/// reads statistics first, or by the writer within a second. Each delta is added once. (A
+/// process killed before it adds its deltas leaves them to the next: see `serve.rs`.)
+#[tokio::test]
+async fn counts_are_added_once_whichever_process_adds_them() {
+    let dir = TempDir::new().unwrap();
+    let first = sqlite_store(&dir, false).await;
+    let second = sqlite_store(&dir, false).await;
+    let (ws, _bot, link) = bot_with_link(&first, "two", "tWoPrOcS").await;
+    let on = |id: &str, who: &str| telegram_click(&link, id, who);
+    assert_eq!(
+        first
+            .insert_clicks([on("p1", "a"), on("p2", "b")].into())
+            .await
+            .unwrap(),
+        2
+    );
+    // The second process adds the first one's deltas; the first finds none left.
+    assert_eq!(link_clicks(&second, &ws, &link.id).await, (2, 2));
+    assert_eq!(link_clicks(&first, &ws, &link.id).await, (2, 2));
+
+    assert_eq!(
+        second
+            .insert_clicks([on("p3", "a"), on("p4", "c")].into())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        first.insert_clicks([on("p5", "d")].into()).await.unwrap(),
+        1
+    );
+    // Past the writers' own time to add them: still once.
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert_eq!(link_clicks(&first, &ws, &link.id).await, (5, 4));
+    assert_eq!(link_clicks(&second, &ws, &link.id).await, (5, 4));
+    first.close().await;
+    second.close().await;
+}
+
+/// A link's clicks and unique clicks.
+async fn link_clicks(s: &Store, ws: &WorkspaceId, link: &LinkId) -> (i64, i64) {
+    let s = s
+        .stats(ws, StatsScope::Link(link.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    (s.clicks, s.unique_clicks)
+}
+
 #[tokio::test]
 async fn repeat_visitors_on_postgres() {
     let Some((schema, first)) = PgSchema::create().await else {
@@ -240,14 +289,7 @@ async fn clicks_on_an_in_memory_database() {
     let mem = store::connect("sqlite::memory:").await.unwrap();
     mem.migrate().await.unwrap();
     let (ws, _bot, link) = bot_with_link(&mem, "mem", "mEmOrY1").await;
-    let on = |id: &str, who: &str| NewClick {
-        id: ClickId::from(id),
-        link_id: link.id.clone(),
-        channel: Some(botlink_core::Channel::Telegram),
-        kind: ClickKind::Click,
-        at: T0 + 1,
-        visitor: Some(visitor(who)),
-    };
+    let on = |id: &str, who: &str| telegram_click(&link, id, who);
     let batch = [on("m1", "a"), on("m2", "b"), on("m3", "a")];
     assert_eq!(mem.insert_clicks(batch[..].into()).await.unwrap(), 3);
     let scope = || StatsScope::Link(link.id.clone());
@@ -261,9 +303,12 @@ async fn clicks_on_an_in_memory_database() {
         Some(link.id.clone())
     );
 
-    // Closed, the store answers with errors, its click writer too.
+    // Closed, the store answers with errors: statistics (whose counts its stopped click
+    // writer can no longer bring up to date), clicks, and any other read.
     mem.close().await;
     let err = mem.stats(&ws, scope(), StatsRange::ALL).await.unwrap_err();
+    assert!(matches!(err, StoreError::Writer(_)), "{err:?}");
+    let err = mem.click_by_id(&ClickId::from("m2")).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
     let err = mem.insert_clicks([on("m4", "c")].into()).await.unwrap_err();
     assert!(matches!(err, StoreError::Writer(_)), "{err:?}");
@@ -359,6 +404,18 @@ fn click(c: ClickSpec<'_>) -> NewClick {
         at: c.at,
         visitor: c.visitor.map(visitor),
     }
+}
+
+/// A Telegram click on `link` on 2024-05-02 by the visitor named `who`.
+fn telegram_click(link: &store::Link, id: &str, who: &str) -> NewClick {
+    click(ClickSpec {
+        id,
+        link,
+        channel: Some("telegram"),
+        kind: ClickKind::Click,
+        at: T0 + 1,
+        visitor: Some(who),
+    })
 }
 
 /// A visitor hash named for the test: the name's bytes, zero-padded.

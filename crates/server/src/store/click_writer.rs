@@ -7,12 +7,20 @@
 //! side only hands the batch over; binding and stepping happen beside SQLite, on a thread of
 //! lower priority, so redirects get the CPU first.
 //!
+//! A batch's counts are not added to `click_counts` row by row: the batch stores them as one
+//! row of `click_count_deltas`, in its own transaction, and the writer folds the deltas into
+//! `click_counts` at least every [`FOLD_EVERY`] and before statistics are read
+//! ([`ClickWriter::fold`]). Clicks spread over many links touch a counts row each; folded
+//! once a second, each row is added to once, whatever the number of batches. A crash loses
+//! nothing: the deltas are committed with their clicks, and folded by the next writer.
+//!
 //! The writer opens the same database as the pool (a file; or, for an in-memory store, the
 //! same `memdb` database, which SQLite shares between the connections of a process).
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -31,8 +39,14 @@ pub(crate) enum Target {
     Memory(String),
 }
 
+/// The longest that the counts of a written batch wait in `click_count_deltas` before they
+/// are added to `click_counts` (statistics fold them first, so they never wait for this).
+pub(crate) const FOLD_EVERY: Duration = Duration::from_secs(1);
+
 enum Job {
     Write(Arc<[NewClick]>, oneshot::Sender<StoreResult<u64>>),
+    /// Adds every stored delta to `click_counts`.
+    Fold(oneshot::Sender<StoreResult<()>>),
     /// Stops the writer: it closes its connection, answers, and ends.
     Close(oneshot::Sender<()>),
 }
@@ -77,7 +91,16 @@ impl ClickWriter {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Stops the writer after the batches handed to it before; later batches fail.
+    /// Adds the counts of every batch written so far (by any process) to `click_counts`:
+    /// what statistics call before they read it.
+    pub(crate) async fn fold(&self) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Fold(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Stops the writer after the batches handed to it before (their counts folded); later
+    /// batches fail.
     pub(crate) async fn close(&self) {
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job::Close(reply)).is_ok() {
@@ -92,38 +115,116 @@ fn stopped() -> StoreError {
 
 fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
     super::db::lower_this_thread();
-    // The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
-    let mut seen = SeenVisitors::default();
-    let mut conn: Option<Connection> = None;
-    while let Ok(job) = queue.recv() {
-        let (clicks, reply) = match job {
-            Job::Write(clicks, reply) => (clicks, reply),
-            Job::Close(reply) => {
-                drop(conn.take());
+    let mut w = Writer {
+        target,
+        conn: None,
+        seen: SeenVisitors::default(),
+        unfolded_since: None,
+    };
+    loop {
+        // Wait for a job; or, with deltas of this writer unfolded, until they are due.
+        let job = match w.unfolded_since {
+            Some(since) => match queue.recv_timeout(FOLD_EVERY.saturating_sub(since.elapsed())) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match queue.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+        };
+        match job {
+            None => log_fold_error(w.fold()),
+            Some(Job::Write(clicks, reply)) => {
+                let result = w.write(&clicks);
+                if w.unfolded_since.is_some_and(|t| t.elapsed() >= FOLD_EVERY) {
+                    log_fold_error(w.fold());
+                }
+                let _ = reply.send(result);
+            }
+            Some(Job::Fold(reply)) => {
+                let _ = reply.send(w.fold());
+            }
+            Some(Job::Close(reply)) => {
+                log_fold_error(w.fold());
+                drop(w.conn.take());
                 let _ = reply.send(());
                 return;
             }
+        }
+    }
+    // Every handle is gone without a close: fold what this writer left, as close would.
+    if w.unfolded_since.is_some() {
+        log_fold_error(w.fold());
+    }
+}
+
+/// A fold that fails is tried again later (the deltas stay); it is worth a warning, not an
+/// error for the batch that happened to trigger it.
+fn log_fold_error(result: StoreResult<()>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "adding clicks to their counts failed; will retry");
+    }
+}
+
+/// The writer thread's state.
+struct Writer<'a> {
+    target: &'a Target,
+    conn: Option<Connection>,
+    /// The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
+    seen: SeenVisitors,
+    /// Since when a delta that this writer wrote waits to be folded.
+    unfolded_since: Option<Instant>,
+}
+
+impl Writer<'_> {
+    fn write(&mut self, clicks: &[NewClick]) -> StoreResult<u64> {
+        let logged = self.guarded(|c, seen| write_batch(c, clicks, seen))?;
+        if logged > 0 && self.unfolded_since.is_none() {
+            self.unfolded_since = Some(Instant::now());
+        }
+        Ok(logged)
+    }
+
+    /// Folds every stored delta. When that fails, this writer's own deltas are due again a
+    /// full [`FOLD_EVERY`] later, not at once (a database that cannot be written is not
+    /// retried in a loop).
+    fn fold(&mut self) -> StoreResult<()> {
+        let result = self.guarded(|c, _| fold(c));
+        self.unfolded_since = match result {
+            Ok(()) => None,
+            Err(_) => self.unfolded_since.map(|_| Instant::now()),
         };
-        // A panic in one batch fails that batch, not the writer: the clicks stay queued for
-        // the retry, and the next batch starts from a fresh connection and an empty set.
+        result
+    }
+
+    /// Runs `f` on the connection (opened if need be). A panic fails this job, not the writer:
+    /// clicks stay queued for the retry, deltas stay stored, and the next job starts from a
+    /// fresh connection and an empty set of visitors.
+    fn guarded<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection, &mut SeenVisitors) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let (target, conn, seen) = (self.target, &mut self.conn, &mut self.seen);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let c = match &mut conn {
+            let c = match conn {
                 Some(c) => c,
                 None => conn.insert(open(target)?),
             };
-            write_batch(c, &clicks, &mut seen)
+            f(c, seen)
         }))
         .unwrap_or_else(|_| {
-            seen = SeenVisitors::default();
+            *seen = SeenVisitors::default();
             Err(StoreError::Writer(
                 "the click writer failed on a batch; it will be written again".into(),
             ))
         });
         if result.is_err() {
             // Open afresh for the retry rather than keep a connection in an unknown state.
-            conn = None;
+            *conn = None;
         }
-        let _ = reply.send(result);
+        result
     }
 }
 
@@ -151,12 +252,11 @@ fn open(target: &Target) -> StoreResult<Connection> {
 }
 
 /// Writes a batch in one transaction: each click's row (a click whose id is already stored is
-/// skipped), the visitors new on their link that day, then the counts, once per link, day
-/// and channel. Returns how many clicks were logged.
+/// skipped), the visitors new on their link that day, and the batch's counts, once per link,
+/// day and channel, as one row of deltas (see [`fold`]). Returns how many clicks were logged.
 ///
 /// A statement per row, prepared once: SQLite's work per row is mostly finding its place in
-/// the tree, which a statement of many rows does not save, and an update of an existing
-/// counts row is cheaper than an insert that turns into one.
+/// the tree, which a statement of many rows does not save.
 fn write_batch(
     conn: &mut Connection,
     clicks: &[NewClick],
@@ -168,7 +268,8 @@ fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut logged = 0;
     let mut counts: HashMap<(&str, i64, &'static str), Counts> = HashMap::new();
-    let mut visitors = HashSet::with_capacity(clicks.len());
+    // The visitors of this batch that were not known to be in `click_visitors`.
+    let mut visitors = HashSet::new();
     {
         let mut log = tx.prepare_cached(
             "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
@@ -197,10 +298,11 @@ fn write_batch(
                 ClickKind::Click => {
                     n.clicks += 1;
                     // A visitor's first click on a link on a day is unique. The visitors this
-                    // process wrote are known without asking; an insert finds the others.
+                    // writer committed are known without asking (most clicks stop there); an
+                    // insert finds the others, once per batch.
                     if let Some(v) = c.visitor
-                        && visitors.insert((day, link, v))
                         && !seen.contains(day, link, &v)
+                        && visitors.insert((day, link, v))
                         && visit.execute(params![day, link, &v[..]])? == 1
                     {
                         n.unique_clicks += 1;
@@ -209,11 +311,49 @@ fn write_batch(
             }
         }
     }
+    if !counts.is_empty() {
+        tx.prepare_cached("INSERT INTO click_count_deltas (counts) VALUES (?1)")?
+            .execute([encode_counts(&counts)])?;
+    }
+    tx.prepare_cached("DELETE FROM click_visitors WHERE day < ?1")?
+        .execute([keep_from])?;
+    tx.commit()?;
+    seen.extend(visitors.into_iter(), keep_from);
+    Ok(logged)
+}
+
+/// Adds every row of `click_count_deltas` to `click_counts` and deletes it, in one
+/// transaction: under SQLite's write lock, so each delta is added once, whichever process
+/// folds it.
+///
+/// Most counts rows exist after a link's first click of the day: they are added to in place.
+/// Only where none exists yet is one inserted, and only for a link that still exists (a link
+/// deleted since the redirect keeps its logged clicks, unreachable as a deleted link's are,
+/// but gets no counts).
+fn fold(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let deltas: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT seq, counts FROM click_count_deltas ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let Some(&(last, _)) = deltas.last() else {
+        return Ok(());
+    };
+    let mut counts: HashMap<(&str, i64, &str), Counts> = HashMap::new();
+    for (seq, blob) in &deltas {
+        let added = decode_counts(blob, |key, n| {
+            let sum = counts.entry(key).or_default();
+            sum.clicks += n.clicks;
+            sum.unique_clicks += n.unique_clicks;
+            sum.previews += n.previews;
+        });
+        if added.is_none() {
+            // Only this writer's own encoding is ever stored; a row it cannot read would stop
+            // every later fold, so it goes, with a trace.
+            tracing::error!(seq, "skipping unreadable click counts");
+        }
+    }
     {
-        // Most counts rows exist after a link's first click of the day: add to them in
-        // place. Only where none exists yet is one inserted, and only for a link that still
-        // exists (a link deleted since the redirect keeps its logged clicks, unreachable as a
-        // deleted link's are, but gets no counts).
         let mut add = tx.prepare_cached(
             "UPDATE click_counts SET clicks = clicks + ?4, \
              unique_clicks = unique_clicks + ?5, previews = previews + ?6 \
@@ -229,10 +369,124 @@ fn write_batch(
                 first.execute(row)?;
             }
         }
-        tx.prepare_cached("DELETE FROM click_visitors WHERE day < ?1")?
-            .execute([keep_from])?;
+        tx.prepare_cached("DELETE FROM click_count_deltas WHERE seq <= ?1")?
+            .execute([last])?;
     }
     tx.commit()?;
-    seen.extend(visitors.into_iter(), keep_from);
-    Ok(logged)
+    Ok(())
+}
+
+/// The version byte that starts an encoding of [`encode_counts`].
+const DELTAS_V1: u8 = 1;
+
+/// A batch's counts as one value: [`DELTAS_V1`], then per counts row the link id and the
+/// channel (each a 2-byte length and UTF-8), the day (8 bytes) and the three additions (8 bytes
+/// each), every number little-endian.
+fn encode_counts(counts: &HashMap<(&str, i64, &'static str), Counts>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + counts.len() * 64);
+    out.push(DELTAS_V1);
+    let text = |out: &mut Vec<u8>, s: &str| {
+        // Ids and channel names are short; a longer one cannot be a key of ours.
+        let len = u16::try_from(s.len()).expect("an id shorter than 64 KiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    for (&(link, day, channel), n) in counts {
+        text(&mut out, link);
+        text(&mut out, channel);
+        out.extend_from_slice(&day.to_le_bytes());
+        for v in [n.clicks, n.unique_clicks, n.previews] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Reads an encoding of [`encode_counts`], calling `add` per counts row. `None` when it is
+/// not one (every row before the fault has been added).
+fn decode_counts<'a>(
+    mut b: &'a [u8],
+    mut add: impl FnMut((&'a str, i64, &'a str), Counts),
+) -> Option<()> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        *b = rest;
+        Some(head)
+    }
+    fn text<'a>(b: &mut &'a [u8]) -> Option<&'a str> {
+        let len = u16::from_le_bytes(take(b, 2)?.try_into().ok()?);
+        std::str::from_utf8(take(b, usize::from(len))?).ok()
+    }
+    fn int(b: &mut &[u8]) -> Option<i64> {
+        Some(i64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    }
+    if take(&mut b, 1)? != [DELTAS_V1] {
+        return None;
+    }
+    while !b.is_empty() {
+        let (link, channel, day) = (text(&mut b)?, text(&mut b)?, int(&mut b)?);
+        let n = Counts {
+            clicks: int(&mut b)?,
+            unique_clicks: int(&mut b)?,
+            previews: int(&mut b)?,
+        };
+        add((link, day, channel), n);
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch's counts with one row: 3 clicks, 2 unique, on Telegram.
+    fn one_row() -> HashMap<(&'static str, i64, &'static str), Counts> {
+        let n = Counts {
+            clicks: 3,
+            unique_clicks: 2,
+            previews: 0,
+        };
+        HashMap::from_iter([(("lnk_a", 19_845, "telegram"), n)])
+    }
+
+    #[test]
+    fn counts_survive_their_encoding() {
+        let mut counts = one_row();
+        counts.insert(
+            ("lnk_b", 19_846, ""),
+            Counts {
+                clicks: 0,
+                unique_clicks: 0,
+                previews: 7,
+            },
+        );
+        let blob = encode_counts(&counts);
+        let mut back = HashMap::new();
+        assert_eq!(
+            decode_counts(&blob, |k, n| {
+                back.insert(k, (n.clicks, n.unique_clicks, n.previews));
+            }),
+            Some(())
+        );
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[&("lnk_a", 19_845, "telegram")], (3, 2, 0));
+        assert_eq!(back[&("lnk_b", 19_846, "")], (0, 0, 7));
+    }
+
+    #[test]
+    fn a_damaged_encoding_is_refused_not_misread() {
+        let blob = encode_counts(&one_row());
+        for cut in 0..blob.len() {
+            let mut rows = 0;
+            assert_eq!(
+                decode_counts(&blob[..cut], |_, _| rows += 1),
+                if cut == 1 { Some(()) } else { None },
+                "cut at {cut}"
+            );
+            assert_eq!(rows, 0, "cut at {cut}");
+        }
+        let mut other = blob.clone();
+        other[0] = 2;
+        assert_eq!(decode_counts(&other, |_, _| {}), None, "another version");
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! A batch of clicks is written in one transaction: the click log rows (appended at the end of
 //! one tree, no index), the visitors seen that day (what makes a click unique), and the counts
-//! per link, day and channel, added to once per key and batch. Statistics read only the
-//! counts, so they cost the same whatever the number of clicks.
+//! per link, day and channel, added to once per key and batch (on SQLite, stored as the
+//! batch's deltas and added to the counts at least once a second and before they are read).
+//! Statistics read only the counts, so they cost the same whatever the number of clicks.
 
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -303,6 +304,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Brings `click_counts` up to date before it is read: on SQLite, the click writer adds
+    /// the counts its batches stored as deltas (see `click_writer`). PostgreSQL's writer adds
+    /// to the counts in each batch.
+    async fn fold_click_counts(&self) -> StoreResult<()> {
+        match (&self.pool, &self.click_writer) {
+            (Pool::Sqlite(_), Some(writer)) => writer.fold().await,
+            _ => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl ClickStore for Store {
     async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64> {
@@ -351,6 +364,7 @@ impl ClickStore for Store {
             ),
         };
         let mut stats = Stats::default();
+        self.fold_click_counts().await?;
         with_pool!(self, pool => {
             // Every query below sees the same snapshot, so the buckets add up to the totals
             // even while clicks are being written.
@@ -411,6 +425,7 @@ impl ClickStore for Store {
         range: StatsRange,
         limit: u32,
     ) -> StoreResult<Vec<LinkCount>> {
+        self.fold_click_counts().await?;
         with_pool!(self, pool => {
             sqlx::query("SELECT id FROM bots WHERE id = $1 AND workspace_id = $2")
                 .bind(bot.as_str())

@@ -179,7 +179,8 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     })
 }
 
-/// The migrations, append-only: add `000N_<what>.sql` to both folders and a line to both lists.
+/// The migrations, append-only: add `000N_<what>.sql` to a backend's folder and a line to its
+/// list (the numbers of the two lists need not match: SQLite's 3 has no PostgreSQL twin).
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -190,6 +191,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "click counts",
         include_str!("../../migrations/sqlite/0002_click_counts.sql"),
+    ),
+    (
+        3,
+        "click count deltas",
+        include_str!("../../migrations/sqlite/0003_click_count_deltas.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
