@@ -26,6 +26,9 @@ use botlink_server::store::{
 use botlink_server::util::{click_id, now_ms};
 use serde_json::json;
 
+/// Longer than the writer takes to fold the deltas of its last batches (a second).
+const FOLD_WAIT: Duration = Duration::from_millis(1_300);
+
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -33,15 +36,19 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// CPU time of the process's live threads (the writer's and this one), from the scheduler's
-/// own accounting in nanoseconds (`/proc/self/task/*/schedstat`).
+/// CPU time of the whole process (user and system, every thread, exited ones too), from
+/// `/proc/self/stat` in clock ticks (10 ms: a round takes seconds).
 fn process_cpu() -> Duration {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc (Linux)");
-    let ns: u64 = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc (Linux)");
+    // Fields 14 and 15 (utime, stime), counted after the ")" that ends the command name.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().expect("a number"))
         .sum();
-    Duration::from_nanos(ns)
+    Duration::from_millis(ticks * 10)
 }
 
 fn main() {
@@ -118,10 +125,12 @@ async fn run(
             .collect()
     };
 
-    // Warm-up: every link's counts row of the day exists, the caches are full.
+    // Warm-up: every link's counts row of the day exists (once the writer has folded the
+    // warm-up's deltas, within a second), the caches are full.
     for _ in 0..(links / batch + 1) * 2 {
         store.insert_clicks(make(batch)).await.unwrap();
     }
+    tokio::time::sleep(FOLD_WAIT).await;
     let mut per_click = Vec::with_capacity(rounds);
     for r in 1..=rounds {
         let work: Vec<_> = (0..batches).map(|_| make(batch)).collect();
@@ -133,7 +142,9 @@ async fn run(
             }
             store.insert_clicks(b).await.unwrap();
         }
-        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
+        // The round's last deltas are folded within the round.
+        tokio::time::sleep(FOLD_WAIT).await;
+        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed() - FOLD_WAIT);
         let n = (batches * batch) as f64;
         let us = cpu.as_secs_f64() * 1e6 / n;
         println!(

@@ -137,11 +137,10 @@ fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
         match job {
             None => log_fold_error(w.fold()),
             Some(Job::Write(clicks, reply)) => {
-                let result = w.write(&clicks);
+                let _ = reply.send(w.write(&clicks));
                 if w.unfolded_since.is_some_and(|t| t.elapsed() >= FOLD_EVERY) {
                     log_fold_error(w.fold());
                 }
-                let _ = reply.send(result);
             }
             Some(Job::Fold(reply)) => {
                 let _ = reply.send(w.fold());
@@ -237,8 +236,8 @@ fn open(target: &Target) -> StoreResult<Connection> {
     };
     conn.busy_timeout(super::db::SQLITE_BUSY_TIMEOUT)?;
     // No foreign-key checks: the writer adds counts only for links that exist, checked in
-    // the same statement under the write lock (see `write_batch`); the check would look the
-    // link up a second time and make each of those statements keep a journal of its own.
+    // the same statement under the write lock (see `fold`); the check would look the link up
+    // a second time and make each of those statements keep a journal of its own.
     // Deleting a link (the pool's connections, with the checks on) still deletes its counts.
     conn.pragma_update(None, "foreign_keys", false)?;
     // As the pool's connections (see `db::connect_with`).
@@ -322,58 +321,100 @@ fn write_batch(
     Ok(logged)
 }
 
-/// Adds every row of `click_count_deltas` to `click_counts` and deletes it, in one
-/// transaction: under SQLite's write lock, so each delta is added once, whichever process
-/// folds it.
+/// Adds the rows of `click_count_deltas` to `click_counts` and deletes them, up to
+/// [`FOLD_ROWS`] rows to a transaction: under SQLite's write lock, so each delta is added
+/// once, whichever process folds it. Statistics call this before every read: when there is
+/// nothing to fold, it only reads, and takes no lock.
 ///
 /// Most counts rows exist after a link's first click of the day: they are added to in place.
 /// Only where none exists yet is one inserted, and only for a link that still exists (a link
 /// deleted since the redirect keeps its logged clicks, unreachable as a deleted link's are,
 /// but gets no counts).
 fn fold(conn: &mut Connection) -> StoreResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let deltas: Vec<(i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT seq, counts FROM click_count_deltas ORDER BY seq")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let Some(&(last, _)) = deltas.last() else {
+    let pending: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM click_count_deltas)")?
+        .query_row([], |r| r.get(0))?;
+    if !pending {
         return Ok(());
-    };
-    let mut counts: HashMap<(&str, i64, &str), Counts> = HashMap::new();
-    for (seq, blob) in &deltas {
-        let added = decode_counts(blob, |key, n| {
-            let sum = counts.entry(key).or_default();
-            sum.clicks += n.clicks;
-            sum.unique_clicks += n.unique_clicks;
-            sum.previews += n.previews;
-        });
-        if added.is_none() {
-            // Only this writer's own encoding is ever stored; a row it cannot read would stop
-            // every later fold, so it goes, with a trace.
-            tracing::error!(seq, "skipping unreadable click counts");
-        }
     }
-    {
-        let mut add = tx.prepare_cached(
-            "UPDATE click_counts SET clicks = clicks + ?4, \
-             unique_clicks = unique_clicks + ?5, previews = previews + ?6 \
-             WHERE link_id = ?1 AND day = ?2 AND channel = ?3",
-        )?;
-        let mut first = tx.prepare_cached(
-            "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
-        )?;
-        for ((link, day, channel), n) in &counts {
-            let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
-            if add.execute(row)? == 0 {
-                first.execute(row)?;
+    // Past the rows already handled: one left in place (below) is not read again.
+    let mut after = i64::MIN;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let deltas: Vec<(i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT seq, counts FROM click_count_deltas WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![after, FOLD_ROWS], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some(&(last, _)) = deltas.last() else {
+            return Ok(());
+        };
+        let mut counts: HashMap<DeltaKey<'_>, Counts> = HashMap::new();
+        let mut done = Vec::with_capacity(deltas.len());
+        for (seq, blob) in &deltas {
+            match decode_counts(blob) {
+                Ok(rows) => {
+                    for (key, n) in rows {
+                        let sum = counts.entry(key).or_default();
+                        sum.clicks = sum.clicks.saturating_add(n.clicks);
+                        sum.unique_clicks = sum.unique_clicks.saturating_add(n.unique_clicks);
+                        sum.previews = sum.previews.saturating_add(n.previews);
+                    }
+                    done.push(*seq);
+                }
+                // Written by a later version of botlink (during an upgrade, say): left for it.
+                Err(Undecodable::Version(v)) => {
+                    tracing::warn!(seq, version = v, "leaving click counts of a newer format");
+                }
+                // Damaged: it would stop every later fold, so it goes, with a trace.
+                Err(Undecodable::Damaged) => {
+                    tracing::error!(seq, "dropping unreadable click counts");
+                    done.push(*seq);
+                }
             }
         }
-        tx.prepare_cached("DELETE FROM click_count_deltas WHERE seq <= ?1")?
-            .execute([last])?;
+        {
+            let mut add = tx.prepare_cached(
+                "UPDATE click_counts SET clicks = clicks + ?4, \
+                 unique_clicks = unique_clicks + ?5, previews = previews + ?6 \
+                 WHERE link_id = ?1 AND day = ?2 AND channel = ?3",
+            )?;
+            let mut first = tx.prepare_cached(
+                "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
+            )?;
+            for ((link, day, channel), n) in &counts {
+                let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
+                if add.execute(row)? == 0 {
+                    first.execute(row)?;
+                }
+            }
+            let mut delete = tx.prepare_cached("DELETE FROM click_count_deltas WHERE seq = ?1")?;
+            for seq in &done {
+                delete.execute([seq])?;
+            }
+        }
+        tx.commit()?;
+        if deltas.len() < usize::from(FOLD_ROWS) {
+            return Ok(());
+        }
+        after = last;
     }
-    tx.commit()?;
-    Ok(())
+}
+
+/// Most rows of deltas folded in one transaction (a second of batches is far fewer; a
+/// backlog, after folds failed for a while, is folded in several, so that none holds the
+/// write lock for long).
+const FOLD_ROWS: u16 = 500;
+
+/// Why a row of deltas cannot be folded.
+#[derive(Debug, PartialEq)]
+enum Undecodable {
+    /// Another version's encoding.
+    Version(u8),
+    /// Not a whole encoding, or values no batch could add.
+    Damaged,
 }
 
 /// The version byte that starts an encoding of [`encode_counts`].
@@ -402,12 +443,11 @@ fn encode_counts(counts: &HashMap<(&str, i64, &'static str), Counts>) -> Vec<u8>
     out
 }
 
-/// Reads an encoding of [`encode_counts`], calling `add` per counts row. `None` when it is
-/// not one (every row before the fault has been added).
-fn decode_counts<'a>(
-    mut b: &'a [u8],
-    mut add: impl FnMut((&'a str, i64, &'a str), Counts),
-) -> Option<()> {
+/// The key of a `click_counts` row in a row of deltas: link id, day, channel (`""`: none).
+type DeltaKey<'a> = (&'a str, i64, &'a str);
+
+/// Reads an encoding of [`encode_counts`], all of it or nothing.
+fn decode_counts(mut b: &[u8]) -> Result<Vec<(DeltaKey<'_>, Counts)>, Undecodable> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         let (head, rest) = b.split_at_checked(n)?;
         *b = rest;
@@ -417,22 +457,33 @@ fn decode_counts<'a>(
         let len = u16::from_le_bytes(take(b, 2)?.try_into().ok()?);
         std::str::from_utf8(take(b, usize::from(len))?).ok()
     }
-    fn int(b: &mut &[u8]) -> Option<i64> {
-        Some(i64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    /// A count: never negative, and far below what could overflow a sum.
+    fn count(b: &mut &[u8]) -> Option<i64> {
+        let v = i64::from_le_bytes(take(b, 8)?.try_into().ok()?);
+        (0..=i64::from(u32::MAX)).contains(&v).then_some(v)
     }
-    if take(&mut b, 1)? != [DELTAS_V1] {
-        return None;
+    let version = *take(&mut b, 1)
+        .ok_or(Undecodable::Damaged)?
+        .first()
+        .unwrap_or(&0);
+    if version != DELTAS_V1 {
+        return Err(Undecodable::Version(version));
     }
+    let mut rows = Vec::new();
     while !b.is_empty() {
-        let (link, channel, day) = (text(&mut b)?, text(&mut b)?, int(&mut b)?);
-        let n = Counts {
-            clicks: int(&mut b)?,
-            unique_clicks: int(&mut b)?,
-            previews: int(&mut b)?,
-        };
-        add((link, day, channel), n);
+        let row = (|| {
+            let (link, channel) = (text(&mut b)?, text(&mut b)?);
+            let day = i64::from_le_bytes(take(&mut b, 8)?.try_into().ok()?);
+            let n = Counts {
+                clicks: count(&mut b)?,
+                unique_clicks: count(&mut b)?,
+                previews: count(&mut b)?,
+            };
+            Some(((link, day, channel), n))
+        })();
+        rows.push(row.ok_or(Undecodable::Damaged)?);
     }
-    Some(())
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -461,32 +512,49 @@ mod tests {
             },
         );
         let blob = encode_counts(&counts);
-        let mut back = HashMap::new();
-        assert_eq!(
-            decode_counts(&blob, |k, n| {
-                back.insert(k, (n.clicks, n.unique_clicks, n.previews));
-            }),
-            Some(())
-        );
+        let back: HashMap<_, _> = decode_counts(&blob)
+            .unwrap()
+            .into_iter()
+            .map(|(k, n)| (k, (n.clicks, n.unique_clicks, n.previews)))
+            .collect();
         assert_eq!(back.len(), 2);
         assert_eq!(back[&("lnk_a", 19_845, "telegram")], (3, 2, 0));
         assert_eq!(back[&("lnk_b", 19_846, "")], (0, 0, 7));
     }
 
     #[test]
-    fn a_damaged_encoding_is_refused_not_misread() {
+    fn a_damaged_encoding_is_refused_whole() {
         let blob = encode_counts(&one_row());
         for cut in 0..blob.len() {
-            let mut rows = 0;
+            let want = match cut {
+                1 => Ok(0), // the version alone: no rows
+                _ => Err(Undecodable::Damaged),
+            };
             assert_eq!(
-                decode_counts(&blob[..cut], |_, _| rows += 1),
-                if cut == 1 { Some(()) } else { None },
+                decode_counts(&blob[..cut]).map(|r| r.len()),
+                want,
                 "cut at {cut}"
             );
-            assert_eq!(rows, 0, "cut at {cut}");
         }
-        let mut other = blob.clone();
-        other[0] = 2;
-        assert_eq!(decode_counts(&other, |_, _| {}), None, "another version");
+        let mut two = encode_counts(&one_row());
+        two.extend_from_slice(&blob[1..blob.len() - 1]);
+        assert_eq!(
+            decode_counts(&two).map(|r| r.len()),
+            Err(Undecodable::Damaged),
+            "a whole row, then a cut one"
+        );
+        let mut negative = blob.clone();
+        let at = negative.len() - 24; // the clicks
+        negative[at..at + 8].copy_from_slice(&(-1i64).to_le_bytes());
+        assert_eq!(
+            decode_counts(&negative).map(|r| r.len()),
+            Err(Undecodable::Damaged)
+        );
+        let mut newer = blob.clone();
+        newer[0] = 2;
+        assert_eq!(
+            decode_counts(&newer).map(|r| r.len()),
+            Err(Undecodable::Version(2))
+        );
     }
 }

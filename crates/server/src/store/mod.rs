@@ -198,8 +198,9 @@ pub trait LinkStore: Send + Sync {
 /// Clicks and statistics.
 #[async_trait]
 pub trait ClickStore: Send + Sync {
-    /// Writes a batch in one transaction: the click log and the counts. A click whose id is
-    /// already stored is skipped; one whose link has been deleted meanwhile is logged (and
+    /// Writes a batch in one transaction: the click log and the counts (on SQLite, the counts
+    /// as the batch's deltas, added to the counts within a second and before any statistics
+    /// are read). A click whose id is already stored is skipped; one whose link has been deleted meanwhile is logged (and
     /// unreachable, as a deleted link's clicks are) but not counted. Returns how many clicks
     /// were logged.
     async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64>;
