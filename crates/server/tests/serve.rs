@@ -48,12 +48,7 @@ async fn serve_on_the_default_database_and_stop_on_sigterm() {
             .unwrap();
         assert_eq!(resp.status(), 302);
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = stop(&mut child).await;
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
     // Every click was written before the process exited.
     assert_eq!(counted(dir.path(), &link).await, 7);
@@ -90,26 +85,57 @@ fn bad_server_flags_are_clear() {
     );
 }
 
-/// Starts `botlink serve` on port 0 in `dir`; returns the process and its base URL.
-fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+/// Sends SIGTERM and waits for the process to exit (failing the test after 20 s).
+async fn stop(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve did not stop within 20 s of SIGTERM");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The address in the (JSON) log line that says where serve listens.
+fn listening_at(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    loop {
+        let line = lines.next().expect("serve logs before exiting").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if let Some(a) = v["fields"]["addr"].as_str() {
+            return a.to_string();
+        }
+    }
+}
+
+/// Starts `botlink serve` on port 0 in `dir`; returns the process and its base URL. Its log
+/// is read on, so that it never writes to a closed or full pipe, unless `close_log`: then the
+/// pipe is closed once serve has said where it listens.
+fn spawn_serve_with(dir: &std::path::Path, close_log: bool) -> (std::process::Child, String) {
     let mut child = botlink(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("BOTLINK_LOG_FORMAT", "json")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The log line that says where it listens.
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve logs before exiting").unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if let Some(a) = v["fields"]["addr"].as_str() {
-            break a.to_string();
-        }
-    };
-    // Keep reading its log, so that it never writes to a closed or full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let addr = listening_at(&mut lines);
+    if !close_log {
+        std::thread::spawn(move || lines.for_each(drop));
+    }
     (child, format!("http://{addr}"))
+}
+
+fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    spawn_serve_with(dir, false)
 }
 
 fn client() -> reqwest::Client {
@@ -230,4 +256,20 @@ async fn a_killed_server_keeps_the_clicks_it_wrote() {
         "the clicks' counts wait as deltas"
     );
     assert_eq!(counted(dir.path(), &link).await, 9);
+}
+
+/// A server whose log nobody reads any more (the pipe closed: a log collector that stopped)
+/// still stops on SIGTERM, and still answers until then.
+#[tokio::test]
+async fn serve_stops_on_sigterm_when_its_log_pipe_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_serve_with(dir.path(), true);
+    let health = client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let exit = stop(&mut child).await;
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
 }

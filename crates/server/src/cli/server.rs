@@ -125,11 +125,29 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogSink(std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Where log lines go: stderr, whose failures are dropped with the line. When nobody reads
+/// stderr any more (a closed pipe: a log collector that stopped, `botlink serve | head`), a
+/// failed write must not stop the server: tracing's own report of it goes to stderr too, and
+/// a failed report panics, in whatever task was logging (the one that handles SIGTERM, say).
+struct LogSink(std::io::Stderr);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -191,8 +209,8 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
         let t = token.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down: finishing requests and writing queued clicks");
             t.cancel();
+            tracing::info!("shutting down: finishing requests and writing queued clicks");
         });
         crate::app::run(config, listener, token)
             .await
