@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::clicks::{Counts, channel_of};
+use super::clicks::{CountKey, Counts, channel_of};
 use super::seen::{self, SeenVisitors};
 use super::{ClickKind, NewClick, StoreError, StoreResult, day_of};
 
@@ -84,19 +84,23 @@ impl ClickWriter {
         if clicks.is_empty() {
             return Ok(0);
         }
+        self.ask(|reply| Job::Write(clicks, reply)).await
+    }
+
+    /// Hands the writer a job and waits for its answer.
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
+    ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Write(clicks, reply))
-            .map_err(|_| stopped())?;
+        self.jobs.send(job(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Adds the counts of every batch written so far (by any process) to `click_counts`:
     /// what statistics call before they read it.
     pub(crate) async fn fold(&self) -> StoreResult<()> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Fold(reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.ask(Job::Fold).await
     }
 
     /// Stops the writer after the batches handed to it before (their counts folded); later
@@ -266,7 +270,7 @@ fn write_batch(
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut logged = 0;
-    let mut counts: HashMap<(&str, i64, &'static str), Counts> = HashMap::new();
+    let mut counts: HashMap<CountKey<'_>, Counts> = HashMap::new();
     // The visitors of this batch that were not known to be in `click_visitors`.
     let mut visitors = HashSet::new();
     {
@@ -356,10 +360,11 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
             match decode_counts(blob) {
                 Ok(rows) => {
                     for (key, n) in rows {
+                        // Each under 2^32 (see `decode_counts`), FOLD_ROWS of them: no overflow.
                         let sum = counts.entry(key).or_default();
-                        sum.clicks = sum.clicks.saturating_add(n.clicks);
-                        sum.unique_clicks = sum.unique_clicks.saturating_add(n.unique_clicks);
-                        sum.previews = sum.previews.saturating_add(n.previews);
+                        sum.clicks += n.clicks;
+                        sum.unique_clicks += n.unique_clicks;
+                        sum.previews += n.previews;
                     }
                     done.push(*seq);
                 }
@@ -423,7 +428,7 @@ const DELTAS_V1: u8 = 1;
 /// A batch's counts as one value: [`DELTAS_V1`], then per counts row the link id and the
 /// channel (each a 2-byte length and UTF-8), the day (8 bytes) and the three additions (8 bytes
 /// each), every number little-endian.
-fn encode_counts(counts: &HashMap<(&str, i64, &'static str), Counts>) -> Vec<u8> {
+fn encode_counts(counts: &HashMap<CountKey<'_>, Counts>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + counts.len() * 64);
     out.push(DELTAS_V1);
     let text = |out: &mut Vec<u8>, s: &str| {
@@ -443,7 +448,7 @@ fn encode_counts(counts: &HashMap<(&str, i64, &'static str), Counts>) -> Vec<u8>
     out
 }
 
-/// The key of a `click_counts` row in a row of deltas: link id, day, channel (`""`: none).
+/// A [`CountKey`] read back from a row of deltas (its channel borrowed from the row).
 type DeltaKey<'a> = (&'a str, i64, &'a str);
 
 /// Reads an encoding of [`encode_counts`], all of it or nothing.
@@ -462,10 +467,8 @@ fn decode_counts(mut b: &[u8]) -> Result<Vec<(DeltaKey<'_>, Counts)>, Undecodabl
         let v = i64::from_le_bytes(take(b, 8)?.try_into().ok()?);
         (0..=i64::from(u32::MAX)).contains(&v).then_some(v)
     }
-    let version = *take(&mut b, 1)
-        .ok_or(Undecodable::Damaged)?
-        .first()
-        .unwrap_or(&0);
+    let (&version, rest) = b.split_first().ok_or(Undecodable::Damaged)?;
+    b = rest;
     if version != DELTAS_V1 {
         return Err(Undecodable::Version(version));
     }
@@ -491,7 +494,7 @@ mod tests {
     use super::*;
 
     /// A batch's counts with one row: 3 clicks, 2 unique, on Telegram.
-    fn one_row() -> HashMap<(&'static str, i64, &'static str), Counts> {
+    fn one_row() -> HashMap<CountKey<'static>, Counts> {
         let n = Counts {
             clicks: 3,
             unique_clicks: 2,

@@ -32,7 +32,7 @@ pub(super) struct Counts {
 // down to the statistics is PostgreSQL's writer.
 
 /// The key of a `click_counts` row; `""` stands for no channel.
-type CountKey<'a> = (&'a str, i64, &'static str);
+pub(super) type CountKey<'a> = (&'a str, i64, &'static str);
 
 /// A link and the channel of a click on it.
 type LinkChannel<'a> = (&'a str, &'static str);
@@ -302,9 +302,7 @@ impl Store {
             .expect("seen visitors lock")
             .extend(visitors.iter().map(|&(key, _)| key), keep_from);
     }
-}
 
-impl Store {
     /// Brings `click_counts` up to date before it is read: on SQLite, the click writer adds
     /// the counts its batches stored as deltas (see `click_writer`). PostgreSQL's writer adds
     /// to the counts in each batch. When that fails (the database cannot be written just

@@ -200,9 +200,9 @@ pub trait LinkStore: Send + Sync {
 pub trait ClickStore: Send + Sync {
     /// Writes a batch in one transaction: the click log and the counts (on SQLite, the counts
     /// as the batch's deltas, added to the counts within a second and before any statistics
-    /// are read). A click whose id is already stored is skipped; one whose link has been deleted meanwhile is logged (and
-    /// unreachable, as a deleted link's clicks are) but not counted. Returns how many clicks
-    /// were logged.
+    /// are read). A click whose id is already stored is skipped; one whose link has been
+    /// deleted meanwhile is logged (and unreachable, as a deleted link's clicks are) but not
+    /// counted. Returns how many clicks were logged.
     async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64>;
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>>;
     /// Counts for a link, an entry point or a bot of `ws` (else `NotFound`).
