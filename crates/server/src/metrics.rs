@@ -14,6 +14,9 @@ pub const CLICKS_QUEUED: &str = "botlink_clicks_queued_total";
 pub const CLICKS_DROPPED: &str = "botlink_clicks_dropped_total";
 pub const CLICKS_FLUSHED: &str = "botlink_clicks_flushed_total";
 pub const CLICK_FLUSH_ERRORS: &str = "botlink_click_flush_errors_total";
+/// SQLite: attempts to add written clicks to their counts that failed (they are retried; until
+/// then statistics lag behind the clicks).
+pub const CLICK_FOLD_ERRORS: &str = "botlink_click_fold_errors_total";
 pub const CLICK_QUEUE_DEPTH: &str = "botlink_click_queue_depth";
 const REQUESTS: &str = "botlink_http_requests_total";
 const LATENCY: &str = "botlink_http_request_duration_seconds";
@@ -36,9 +39,50 @@ pub fn handle() -> PrometheusHandle {
             // Another recorder may already be installed (e.g. by an embedding program);
             // then this handle still renders our own view.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
+}
+
+/// Gives every metric its help text, and the click pipeline's counters a first value of 0, so
+/// that they are exported (and can be alerted on) before anything happens to them.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by route template, method and status"
+    );
+    describe_histogram!(
+        LATENCY,
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by route template and method"
+    );
+    describe_counter!(CLICKS_QUEUED, "Clicks and previews queued to be written");
+    describe_counter!(
+        CLICKS_DROPPED,
+        "Clicks lost because the click queue stayed full (the database is too slow or failing)"
+    );
+    describe_counter!(
+        CLICKS_FLUSHED,
+        "Clicks and previews written to the database"
+    );
+    describe_counter!(
+        CLICK_FLUSH_ERRORS,
+        "Batches of clicks whose write failed (each is retried; nothing is lost unless the queue fills)"
+    );
+    describe_counter!(
+        CLICK_FOLD_ERRORS,
+        "Failed attempts to add written clicks to their counts (SQLite; retried every second, statistics lag until one succeeds)"
+    );
+    describe_gauge!(
+        CLICK_QUEUE_DEPTH,
+        "Clicks waiting in the queue to be written"
+    );
+    for name in [CLICKS_FLUSHED, CLICK_FLUSH_ERRORS, CLICK_FOLD_ERRORS] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!(CLICK_QUEUE_DEPTH).increment(0.0);
 }
 
 /// The counter and histogram of one (route, method, status), registered once: building

@@ -116,10 +116,33 @@ fn listening_at(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> St
     }
 }
 
+/// A `botlink serve` process, killed when a test ends without stopping it (a failed one).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// Starts `botlink serve` on port 0 in `dir`; returns the process and its base URL. Its log
 /// is read on, so that it never writes to a closed or full pipe, unless `close_log`: then the
 /// pipe is closed once serve has said where it listens.
-fn spawn_serve_with(dir: &std::path::Path, close_log: bool) -> (std::process::Child, String) {
+fn spawn_serve_with(dir: &std::path::Path, close_log: bool) -> (Served, String) {
     let mut child = botlink(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("BOTLINK_LOG_FORMAT", "json")
@@ -131,10 +154,10 @@ fn spawn_serve_with(dir: &std::path::Path, close_log: bool) -> (std::process::Ch
     if !close_log {
         std::thread::spawn(move || lines.for_each(drop));
     }
-    (child, format!("http://{addr}"))
+    (Served(child), format!("http://{addr}"))
 }
 
-fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+fn spawn_serve(dir: &std::path::Path) -> (Served, String) {
     spawn_serve_with(dir, false)
 }
 
@@ -272,4 +295,71 @@ async fn serve_stops_on_sigterm_when_its_log_pipe_is_closed() {
     assert_eq!(health.status(), 200);
     let exit = stop(&mut child).await;
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
+}
+
+/// When the clicks' counts cannot be added to (here a trigger refuses every change to them, as
+/// a database that another process keeps locked would), operators see it in
+/// `botlink_click_fold_errors_total`, statistics are still served, without the waiting
+/// clicks, and once the counts can be written again every click is counted, none twice.
+#[tokio::test]
+async fn counts_that_cannot_be_added_to_are_reported_and_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = api_key(dir.path());
+    let (mut child, base) = spawn_serve(dir.path());
+    let http = client();
+    assert_eq!(
+        metric(&http, &base, "botlink_click_fold_errors_total").await,
+        0.0,
+        "exported before any failure"
+    );
+    let link = create_link(&http, &base, &key).await;
+    let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON click_counts \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        "CREATE TRIGGER refuse_update BEFORE UPDATE ON click_counts \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    let short = link["short_url"].as_str().unwrap();
+    for _ in 0..5 {
+        assert_eq!(http.get(short).send().await.unwrap().status(), 302);
+    }
+    let stats_url = format!("{base}/api/v1/links/{}/stats", link["id"].as_str().unwrap());
+    let clicks = async || -> i64 {
+        let resp = http.get(&stats_url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "statistics are served");
+        resp.json::<Value>().await.unwrap()["clicks"]
+            .as_i64()
+            .unwrap()
+    };
+    // Every read of statistics tries to add the waiting counts first, and so does the writer
+    // within a second of the batch.
+    let mut errors = 0.0;
+    for _ in 0..300 {
+        errors = metric(&http, &base, "botlink_click_fold_errors_total").await;
+        if errors >= 2.0 {
+            break;
+        }
+        assert_eq!(clicks().await, 0, "counts not added yet");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(errors >= 2.0, "failed folds counted: {errors}");
+    assert_eq!(
+        metric(&http, &base, "botlink_clicks_flushed_total").await,
+        5.0
+    );
+    for sql in ["DROP TRIGGER refuse_insert", "DROP TRIGGER refuse_update"] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
+    assert_eq!(clicks().await, 5, "caught up at the next read");
+    // The writer's own retry comes later and finds nothing left to add.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(clicks().await, 5, "none counted twice");
+    let exit = stop(&mut child).await;
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
+    assert_eq!(counted(dir.path(), &link).await, 5);
 }

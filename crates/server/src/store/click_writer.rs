@@ -190,14 +190,17 @@ impl Writer<'_> {
         Ok(logged)
     }
 
-    /// Folds every stored delta. When that fails, this writer's own deltas are due again a
-    /// full [`FOLD_EVERY`] later, not at once (a database that cannot be written is not
-    /// retried in a loop).
+    /// Folds every stored delta. When that fails (counted in `CLICK_FOLD_ERRORS`), this
+    /// writer's own deltas are due again a full [`FOLD_EVERY`] later, not at once (a database
+    /// that cannot be written is not retried in a loop).
     fn fold(&mut self) -> StoreResult<()> {
         let result = self.guarded(|c, _| fold(c));
         self.unfolded_since = match result {
             Ok(()) => None,
-            Err(_) => self.unfolded_since.map(|_| Instant::now()),
+            Err(_) => {
+                metrics::counter!(crate::metrics::CLICK_FOLD_ERRORS).increment(1);
+                self.unfolded_since.map(|_| Instant::now())
+            }
         };
         result
     }
