@@ -11,23 +11,22 @@
 //! Knobs (environment): LINKS=10000 BATCH=500 BATCHES=400 (per round) ROUNDS=5
 //! VISITORS=1 (distinct visitors, taken round-robin; 1 is the redirect benchmark's one
 //! visitor, 0 a new visitor on every click) RATE=33500 (clicks per second handed to the
-//! writer, as a server answering that many redirects would; 0: as fast as it writes them).
-//! The rate matters: counts are folded once a second, so the more clicks a second, the fewer
-//! additions per click.
+//! writer, as a server answering that many redirects would; 0: as fast as it writes them)
+//! FOLD_MS=10000 (how long counts wait unread before the writer adds them: the server's
+//! default). Each round ends with a read of the statistics, which adds what waits, within the
+//! round's CPU time. The rate matters: a fold adds to each counts row once, so the more clicks
+//! between folds, the fewer additions per click.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botlink_server::store::{
-    self, BotId, BotStore, ClickId, ClickKind, ClickStore, DeepLinkOut, LinkId, LinkStore, NewBot,
-    NewClick, NewLink, Utm, WorkspaceStore,
+    self, BotId, BotStore, ClickId, ClickKind, ClickStore, ConnectOptions, DeepLinkOut, LinkId,
+    LinkStore, NewBot, NewClick, NewLink, StatsRange, StatsScope, Utm, WorkspaceStore,
 };
 use botlink_server::util::{click_id, now_ms};
 use serde_json::json;
-
-/// Longer than the writer takes to fold the deltas of its last batches (a second).
-const FOLD_WAIT: Duration = Duration::from_millis(1_300);
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -58,11 +57,15 @@ fn main() {
     let rounds = knob("ROUNDS", 5);
     let visitors = knob("VISITORS", 1);
     let rate = knob("RATE", 33_500);
+    let default_fold = ConnectOptions::default().click_fold_every.as_millis() as usize;
+    let fold_every = Duration::from_millis(knob("FOLD_MS", default_fold) as u64);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    rt.block_on(run(links, batch, batches, rounds, visitors, rate));
+    rt.block_on(run(
+        links, batch, batches, rounds, visitors, rate, fold_every,
+    ));
 }
 
 async fn run(
@@ -72,10 +75,17 @@ async fn run(
     rounds: usize,
     visitors: usize,
     rate: usize,
+    fold_every: Duration,
 ) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let store = store::connect(&url).await.expect("open SQLite");
+    let options = ConnectOptions {
+        click_fold_every: fold_every,
+        ..ConnectOptions::default()
+    };
+    let store = store::connect_with(&url, &options)
+        .await
+        .expect("open SQLite");
     store.migrate().await.expect("migrate");
     let now = now_ms();
     let ws = store.ensure_workspace("bench", now).await.unwrap().id;
@@ -104,6 +114,8 @@ async fn run(
         );
     }
     let store: Arc<dyn ClickStore> = Arc::new(store);
+    // A read of the bot's statistics: it adds the counts that wait first.
+    let read = || store.stats(&ws, StatsScope::Bot(bot.id.clone()), StatsRange::ALL);
 
     let mut next = 0usize;
     let mut make = |n: usize| -> Arc<[NewClick]> {
@@ -125,12 +137,12 @@ async fn run(
             .collect()
     };
 
-    // Warm-up: every link's counts row of the day exists (once the writer has folded the
-    // warm-up's deltas, within a second), the caches are full.
+    // Warm-up: every link's counts row of the day exists (once the warm-up's deltas are
+    // folded), the caches are full.
     for _ in 0..(links / batch + 1) * 2 {
         store.insert_clicks(make(batch)).await.unwrap();
     }
-    tokio::time::sleep(FOLD_WAIT).await;
+    read().await.unwrap();
     let mut per_click = Vec::with_capacity(rounds);
     for r in 1..=rounds {
         let work: Vec<_> = (0..batches).map(|_| make(batch)).collect();
@@ -142,9 +154,9 @@ async fn run(
             }
             store.insert_clicks(b).await.unwrap();
         }
-        // The round's last deltas are folded within the round.
-        tokio::time::sleep(FOLD_WAIT).await;
-        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed() - FOLD_WAIT);
+        // The round's deltas are folded within the round.
+        read().await.unwrap();
+        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
         let n = (batches * batch) as f64;
         let us = cpu.as_secs_f64() * 1e6 / n;
         println!(
@@ -158,8 +170,9 @@ async fn run(
     per_click.sort_by(f64::total_cmp);
     println!(
         "median {:.2} µs CPU per click ({links} links, batches of {batch}, visitors {visitors}, \
-         {rate} clicks/s)",
-        per_click[per_click.len() / 2]
+         {rate} clicks/s, folded every {} ms)",
+        per_click[per_click.len() / 2],
+        fold_every.as_millis()
     );
 }
 

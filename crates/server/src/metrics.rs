@@ -73,7 +73,7 @@ fn describe() {
     );
     describe_counter!(
         CLICK_FOLD_ERRORS,
-        "Failed attempts to add written clicks to their counts (SQLite; retried every second, statistics lag until one succeeds)"
+        "Failed attempts to add written clicks to their counts (SQLite; retried at the next statistics read and every 10 s, statistics lag until one succeeds)"
     );
     describe_gauge!(
         CLICK_QUEUE_DEPTH,

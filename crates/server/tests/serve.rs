@@ -265,8 +265,8 @@ async fn a_killed_server_keeps_the_clicks_it_wrote() {
     assert_eq!(flushed, 9.0, "the clicks are written");
     child.kill().unwrap();
     child.wait().unwrap();
-    // The server had no time to add them to the counts (it does within a second): the next
-    // reader does. (On a machine slow enough to take a second to get here, it had.)
+    // The server had no time to add them to the counts (it does within 10 s): the next reader
+    // does. (On a machine slow enough to take 10 s to get here, it had.)
     let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_count_deltas")
@@ -275,7 +275,7 @@ async fn a_killed_server_keeps_the_clicks_it_wrote() {
         .unwrap();
     raw.close().await.unwrap();
     assert!(
-        waiting > 0 || first_click.elapsed() > std::time::Duration::from_secs(1),
+        waiting > 0 || first_click.elapsed() > std::time::Duration::from_secs(10),
         "the clicks' counts wait as deltas"
     );
     assert_eq!(counted(dir.path(), &link).await, 9);
@@ -335,8 +335,7 @@ async fn counts_that_cannot_be_added_to_are_reported_and_caught_up() {
             .as_i64()
             .unwrap()
     };
-    // Every read of statistics tries to add the waiting counts first, and so does the writer
-    // within a second of the batch.
+    // Every read of statistics tries to add the waiting counts first.
     let mut errors = 0.0;
     for _ in 0..300 {
         errors = metric(&http, &base, "botlink_click_fold_errors_total").await;
@@ -356,8 +355,6 @@ async fn counts_that_cannot_be_added_to_are_reported_and_caught_up() {
     }
     raw.close().await.unwrap();
     assert_eq!(clicks().await, 5, "caught up at the next read");
-    // The writer's own retry comes later and finds nothing left to add.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(clicks().await, 5, "none counted twice");
     let exit = stop(&mut child).await;
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");

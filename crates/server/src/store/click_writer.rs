@@ -9,10 +9,11 @@
 //!
 //! A batch's counts are not added to `click_counts` row by row: the batch stores them as one
 //! row of `click_count_deltas`, in its own transaction, and the writer folds the deltas into
-//! `click_counts` at least every [`FOLD_EVERY`] and before statistics are read
-//! ([`ClickWriter::fold`]). Clicks spread over many links touch a counts row each; folded
-//! once a second, each row is added to once, whatever the number of batches. A crash loses
-//! nothing: the deltas are committed with their clicks, and folded by the next writer.
+//! `click_counts` before statistics are read ([`ClickWriter::fold`]) and, unread, within
+//! `ConnectOptions::click_fold_every` (10 s) of a batch. Clicks spread over many links touch a
+//! counts row each; folded together, each row is added to once per fold, whatever the number
+//! of batches. A crash loses nothing: the deltas are committed with their clicks, and folded
+//! by the next writer.
 //!
 //! The writer opens the same database as the pool (a file; or, for an in-memory store, the
 //! same `memdb` database, which SQLite shares between the connections of a process).
@@ -39,10 +40,6 @@ pub(crate) enum Target {
     Memory(String),
 }
 
-/// The longest that the counts of a written batch wait in `click_count_deltas` before they
-/// are added to `click_counts` (statistics fold them first, so they never wait for this).
-pub(crate) const FOLD_EVERY: Duration = Duration::from_secs(1);
-
 enum Job {
     Write(Arc<[NewClick]>, oneshot::Sender<StoreResult<u64>>),
     /// Adds every stored delta to `click_counts`.
@@ -63,7 +60,7 @@ impl ClickWriter {
     /// after this; an in-memory database it opens at once, and keeps open while it runs, so
     /// that the database lives as long as the store even when the pool replaces its
     /// connections.
-    pub(crate) fn start(target: Target) -> StoreResult<Self> {
+    pub(crate) fn start(target: Target, fold_every: Duration) -> StoreResult<Self> {
         let anchor = match &target {
             Target::Memory(_) => Some(open(&target)?),
             Target::File(_) => None,
@@ -72,7 +69,7 @@ impl ClickWriter {
         std::thread::Builder::new()
             .name("botlink-clicks".into())
             .spawn(move || {
-                run(&target, &queue);
+                run(&target, fold_every, &queue);
                 drop(anchor);
             })
             .map_err(|e| StoreError::Writer(format!("cannot start the click writer: {e}")))?;
@@ -117,7 +114,7 @@ fn stopped() -> StoreError {
     StoreError::Writer("the click writer has stopped".into())
 }
 
-fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
+fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
     super::db::lower_this_thread();
     let mut w = Writer {
         target,
@@ -128,7 +125,7 @@ fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
     loop {
         // Wait for a job; or, with deltas of this writer unfolded, until they are due.
         let job = match w.unfolded_since {
-            Some(since) => match queue.recv_timeout(FOLD_EVERY.saturating_sub(since.elapsed())) {
+            Some(since) => match queue.recv_timeout(fold_every.saturating_sub(since.elapsed())) {
                 Ok(job) => Some(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -142,7 +139,7 @@ fn run(target: &Target, queue: &mpsc::Receiver<Job>) {
             None => log_fold_error(w.fold()),
             Some(Job::Write(clicks, reply)) => {
                 let _ = reply.send(w.write(&clicks));
-                if w.unfolded_since.is_some_and(|t| t.elapsed() >= FOLD_EVERY) {
+                if w.unfolded_since.is_some_and(|t| t.elapsed() >= fold_every) {
                     log_fold_error(w.fold());
                 }
             }
@@ -191,7 +188,7 @@ impl Writer<'_> {
     }
 
     /// Folds every stored delta. When that fails (counted in `CLICK_FOLD_ERRORS`), this
-    /// writer's own deltas are due again a full [`FOLD_EVERY`] later, not at once (a database
+    /// writer's own deltas are due again a full fold interval later, not at once (a database
     /// that cannot be written is not retried in a loop).
     fn fold(&mut self) -> StoreResult<()> {
         let result = self.guarded(|c, _| fold(c));

@@ -3,7 +3,7 @@
 //! A batch of clicks is written in one transaction: the click log rows (appended at the end of
 //! one tree, no index), the visitors seen that day (what makes a click unique), and the counts
 //! per link, day and channel, added to once per key and batch (on SQLite, stored as the
-//! batch's deltas and added to the counts at least once a second and before they are read).
+//! batch's deltas and added to the counts before they are read, and within 10 s unread).
 //! Statistics read only the counts, so they cost the same whatever the number of clicks.
 
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.

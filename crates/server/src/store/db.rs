@@ -73,6 +73,10 @@ pub struct ConnectOptions {
     /// PostgreSQL only: the schema to use (set as `search_path` on every connection), for
     /// several installations, or test runs, in one database. The schema must exist.
     pub postgres_schema: Option<String>,
+    /// SQLite only: the longest that the counts of written clicks wait before the click writer
+    /// adds them to `click_counts` (see `click_writer`). Statistics add them first whenever
+    /// they are read, so this is not how fresh statistics are: it bounds how many wait.
+    pub click_fold_every: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -80,6 +84,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             max_connections: 10,
             postgres_schema: None,
+            click_fold_every: Duration::from_secs(10),
         }
     }
 }
@@ -173,7 +178,10 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         .connect_with(sqlite)
         .await?;
     Ok(Store {
-        click_writer: Some(Arc::new(ClickWriter::start(target)?)),
+        click_writer: Some(Arc::new(ClickWriter::start(
+            target,
+            options.click_fold_every,
+        )?)),
         pool: Pool::Sqlite(pool),
         seen_visitors: Arc::default(),
     })
