@@ -50,6 +50,16 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc (Linux)");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
 fn main() {
     let links = knob("LINKS", 10_000);
     let batch = knob("BATCH", 500);
@@ -170,9 +180,10 @@ async fn run(
     per_click.sort_by(f64::total_cmp);
     println!(
         "median {:.2} µs CPU per click ({links} links, batches of {batch}, visitors {visitors}, \
-         {rate} clicks/s, folded every {} ms)",
+         {rate} clicks/s, folded every {} ms); peak RSS {} MB",
         per_click[per_click.len() / 2],
-        fold_every.as_millis()
+        fold_every.as_millis(),
+        peak_rss_kb() / 1024
     );
 }
 

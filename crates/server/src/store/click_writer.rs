@@ -345,39 +345,45 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
     let mut after = i64::MIN;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let deltas: Vec<(i64, Vec<u8>)> = tx
-            .prepare_cached(
+        // The rows are read one at a time and summed as they come: each is tens of kilobytes
+        // when a batch spreads over many links, and a fold reads hundreds.
+        let mut sums = FoldSums::default();
+        let mut done = Vec::new();
+        let (mut read, mut last) = (0, after);
+        {
+            let mut select = tx.prepare_cached(
                 "SELECT seq, counts FROM click_count_deltas WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?
-            .query_map(params![after, FOLD_ROWS], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let Some(&(last, _)) = deltas.last() else {
-            return Ok(());
-        };
-        let mut counts: HashMap<DeltaKey<'_>, Counts> = HashMap::new();
-        let mut done = Vec::with_capacity(deltas.len());
-        for (seq, blob) in &deltas {
-            match decode_counts(blob) {
-                Ok(rows) => {
-                    for (key, n) in rows {
-                        // Each under 2^32 (see `decode_counts`), FOLD_ROWS of them: no overflow.
-                        let sum = counts.entry(key).or_default();
-                        sum.clicks += n.clicks;
-                        sum.unique_clicks += n.unique_clicks;
-                        sum.previews += n.previews;
+            )?;
+            let mut rows = select.query(params![after, FOLD_ROWS])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                (read, last) = (read + 1, seq);
+                let decoded = row
+                    .get_ref(1)?
+                    .as_blob()
+                    .map_or(Err(Undecodable::Damaged), decode_counts);
+                match decoded {
+                    Ok(rows) => {
+                        for (key, n) in rows {
+                            sums.add(key, n);
+                        }
+                        done.push(seq);
                     }
-                    done.push(*seq);
-                }
-                // Written by a later version of botlink (during an upgrade, say): left for it.
-                Err(Undecodable::Version(v)) => {
-                    tracing::warn!(seq, version = v, "leaving click counts of a newer format");
-                }
-                // Damaged: it would stop every later fold, so it goes, with a trace.
-                Err(Undecodable::Damaged) => {
-                    tracing::error!(seq, "dropping unreadable click counts");
-                    done.push(*seq);
+                    // Written by a later version of botlink (during an upgrade, say): left for
+                    // it.
+                    Err(Undecodable::Version(v)) => {
+                        tracing::warn!(seq, version = v, "leaving click counts of a newer format");
+                    }
+                    // Damaged: it would stop every later fold, so it goes, with a trace.
+                    Err(Undecodable::Damaged) => {
+                        tracing::error!(seq, "dropping unreadable click counts");
+                        done.push(seq);
+                    }
                 }
             }
+        }
+        if read == 0 {
+            return Ok(());
         }
         {
             let mut add = tx.prepare_cached(
@@ -389,7 +395,7 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
                 "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
             )?;
-            for ((link, day, channel), n) in &counts {
+            for (link, day, channel, n) in sums.rows() {
                 let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
                 if add.execute(row)? == 0 {
                     first.execute(row)?;
@@ -401,10 +407,43 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
             }
         }
         tx.commit()?;
-        if deltas.len() < usize::from(FOLD_ROWS) {
+        if read < FOLD_ROWS {
             return Ok(());
         }
         after = last;
+    }
+}
+
+/// A fold's sums: by link, then (a link has a row or two) by day and channel. The keys are
+/// owned, made once per link: a row of deltas is gone once the next is read.
+#[derive(Default)]
+struct FoldSums(hashbrown::HashMap<Box<str>, Vec<DaySum>>);
+
+/// A day, a channel and their sums, of one link.
+type DaySum = (i64, Box<str>, Counts);
+
+impl FoldSums {
+    fn add(&mut self, (link, day, channel): DeltaKey<'_>, n: Counts) {
+        let of_link = self.0.entry_ref(link).or_default();
+        match of_link
+            .iter_mut()
+            .find(|(d, c, _)| *d == day && **c == *channel)
+        {
+            // Each under 2^32 (see `decode_counts`), FOLD_ROWS of them: no overflow.
+            Some((_, _, sum)) => {
+                sum.clicks += n.clicks;
+                sum.unique_clicks += n.unique_clicks;
+                sum.previews += n.previews;
+            }
+            None => of_link.push((day, channel.into(), n)),
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (&str, i64, &str, &Counts)> {
+        self.0.iter().flat_map(|(link, rows)| {
+            rows.iter()
+                .map(move |(day, channel, n)| (&**link, *day, &**channel, n))
+        })
     }
 }
 
