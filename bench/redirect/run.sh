@@ -219,6 +219,14 @@ for r in "${BL_RUNS[@]}" "${BARE_RUNS[@]}"; do
     non302=$((non302 + $(field "$WORK/$r.txt" non_302)))
     errors=$((errors + $(field "$WORK/$r.txt" errors)))
 done
+# stats_ms: how long a read of the bot's statistics takes (ms). The first after the runs adds
+# the counts that still wait as deltas (up to the fold interval's worth: 10 s of clicks).
+stats_ms() {
+    curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $ADMIN_KEY" \
+        "$BL_URL/api/v1/bots/$BOT_ID/stats" | awk '{ printf "%.0f", $1 * 1000 }'
+}
+stats_first_ms=$(stats_ms)
+stats_again_ms=$(stats_ms)
 counted=$(api GET "/bots/$BOT_ID/stats" | jq .clicks)
 dropped=$(metric botlink_clicks_dropped_total)
 queued=$(metric botlink_clicks_queued_total)
@@ -318,6 +326,8 @@ ok_rss=$(( bl_rss < 50 * 1024 ))
     echo "Other processes on the machine used $(others bl-peak)% / $(others bare-peak)% of a CPU" \
         "during the botlink / bare302 peak runs and $(others bl-half)% / $(others bare-half)% during" \
         "the half-load runs (noise: figures are only comparable when these are near 0)."
+    echo "A bot's statistics (10,000 links) after the runs: the first read, which adds the counts" \
+        "that waited, took $stats_first_ms ms; the next $stats_again_ms ms."
     echo "Click pipeline at the end: queued $queued, flushed $flushed, dropped $dropped." \
         "Non-302 answers over all runs: $non302; load-generator errors: $errors."
 } | tee "$OUT_MD"

@@ -28,7 +28,7 @@ use botlink_server::store::{
 use botlink_server::util::{click_id, now_ms};
 use serde_json::json;
 
-fn knob(name: &str, default: usize) -> usize {
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -67,8 +67,8 @@ fn main() {
     let rounds = knob("ROUNDS", 5);
     let visitors = knob("VISITORS", 1);
     let rate = knob("RATE", 33_500);
-    let default_fold = ConnectOptions::default().click_fold_every.as_millis() as usize;
-    let fold_every = Duration::from_millis(knob("FOLD_MS", default_fold) as u64);
+    let default_fold = ConnectOptions::default().click_fold_every.as_millis() as u64;
+    let fold_every = Duration::from_millis(knob("FOLD_MS", default_fold));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -69,17 +69,23 @@ fn describe() {
     );
     describe_counter!(
         CLICK_FLUSH_ERRORS,
-        "Batches of clicks whose write failed (each is retried; nothing is lost unless the queue fills)"
+        "Failed attempts to write a batch of clicks (retried with backoff; clicks are lost only when the queue fills, or at shutdown after 5 failed attempts)"
     );
     describe_counter!(
         CLICK_FOLD_ERRORS,
-        "Failed attempts to add written clicks to their counts (SQLite; retried at the next statistics read and every 10 s, statistics lag until one succeeds)"
+        "Failed attempts to add written clicks to their counts (SQLite; retried at the next statistics read and by the click writer's timer; statistics lag until one succeeds)"
     );
     describe_gauge!(
         CLICK_QUEUE_DEPTH,
         "Clicks waiting in the queue to be written"
     );
-    for name in [CLICKS_FLUSHED, CLICK_FLUSH_ERRORS, CLICK_FOLD_ERRORS] {
+    for name in [
+        CLICKS_QUEUED,
+        CLICKS_DROPPED,
+        CLICKS_FLUSHED,
+        CLICK_FLUSH_ERRORS,
+        CLICK_FOLD_ERRORS,
+    ] {
         metrics::counter!(name).increment(0);
     }
     metrics::gauge!(CLICK_QUEUE_DEPTH).increment(0.0);

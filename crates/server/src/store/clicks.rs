@@ -3,7 +3,8 @@
 //! A batch of clicks is written in one transaction: the click log rows (appended at the end of
 //! one tree, no index), the visitors seen that day (what makes a click unique), and the counts
 //! per link, day and channel, added to once per key and batch (on SQLite, stored as the
-//! batch's deltas and added to the counts before they are read, and within 10 s unread).
+//! batch's deltas, added to the counts before they are read, and unread within
+//! `ConnectOptions::click_fold_every`).
 //! Statistics read only the counts, so they cost the same whatever the number of clicks.
 
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
@@ -306,13 +307,14 @@ impl Store {
     /// Brings `click_counts` up to date before it is read: on SQLite, the click writer adds
     /// the counts its batches stored as deltas (see `click_writer`). PostgreSQL's writer adds
     /// to the counts in each batch. When that fails (the database cannot be written just
-    /// now, or the writer has stopped), the counts are read as they are, at most a second or
-    /// so behind, rather than not at all.
+    /// now, or the writer has stopped), the counts are read as they are, without the clicks
+    /// whose deltas wait (normally those of the last `ConnectOptions::click_fold_every`, more
+    /// while folds keep failing), rather than not at all.
     async fn fold_click_counts(&self) {
         if let (Pool::Sqlite(_), Some(writer)) = (&self.pool, &self.click_writer)
             && let Err(e) = writer.fold().await
         {
-            tracing::warn!(error = %e, "statistics without the clicks of the last second");
+            tracing::warn!(error = %e, "statistics without the clicks not yet added to their counts");
         }
     }
 }

@@ -199,10 +199,10 @@ pub trait LinkStore: Send + Sync {
 #[async_trait]
 pub trait ClickStore: Send + Sync {
     /// Writes a batch in one transaction: the click log and the counts (on SQLite, the counts
-    /// as the batch's deltas, added to the counts before any statistics are read, and within
-    /// `ConnectOptions::click_fold_every` unread). A click whose id is already stored is skipped; one whose link has been
-    /// deleted meanwhile is logged (and unreachable, as a deleted link's clicks are) but not
-    /// counted. Returns how many clicks were logged.
+    /// as the batch's deltas, added to the counts before any statistics are read, and unread
+    /// within `ConnectOptions::click_fold_every`). A click whose id is already stored is
+    /// skipped; one whose link has been deleted meanwhile is logged (and unreachable, as a
+    /// deleted link's clicks are) but not counted. Returns how many clicks were logged.
     async fn insert_clicks(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64>;
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>>;
     /// Counts for a link, an entry point or a bot of `ws` (else `NotFound`).
