@@ -172,12 +172,17 @@ measure bl-peak "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURA
 measure bare-peak "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION"
 
 HALF=$(($(field "$WORK/bl-peak.txt" rps) / 2))
-log "fixed-rate runs at $HALF req/s (half of botlink's peak, ${DURATION} s, $ROUNDS rounds)..."
+# bare302 at half of its own peak: its CPU as busy as botlink's at half load, for what the
+# machine allows a server at that load (a diagnostic; the aim is botlink's p99 alone).
+BARE_OWN_HALF=$(($(field "$WORK/bare-peak.txt" rps) / 2))
+log "fixed-rate runs at $HALF req/s (half of botlink's peak, ${DURATION} s, $ROUNDS rounds)" \
+    "and bare302 at $BARE_OWN_HALF req/s (half of its own peak)..."
 # Tail latency on a shared machine swings from run to run (the baseline's too): alternate the
-# two servers for several rounds and keep, for each, the round with the median p99.
+# servers for several rounds and keep, for each, the round with the median p99.
 for r in $(seq "$ROUNDS"); do
     measure "bl-half-$r" "$BL_PID" "$BL_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
     measure "bare-half-$r" "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$HALF"
+    measure "bare-own-$r" "$BARE_PID" "$BARE_PORT" --paths "$WORK/paths.txt" --duration "$DURATION" --rate "$BARE_OWN_HALF"
 done
 # median_round NAME: copies the round of NAME with the median p99 to NAME.txt; prints all p99s.
 median_round() {
@@ -190,6 +195,7 @@ median_round() {
 }
 median_round bl-half
 median_round bare-half
+median_round bare-own
 
 # The runs above come from one visitor (one address and user agent), so after a link's first
 # click each click only finds its visitor already counted for the day. Here every click is a
@@ -210,7 +216,7 @@ BL_RUNS=(bl-warm bl-peak bl-visitors)
 BARE_RUNS=(bare-warm bare-peak)
 for r in $(seq "$ROUNDS"); do
     BL_RUNS+=("bl-half-$r")
-    BARE_RUNS+=("bare-half-$r")
+    BARE_RUNS+=("bare-half-$r" "bare-own-$r")
 done
 for r in "${BL_RUNS[@]}"; do
     expected=$((expected + $(field "$WORK/$r.txt" status_302)))
@@ -318,6 +324,7 @@ ok_rss=$(( bl_rss < 50 * 1024 ))
     echo "| botlink at a quarter of its peak ($QUARTER req/s), every click a new visitor: CPU per request, p99 | $(us_per_req bl-visitors) µs, $(ms "$(field "$WORK/bl-visitors.txt" p99_us)") ms | | |"
     echo "| botlink p99 at half load | ${half_p99_ms} ms | < 2 ms | $(verdict "$ok_p99") |"
     echo "| bare302 p99 at half load, same rounds (what the machine allows) | $(ms "$(field "$WORK/bare-half.txt" p99_us)") ms | | |"
+    echo "| bare302 p99 at half of its own peak ($BARE_OWN_HALF req/s: its CPU as busy as botlink's at half load), same rounds | $(ms "$(field "$WORK/bare-own.txt" p99_us)") ms (rounds: $(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / 1000 }' "$WORK/bare-own-p99s.txt")) | | |"
     echo "| botlink peak RSS (VmHWM) | $((bl_rss / 1024)) MB (after setup: $((bl_rss_setup / 1024)) MB; bare302: $((bare_rss / 1024)) MB) | < 50 MB | $(verdict "$ok_rss") |"
     echo "| clicks: 302s answered / counted in stats / dropped | $expected / $counted / $dropped | all counted, none dropped | $(verdict "$ok_clicks") |"
     echo
