@@ -17,16 +17,15 @@
 //! round's CPU time. The rate matters: a fold adds to each counts row once, so the more clicks
 //! between folds, the fewer additions per click.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botlink_server::store::{
-    self, BotId, BotStore, ClickId, ClickKind, ClickStore, ConnectOptions, DeepLinkOut, LinkId,
-    LinkStore, NewBot, NewClick, NewLink, StatsRange, StatsScope, Utm, WorkspaceStore,
+    self, BotId, BotStore, ClickId, ClickKind, ClickStore, ConnectOptions, LinkId, LinkStore,
+    NewBot, NewClick, NewLink, StatsRange, StatsScope, WorkspaceStore,
 };
 use botlink_server::util::{click_id, now_ms};
-use serde_json::json;
+use botlink_testkit::telegram_link;
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -113,7 +112,10 @@ async fn run(
         .unwrap();
     let mut ids: Vec<LinkId> = Vec::with_capacity(links);
     for chunk in (0..links).collect::<Vec<_>>().chunks(1000) {
-        let new: Vec<NewLink> = chunk.iter().map(|i| new_link(&bot.id, *i)).collect();
+        let new: Vec<NewLink> = chunk
+            .iter()
+            .map(|i| telegram_link(&bot.id, &format!("bench{i:06}")))
+            .collect();
         ids.extend(
             store
                 .create_links(&ws, new, now)
@@ -185,30 +187,4 @@ async fn run(
         fold_every.as_millis(),
         peak_rss_kb() / 1024
     );
-}
-
-fn new_link(bot: &BotId, i: usize) -> NewLink {
-    let code = format!("bench{i:06}");
-    NewLink {
-        bot_id: bot.clone(),
-        entry_point_id: None,
-        code: code.clone(),
-        slug: None,
-        title: None,
-        channels: vec!["telegram".into()],
-        scheme: "stored".into(),
-        signed: false,
-        payload: json!({}),
-        deep_links: BTreeMap::from([(
-            "telegram".to_owned(),
-            DeepLinkOut {
-                url: format!("https://t.me/shop_bot?start=l_{code}"),
-                param: format!("l_{code}"),
-            },
-        )]),
-        utm: Utm::default(),
-        expires_at: None,
-        max_clicks: None,
-        disabled: false,
-    }
 }

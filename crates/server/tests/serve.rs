@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use botlink_server::store::{self, ClickStore, StatsRange, StatsScope, WorkspaceStore};
+use botlink_testkit::client;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -163,13 +164,6 @@ fn spawn_serve(dir: &std::path::Path) -> (Served, String) {
     spawn_serve_with(dir, false)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// A new admin key, printed once on stdout.
 fn api_key(dir: &std::path::Path) -> String {
     let out = botlink(dir)
@@ -207,11 +201,14 @@ async fn create_link(http: &reqwest::Client, base: &str, key: &str) -> Value {
         .unwrap()
 }
 
+/// The URL of serve's default database in `dir`.
+fn db_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("botlink.db").display())
+}
+
 /// The clicks counted for `link` in the database in `dir`.
 async fn counted(dir: &std::path::Path, link: &Value) -> i64 {
-    let db = store::connect(&format!("sqlite://{}", dir.join("botlink.db").display()))
-        .await
-        .unwrap();
+    let db = store::connect(&db_url(dir)).await.unwrap();
     let ws = db.workspace_by_name("default").await.unwrap().unwrap();
     let stats = db
         .stats(
@@ -279,8 +276,9 @@ async fn a_killed_server_keeps_the_clicks_it_wrote() {
     child.wait().unwrap();
     // The server had no time to add them to the counts (it does within 10 s): the next reader
     // does. (On a machine slow enough to take 10 s to get here, it had.)
-    let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&db_url(dir.path()))
+        .await
+        .unwrap();
     let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_count_deltas")
         .fetch_one(&mut raw)
         .await
@@ -331,8 +329,9 @@ async fn counts_that_cannot_be_added_to_are_reported_and_caught_up() {
         "with its help text"
     );
     let link = create_link(&http, &base, &key).await;
-    let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&db_url(dir.path()))
+        .await
+        .unwrap();
     for sql in [
         "CREATE TRIGGER refuse_insert BEFORE INSERT ON click_counts \
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",

@@ -10,9 +10,10 @@ use std::time::Instant;
 use botlink_server::store::{
     self, ApiKeyId, Bot, BotChannel, BotId, BotPatch, BotStore, Bucket, Click, ClickId, ClickKind,
     ClickStore, ConnectOptions, DeepLinkOut, EntryPointPatch, LinkCount, LinkFilter, LinkId,
-    LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Role, StatsRange,
-    StatsScope, Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
+    LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, Role, StatsRange, StatsScope,
+    Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
 };
+use botlink_testkit::telegram_link;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -396,31 +397,6 @@ fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     match r {
         Err(StoreError::NotFound) => {}
         other => panic!("expected NotFound, got {other:?}"),
-    }
-}
-
-fn new_link(bot: &BotId, code: &str) -> NewLink {
-    NewLink {
-        bot_id: bot.clone(),
-        entry_point_id: None,
-        code: code.to_owned(),
-        slug: None,
-        title: None,
-        channels: vec!["telegram".into()],
-        scheme: "stored".into(),
-        signed: false,
-        payload: json!({}),
-        deep_links: BTreeMap::from([(
-            "telegram".to_owned(),
-            DeepLinkOut {
-                url: format!("https://t.me/shop_bot?start=l_{code}"),
-                param: format!("l_{code}"),
-            },
-        )]),
-        utm: Utm::default(),
-        expires_at: None,
-        max_clicks: None,
-        disabled: false,
     }
 }
 
@@ -814,7 +790,7 @@ async fn story(store: Arc<Store>) {
 
     // --- Links: three at once.
     let t_links = T0 + 1_000;
-    let mut l1 = new_link(&shop.id, "Ab3dE9x");
+    let mut l1 = telegram_link(&shop.id, "Ab3dE9x");
     l1.entry_point_id = Some(welcome.id.clone());
     l1.slug = Some("spring".into());
     l1.title = Some("Spring newsletter".into());
@@ -833,13 +809,13 @@ async fn story(store: Arc<Store>) {
         ..utm("newsletter", "email", "spring")
     };
     l1.signed = true;
-    let mut l2 = new_link(&shop.id, "Zz9Yy8X");
+    let mut l2 = telegram_link(&shop.id, "Zz9Yy8X");
     l2.entry_point_id = Some(promo.id.clone());
     l2.max_clicks = Some(2);
     l2.expires_at = Some(T0 + 30 * DAY);
     l2.utm = utm("ads", "cpc", "spring");
     l2.title = Some("Coupon 100%_off".into());
-    let l3 = new_link(&shop.id, "q1W2e3R");
+    let l3 = telegram_link(&shop.id, "q1W2e3R");
     let created = links
         .create_links(&ws, vec![l1, l2, l3], t_links)
         .await
@@ -860,9 +836,9 @@ async fn story(store: Arc<Store>) {
 
     // A batch with one bad link writes nothing: a used slug, a used code, a slug equal to a
     // code, an entry point of another bot, an unknown bot.
-    let mut fresh = new_link(&shop.id, "fReSh01");
+    let mut fresh = telegram_link(&shop.id, "fReSh01");
     fresh.slug = Some("fresh".into());
-    let mut again = new_link(&shop.id, "aGaIn02");
+    let mut again = telegram_link(&shop.id, "aGaIn02");
     again.slug = Some("spring".into());
     let what = conflict_text(
         links
@@ -872,17 +848,21 @@ async fn story(store: Arc<Store>) {
     assert!(what.contains("\"spring\""), "names the slug: {what}");
     let what = conflict_text(
         links
-            .create_links(&ws, vec![fresh.clone(), new_link(&shop.id, "Ab3dE9x")], T0)
+            .create_links(
+                &ws,
+                vec![fresh.clone(), telegram_link(&shop.id, "Ab3dE9x")],
+                T0,
+            )
             .await,
     );
     assert!(what.contains("\"Ab3dE9x\""), "names the code: {what}");
-    let mut slug_is_code = new_link(&shop.id, "other01");
+    let mut slug_is_code = telegram_link(&shop.id, "other01");
     slug_is_code.slug = Some("q1W2e3R".into());
     assert!(
         conflict_text(links.create_links(&ws, vec![slug_is_code], T0).await)
             .contains("\"q1W2e3R\"")
     );
-    let mut code_is_slug = new_link(&shop.id, "spring");
+    let mut code_is_slug = telegram_link(&shop.id, "spring");
     code_is_slug.slug = None;
     assert!(
         conflict_text(links.create_links(&ws, vec![code_is_slug], T0).await).contains("\"spring\"")
@@ -892,7 +872,7 @@ async fn story(store: Arc<Store>) {
     assert_not_found(links.create_links(&ws, vec![wrong_ep], T0).await);
     assert_not_found(
         links
-            .create_links(&ws, vec![new_link(&BotId::new(), "nobot01")], T0)
+            .create_links(&ws, vec![telegram_link(&BotId::new(), "nobot01")], T0)
             .await,
     );
     assert_eq!(
@@ -929,7 +909,7 @@ async fn story(store: Arc<Store>) {
     assert_eq!(links.link_by_code_or_slug("").await.unwrap(), None);
 
     // Listing: newest first (ties by id, newest first), in pages, with filters.
-    let mut l4_new = new_link(&support.id, "sUpP0rt");
+    let mut l4_new = telegram_link(&support.id, "sUpP0rt");
     l4_new.title = Some("Support".into());
     let l4 = links
         .create_links(&ws, vec![l4_new], T0 + 3_000)
@@ -1383,7 +1363,7 @@ async fn story(store: Arc<Store>) {
     assert_not_found(links.delete_link(&other, &l1.id).await);
     assert_not_found(
         links
-            .create_links(&other, vec![new_link(&shop.id, "steal01")], T0)
+            .create_links(&other, vec![telegram_link(&shop.id, "steal01")], T0)
             .await,
     );
     assert_not_found(
@@ -1700,7 +1680,7 @@ async fn bot_with_link(store: &Store, name: &str, code: &str) -> (WorkspaceId, B
         .await
         .unwrap();
     let link = store
-        .create_links(&ws, vec![new_link(&bot.id, code)], T0)
+        .create_links(&ws, vec![telegram_link(&bot.id, code)], T0)
         .await
         .unwrap()
         .remove(0);
@@ -1781,7 +1761,7 @@ where
 async fn repeat_visitors(first: &Store, second: &Store) {
     let (ws, bot, l1) = bot_with_link(first, "repeat", "rEpEaT1").await;
     let l2 = first
-        .create_links(&ws, vec![new_link(&bot.id, "rEpEaT2")], T0)
+        .create_links(&ws, vec![telegram_link(&bot.id, "rEpEaT2")], T0)
         .await
         .unwrap()
         .remove(0);
@@ -1969,7 +1949,7 @@ async fn concurrent_writers(store: Arc<Store>) {
                 for round in 0..10 {
                     let code = format!("t{t}r{round}");
                     let link = store
-                        .create_links(&ws, vec![new_link(&bot, &code)], T0 + round)
+                        .create_links(&ws, vec![telegram_link(&bot, &code)], T0 + round)
                         .await
                         .unwrap_or_else(|e| panic!("task {t} round {round}: create_links: {e}"))
                         .remove(0);

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use botlink_server::store::{BotId, DeepLinkOut, NewLink, Utm};
 use botlink_server::{Config, ServeError};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -13,6 +14,41 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// An HTTP client as tests need one: it does not follow redirects, so a test sees the 302.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A new one-channel link to `bot`'s Telegram, `shop_bot`, with the stored scheme's deep link
+/// for `code`, as the API would make it.
+pub fn telegram_link(bot: &BotId, code: &str) -> NewLink {
+    NewLink {
+        bot_id: bot.clone(),
+        entry_point_id: None,
+        code: code.to_owned(),
+        slug: None,
+        title: None,
+        channels: vec!["telegram".into()],
+        scheme: "stored".into(),
+        signed: false,
+        payload: serde_json::json!({}),
+        deep_links: std::collections::BTreeMap::from([(
+            "telegram".to_owned(),
+            DeepLinkOut {
+                url: format!("https://t.me/shop_bot?start=l_{code}"),
+                param: format!("l_{code}"),
+            },
+        )]),
+        utm: Utm::default(),
+        expires_at: None,
+        max_clicks: None,
+        disabled: false,
+    }
+}
 
 /// The admin key every test server accepts (`BOTLINK_ADMIN_KEY`).
 pub const ADMIN_KEY: &str = "blk_test_admin_key_0123456789abcdefghij";
@@ -62,14 +98,10 @@ impl TestServer {
         let database_url = config.database_url.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(botlink_server::run(config, listener, shutdown.clone()));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
         TestServer {
             addr,
             base_url: format!("http://{addr}"),
-            client,
+            client: client(),
             dir,
             database_url,
             shutdown,

@@ -10,9 +10,9 @@
 //! A batch's counts are not added to `click_counts` row by row: the batch stores them as one
 //! row of `click_count_deltas`, in its own transaction, and the writer folds the deltas into
 //! `click_counts` before statistics are read ([`ClickWriter::fold`]) and, unread, within
-//! `ConnectOptions::click_fold_every` (10 s by default) of a batch. Clicks spread over many links touch a
-//! counts row each; folded together, each row is added to once per fold, whatever the number
-//! of batches. A crash loses nothing: the deltas are committed with their clicks, and folded
+//! `ConnectOptions::click_fold_every` (10 s by default) of a batch. Clicks spread over many
+//! links touch a counts row each; folded together, each row is added to once per fold,
+//! whatever the number of batches. A crash loses nothing: the deltas are committed with their clicks, and folded
 //! by the next writer. (Migration 0003 says "within a second": the interval it was written
 //! with.)
 //!

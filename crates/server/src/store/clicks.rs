@@ -304,14 +304,15 @@ impl Store {
             .extend(visitors.iter().map(|&(key, _)| key), keep_from);
     }
 
-    /// Brings `click_counts` up to date before it is read: on SQLite, the click writer adds
+    /// Brings `click_counts` up to date before it is read: on SQLite (the only backend with a
+    /// click writer), the writer adds
     /// the counts its batches stored as deltas (see `click_writer`). PostgreSQL's writer adds
     /// to the counts in each batch. When that fails (the database cannot be written just
     /// now, or the writer has stopped), the counts are read as they are, without the clicks
     /// whose deltas wait (normally those of the last `ConnectOptions::click_fold_every`, more
     /// while folds keep failing), rather than not at all.
     async fn fold_click_counts(&self) {
-        if let (Pool::Sqlite(_), Some(writer)) = (&self.pool, &self.click_writer)
+        if let Some(writer) = &self.click_writer
             && let Err(e) = writer.fold().await
         {
             tracing::warn!(error = %e, "statistics without the clicks not yet added to their counts");
