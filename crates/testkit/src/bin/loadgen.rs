@@ -43,11 +43,12 @@ struct Args {
     rate: Option<f64>,
     timeout: Duration,
     visitors: u64,
+    timeline: Option<String>,
 }
 
 fn usage() -> &'static str {
     "usage: loadgen --addr HOST:PORT (--paths FILE | --path PATH) [--connections N] \
-     [--duration SECS] [--rate REQ_PER_SEC] [--timeout-ms MS] [--visitors N]"
+     [--duration SECS] [--rate REQ_PER_SEC] [--timeout-ms MS] [--visitors N] [--timeline FILE]"
 }
 
 fn parse_args() -> Result<Args> {
@@ -58,6 +59,7 @@ fn parse_args() -> Result<Args> {
     let mut rate = None;
     let mut timeout_ms = 2000;
     let mut visitors = 1u64;
+    let mut timeline = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -80,6 +82,7 @@ fn parse_args() -> Result<Args> {
             "--rate" => rate = Some(value()?.parse::<f64>().context("--rate")?),
             "--timeout-ms" => timeout_ms = value()?.parse().context("--timeout-ms")?,
             "--visitors" => visitors = value()?.parse().context("--visitors")?,
+            "--timeline" => timeline = Some(value()?),
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -107,6 +110,7 @@ fn parse_args() -> Result<Args> {
         rate,
         timeout: Duration::from_millis(timeout_ms),
         visitors: visitors.max(1),
+        timeline,
     })
 }
 
@@ -122,6 +126,8 @@ struct Tally {
     errors: u64,
     connects: u64,
     latencies_us: Vec<u32>,
+    /// With `--timeline`: (ms from the start to the latency's start, latency µs) per answer.
+    timed: Vec<(u32, u32)>,
     lags_us: Vec<u32>,
     last_answer: Option<Instant>,
 }
@@ -149,6 +155,8 @@ struct Shared {
     requests: Vec<Vec<u8>>,
     visitors: u64,
     next: AtomicUsize,
+    /// Whether answers are kept with their times, for `--timeline`.
+    timeline: bool,
 }
 
 impl Shared {
@@ -316,6 +324,10 @@ async fn connection(
             Ok(Ok((status, close))) => {
                 t.status(status);
                 t.latencies_us.push(micros(done - from));
+                if shared.timeline {
+                    let at = from.saturating_duration_since(start).as_millis() as u32;
+                    t.timed.push((at, micros(done - from)));
+                }
                 t.last_answer = Some(done);
                 if close {
                     stream = None;
@@ -370,6 +382,7 @@ fn main() -> Result<()> {
         requests,
         visitors: args.visitors,
         next: AtomicUsize::new(0),
+        timeline: args.timeline.is_some(),
     });
     // One thread: pin it with taskset and it stays on its core.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -407,7 +420,11 @@ fn main() -> Result<()> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    Report::new(tallies, start, args.duration, args.rate, cpu).print();
+    let report = Report::new(tallies, start, args.duration, args.rate, cpu);
+    report.print();
+    if let Some(file) = &args.timeline {
+        std::fs::write(file, report.timeline()).with_context(|| format!("writing {file}"))?;
+    }
     Ok(())
 }
 
@@ -442,6 +459,7 @@ impl Report {
             }
             total.latencies_us.extend(t.latencies_us);
             total.lags_us.extend(t.lags_us);
+            total.timed.extend(t.timed);
             total.last_answer = total.last_answer.max(t.last_answer);
         }
         total.latencies_us.sort_unstable();
@@ -458,6 +476,28 @@ impl Report {
             rate,
             cpu,
         }
+    }
+
+    /// `--timeline`: per 100 ms of the run (by when each request's latency began), the
+    /// answers, their p50, p99 and max latency in µs; a line each, tab-separated.
+    fn timeline(&self) -> String {
+        let mut windows: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+        for &(at, us) in &self.total.timed {
+            windows.entry(at / 100).or_default().push(us);
+        }
+        let mut out = String::from("ms\tanswers\tp50_us\tp99_us\tmax_us\n");
+        for (w, mut l) in windows {
+            l.sort_unstable();
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                w * 100,
+                l.len(),
+                percentile(&l, 50.0),
+                percentile(&l, 99.0),
+                l.last().copied().unwrap_or(0)
+            ));
+        }
+        out
     }
 
     fn print(&self) {
