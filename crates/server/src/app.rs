@@ -6,16 +6,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -224,16 +222,7 @@ pub async fn run(
     let app = router(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "botlink is listening");
-    let per_connection = tower::service_fn(move |conn: IncomingStream<'_, TcpListener>| {
-        std::future::ready(Ok::<_, Infallible>(Front {
-            state: state.clone(),
-            router: app.clone(),
-            peer: *conn.remote_addr(),
-        }))
-    });
-    let served = axum::serve(listener, per_connection)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    serve(listener, state, app, shutdown).await;
     // The server has stopped taking requests and finished the ones in flight: no more
     // clicks can arrive, so flush what is queued.
     upkeep.abort();
@@ -244,7 +233,71 @@ pub async fn run(
     // Every click is written: close the database cleanly (SQLite folds its log into the file).
     db.close().await;
     tracing::info!("botlink stopped");
-    served.map_err(ServeError::Io)
+    Ok(())
+}
+
+/// Accepts connections and serves HTTP/1.1 on each (keep-alive), until `shutdown` fires;
+/// then stops accepting, lets each connection finish the request it is answering (idle ones
+/// close at once), and returns when every connection has closed.
+///
+/// hyper's own HTTP/1 connection rather than `axum::serve`: that one serves through hyper-util's
+/// protocol-detecting connection (it reads each connection's first bytes to tell HTTP/2 from
+/// HTTP/1, even with HTTP/2 not compiled in) and a tower adapter per request, which the
+/// redirect path, the one every click takes, paid for on every request.
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // The peer gave up before we took the connection: nothing to do.
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) {
+                    continue;
+                }
+                // Out of file descriptors and the like: keep serving the open connections, and
+                // try again shortly rather than spin.
+                tracing::error!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let front = Front {
+            state: state.clone(),
+            router: router.clone(),
+            peer,
+        };
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), front);
+            let mut conn = std::pin::pin!(conn);
+            // A connection that breaks (a client that goes away, a malformed request, which
+            // hyper answers itself) is the client's affair, not the server's.
+            tokio::select! {
+                biased;
+                _ = conn.as_mut() => return,
+                _ = stop.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }
 
 /// What serves each connection: short-link redirects go straight to their handlers (the path
@@ -257,24 +310,21 @@ struct Front {
     peer: SocketAddr,
 }
 
-impl tower::Service<Request> for Front {
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         if let Some(route) = crate::redirect::fast_route(&req) {
             let (state, peer) = (self.state.clone(), self.peer);
             return Box::pin(async move {
                 Ok(crate::redirect::serve_fast(state, req, peer, route).await)
             });
         }
+        let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
-        Box::pin(self.router.call(req))
+        Box::pin(tower::ServiceExt::oneshot(self.router.clone(), req))
     }
 }
 

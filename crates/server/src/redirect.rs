@@ -417,7 +417,7 @@ pub enum FastRoute {
 /// Whether `req` is a redirect the fast path serves: `GET` or `HEAD` of `/l/{code}` or
 /// `/l/{code}/{channel}`. QR codes, other methods and percent-encoded paths (which the router
 /// decodes) go through the router.
-pub fn fast_route(req: &Request) -> Option<FastRoute> {
+pub fn fast_route<B>(req: &axum::http::Request<B>) -> Option<FastRoute> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return None;
     }
@@ -443,9 +443,9 @@ pub fn fast_route(req: &Request) -> Option<FastRoute> {
 /// Serves a redirect that [`fast_route`] picked, as the router would (same handlers, same
 /// answers, same metrics) without its routing and middleware: this is the path every click
 /// takes.
-pub async fn serve_fast(
+pub async fn serve_fast<B>(
     state: AppState,
-    req: Request,
+    req: axum::http::Request<B>,
     peer: SocketAddr,
     route: FastRoute,
 ) -> Response {
