@@ -13,9 +13,10 @@
 //! visitor, 0 a new visitor on every click) RATE=33500 (clicks per second handed to the
 //! writer, as a server answering that many redirects would; 0: as fast as it writes them)
 //! FOLD_MS=10000 (how long counts wait unread before the writer adds them: the server's
-//! default). Each round ends with a read of the statistics, which adds what waits, within the
-//! round's CPU time. The rate matters: a fold adds to each counts row once, so the more clicks
-//! between folds, the fewer additions per click.
+//! default). Clicks are timed (and their ids made) as if they came at the rate. Each round
+//! ends with a read of the statistics, which adds what waits, within the round's CPU time.
+//! The rate matters: a fold adds to each counts row once, so the more clicks between folds,
+//! the fewer additions per click; and the clicks of a millisecond share a row of the log.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,13 +130,18 @@ async fn run(
     // A read of the bot's statistics: it adds the counts that wait first.
     let read = || store.stats(&ws, StatsScope::Bot(bot.id.clone()), StatsRange::ALL);
 
+    // Clicks carry the times they would have at the rate (33,500 a second when unpaced), from
+    // the time the bench starts: click ids begin with their time, and how many clicks share a
+    // millisecond shapes the click log's rows.
+    let spacing = 1000.0 / if rate > 0 { rate } else { 33_500 } as f64;
+    let start = now_ms();
     let mut next = 0usize;
     let mut make = |n: usize| -> Arc<[NewClick]> {
         (0..n)
             .map(|_| {
                 let k = next;
                 next += 1;
-                let at = now_ms();
+                let at = start + (k as f64 * spacing) as i64;
                 let v = if visitors == 0 { k } else { k % visitors };
                 NewClick {
                     id: ClickId::from(click_id(at).as_str()),

@@ -37,16 +37,45 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 pub fn click_id(at_ms: i64) -> NewClickId {
     let mut out = [0u8; CLICK_ID_LEN];
     let mut t = at_ms.max(0) as u64;
-    for slot in out[..7].iter_mut().rev() {
+    for slot in out[..CLICK_TIME_LEN].iter_mut().rev() {
         *slot = BASE62[(t % 62) as usize];
         t /= 62;
     }
     let mut rng = rand::rng();
-    for slot in &mut out[7..] {
+    for slot in &mut out[CLICK_TIME_LEN..] {
         *slot = BASE62[rng.random_range(0..62)];
     }
     NewClickId(out)
 }
+
+/// The time (epoch milliseconds) at the start of a click id made by [`click_id`]; `None` for
+/// any other string.
+pub fn click_id_time(id: &str) -> Option<i64> {
+    if id.len() != CLICK_ID_LEN {
+        return None;
+    }
+    let mut t = 0i64;
+    for &b in &id.as_bytes()[..CLICK_TIME_LEN] {
+        t = t * 62 + i64::from(base62_value(b)?);
+    }
+    id.as_bytes()[CLICK_TIME_LEN..]
+        .iter()
+        .all(|&b| base62_value(b).is_some())
+        .then_some(t)
+}
+
+/// The value of a base62 digit of [`BASE62`].
+fn base62_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'Z' => Some(b - b'A' + 10),
+        b'a'..=b'z' => Some(b - b'a' + 36),
+        _ => None,
+    }
+}
+
+/// How many of a click id's characters are its time (the rest are random).
+pub const CLICK_TIME_LEN: usize = 7;
 
 /// A click id made by [`click_id`], held inline (no allocation while it waits in the queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,6 +207,39 @@ mod tests {
             .collect();
         assert_eq!(same.len(), 1000);
         assert!(same.iter().all(|id| id[..7] == a[..7]));
+    }
+
+    #[test]
+    fn base62_digits_have_their_places_as_values() {
+        for (i, &d) in BASE62.iter().enumerate() {
+            assert_eq!(base62_value(d), Some(i as u8));
+        }
+        assert_eq!((0..=255u8).filter_map(base62_value).count(), 62);
+    }
+
+    #[test]
+    fn a_click_id_tells_its_time() {
+        for at in [
+            0,
+            1,
+            61,
+            62,
+            1_700_000_000_000,
+            1_765_000_000_123,
+            62i64.pow(7) - 1,
+        ] {
+            assert_eq!(click_id_time(click_id(at).as_str()), Some(at), "{at}");
+        }
+        for other in [
+            "",
+            "c1",
+            "lnk_1",
+            "0000000000000000",
+            "000000000000 00",
+            "0000000-0000000",
+        ] {
+            assert_eq!(click_id_time(other), None, "{other:?}");
+        }
     }
 
     #[test]

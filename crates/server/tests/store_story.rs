@@ -13,6 +13,7 @@ use botlink_server::store::{
     LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, Role, StatsRange, StatsScope,
     Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
 };
+use botlink_server::util::click_id;
 use botlink_testkit::telegram_link;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -264,22 +265,24 @@ async fn click_and_read(s: &Store, ws: &WorkspaceId, link: &store::Link, who: &s
     }
 }
 
-/// Straight from the SQLite file in `dir`: the rows of deltas waiting, and the clicks and
-/// unique clicks in `click_counts`.
+/// Straight from the SQLite file in `dir`: the rows of the click log not yet added to the
+/// counts (a batch's, here), and the clicks and unique clicks in `click_counts`.
 async fn raw_counts(dir: &TempDir) -> (i64, i64, i64) {
     let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let deltas: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_count_deltas")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM click_log WHERE seq > (SELECT seq FROM click_log_folded)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     let (clicks, unique): (i64, i64) = sqlx::query_as(
         "SELECT COALESCE(SUM(clicks), 0), COALESCE(SUM(unique_clicks), 0) FROM click_counts",
     )
     .fetch_one(&mut c)
     .await
     .unwrap();
-    (deltas, clicks, unique)
+    (waiting, clicks, unique)
 }
 
 /// A link's clicks and unique clicks.
@@ -1662,6 +1665,145 @@ async fn upgrade_keeps_counts_on_postgres() {
     .await
     .unwrap();
     upgrade_keeps_counts(&store, &mut conn).await;
+}
+
+/// SQLite's upgrade to the click log (migration 0004): clicks written one row each before it
+/// are still found and counted, and so are the counts that waited as deltas; later clicks go
+/// to the log.
+#[tokio::test]
+async fn upgrade_to_the_click_log_keeps_clicks_and_waiting_counts_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    let store = store::connect(&url).await.unwrap();
+    store.migrate_through(3).await.unwrap();
+    let (ws, _bot, link) = bot_with_link(&store, "old", "oLdLoG1").await;
+    let mut old = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // As botlink wrote a batch of two clicks by one visitor before 0004: their rows, and their
+    // counts as one row of deltas, not yet added.
+    let ids = [click_id(T0 + 5), click_id(T0 + 6)];
+    for (id, at) in ids.iter().zip([T0 + 5, T0 + 6]) {
+        sqlx::query(
+            "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
+             VALUES ($1, $2, 'telegram', 'click', $3, $4)",
+        )
+        .bind(id.as_str())
+        .bind(link.id.as_str())
+        .bind(at)
+        .bind(&[0xaa; 16][..])
+        .execute(&mut old)
+        .await
+        .unwrap();
+    }
+    let mut deltas = vec![1u8];
+    for text in [link.id.as_str(), "telegram"] {
+        deltas.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        deltas.extend_from_slice(text.as_bytes());
+    }
+    for n in [D1, 2, 1, 0] {
+        deltas.extend_from_slice(&n.to_le_bytes());
+    }
+    sqlx::query("INSERT INTO click_count_deltas (counts) VALUES ($1)")
+        .bind(deltas)
+        .execute(&mut old)
+        .await
+        .unwrap();
+    old.close().await.unwrap();
+
+    store.migrate().await.expect("upgrade");
+    assert_eq!(link_clicks(&store, &ws, &link.id).await, (2, 1));
+    let found = store
+        .click_by_id(&ClickId::from(ids[1].as_str()))
+        .await
+        .unwrap()
+        .expect("a click from before the log");
+    assert_eq!((found.at, found.link_id), (T0 + 6, link.id.clone()));
+
+    let later = NewClick {
+        id: ClickId::from(click_id(T0 + 7).as_str()),
+        ..telegram_click(&link, "unused", "b")
+    };
+    assert_eq!(
+        store.insert_clicks([later.clone()].into()).await.unwrap(),
+        1
+    );
+    assert_eq!(link_clicks(&store, &ws, &link.id).await, (3, 2));
+    let found = store.click_by_id(&later.id).await.unwrap().expect("logged");
+    assert_eq!(found.visitor, Some(hex::encode(visitor("b"))));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn click_ids_with_their_time_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let store = sqlite_store(&dir, false).await;
+    click_ids_with_their_time(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn click_ids_with_their_time_on_postgres() {
+    let Some((schema, store)) = PgSchema::create().await else {
+        return;
+    };
+    click_ids_with_their_time(&store).await;
+    store.close().await;
+    drop(schema);
+}
+
+/// Clicks with the ids botlink makes (their time first), as redirects write them: batches
+/// that share a millisecond, a batch written again, an id twice in a batch; each click is
+/// stored once, found by its id with what it was, and counted once.
+async fn click_ids_with_their_time(store: &Store) {
+    let (ws, _bot, link) = bot_with_link(store, "timed", "tImEd01").await;
+    let at = |ms: i64, who: &str, kind: ClickKind| NewClick {
+        id: ClickId::from(click_id(ms).as_str()),
+        channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
+        kind,
+        at: ms,
+        ..telegram_click(&link, "unused", who)
+    };
+    let t = T0 + 1_000;
+    let first = [
+        at(t, "a", ClickKind::Click),
+        at(t, "b", ClickKind::Preview),
+        at(t + 1, "a", ClickKind::Click),
+    ];
+    assert_eq!(store.insert_clicks(first.to_vec().into()).await.unwrap(), 3);
+    let second = [
+        at(t + 1, "b", ClickKind::Click),
+        at(t + 2, "c", ClickKind::Click),
+        first[2].clone(),
+    ];
+    let mut batch = second.to_vec();
+    batch.push(second[0].clone());
+    assert_eq!(store.insert_clicks(batch.clone().into()).await.unwrap(), 2);
+    assert_eq!(store.insert_clicks(batch.into()).await.unwrap(), 0, "again");
+
+    for c in first.iter().chain(&second[..2]) {
+        let found = store
+            .click_by_id(&c.id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} is stored", c.id));
+        assert_eq!(
+            (
+                &found.link_id,
+                found.kind,
+                found.at,
+                found.channel.as_deref()
+            ),
+            (&link.id, c.kind, c.at, c.channel.map(|ch| ch.as_str())),
+        );
+        assert_eq!(found.visitor, c.visitor.map(hex::encode));
+        assert_eq!(found.workspace_id, ws);
+    }
+    let never = ClickId::from(click_id(t + 1).as_str());
+    assert_eq!(store.click_by_id(&never).await.unwrap(), None);
+    let s = store
+        .stats(&ws, StatsScope::Link(link.id.clone()), StatsRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!((s.clicks, s.unique_clicks, s.previews), (4, 3, 1));
 }
 
 /// A workspace named `name` with a bot and one link, coded `code`, for click tests.

@@ -1,20 +1,19 @@
 //! SQLite's click writer: one thread with a connection of its own that writes each batch of
-//! clicks with prepared statements, a row at a time.
+//! clicks with prepared statements.
 //!
 //! Through sqlx, every statement is a message to the connection's thread and an answer back,
 //! with the batch's values built into argument lists on the threads that answer requests
 //! first: at thousands of clicks a second that was most of a click's cost. Here the request
-//! side only hands the batch over; binding and stepping happen beside SQLite, on a thread of
-//! lower priority, so redirects get the CPU first.
+//! side only hands the batch over; the work happens beside SQLite, on a thread of lower
+//! priority, so redirects get the CPU first.
 //!
-//! A batch's counts are not added to `click_counts` row by row: the batch stores them as one
-//! row of `click_count_deltas`, in its own transaction, and the writer folds the deltas into
-//! `click_counts` before statistics are read ([`ClickWriter::fold`]) and, unread, within
-//! `ConnectOptions::click_fold_every` (10 s by default) of a batch. Clicks spread over many
-//! links touch a counts row each; folded together, each row is added to once per fold,
-//! whatever the number of batches. A crash loses nothing: the deltas are committed with their clicks, and folded
-//! by the next writer. (Migration 0003 says "within a second": the interval it was written
-//! with.)
+//! A batch goes to the click log (see [`click_log`]): a row per millisecond of its click ids,
+//! with each click marked unique or not. Its counts are not added to `click_counts` then: the
+//! writer folds the log's new rows into `click_counts` before statistics are read
+//! ([`ClickWriter::fold`]) and, unread, within `ConnectOptions::click_fold_every` (10 s by
+//! default) of a batch. Clicks spread over many links touch a counts row each; folded
+//! together, each row is added to once per fold, whatever the number of batches. A crash
+//! loses nothing: the clicks are committed, and folded by the next writer.
 //!
 //! The writer opens the same database as the pool (a file; or, for an in-memory store, the
 //! same `memdb` database, which SQLite shares between the connections of a process).
@@ -24,11 +23,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+#[cfg(test)]
+use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::clicks::{CountKey, Counts, channel_of};
+use super::click_log::{self, Undecodable};
+#[cfg(test)]
+use super::clicks::CountKey;
+use super::clicks::Counts;
 use super::seen::{self, SeenVisitors};
 use super::{ClickKind, NewClick, StoreError, StoreResult, day_of};
 
@@ -43,7 +47,7 @@ pub(crate) enum Target {
 
 enum Job {
     Write(Arc<[NewClick]>, oneshot::Sender<StoreResult<u64>>),
-    /// Adds every stored delta to `click_counts`.
+    /// Adds every click not yet counted to `click_counts`.
     Fold(oneshot::Sender<StoreResult<()>>),
     /// Stops the writer: it closes its connection, answers, and ends.
     Close(oneshot::Sender<()>),
@@ -124,7 +128,7 @@ fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
         unfolded_since: None,
     };
     loop {
-        // Wait for a job; or, with deltas of this writer unfolded, until they are due.
+        // Wait for a job; or, with clicks of this writer not yet counted, until they are due.
         let job = match w.unfolded_since {
             Some(since) => match queue.recv_timeout(fold_every.saturating_sub(since.elapsed())) {
                 Ok(job) => Some(job),
@@ -161,8 +165,8 @@ fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
     }
 }
 
-/// A fold that fails is tried again later (the deltas stay); it is worth a warning, not an
-/// error for the batch that happened to trigger it.
+/// A fold that fails is tried again later (what it did not add waits); it is worth a warning,
+/// not an error for the batch that happened to trigger it.
 fn log_fold_error(result: StoreResult<()>) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "adding clicks to their counts failed; will retry");
@@ -175,7 +179,7 @@ struct Writer<'a> {
     conn: Option<Connection>,
     /// The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
     seen: SeenVisitors,
-    /// Since when a delta that this writer wrote waits to be folded.
+    /// Since when clicks that this writer wrote wait to be counted.
     unfolded_since: Option<Instant>,
 }
 
@@ -188,8 +192,8 @@ impl Writer<'_> {
         Ok(logged)
     }
 
-    /// Folds every stored delta. When that fails (counted in `CLICK_FOLD_ERRORS`), this
-    /// writer's own deltas are due again a full fold interval later, not at once (a database
+    /// Counts every click not yet counted. When that fails (counted in `CLICK_FOLD_ERRORS`),
+    /// this writer's own clicks are due again a full fold interval later, not at once (a database
     /// that cannot be written is not retried in a loop).
     fn fold(&mut self) -> StoreResult<()> {
         let result = self.guarded(|c, _| fold(c));
@@ -204,7 +208,7 @@ impl Writer<'_> {
     }
 
     /// Runs `f` on the connection (opened if need be). A panic fails this job, not the writer:
-    /// clicks stay queued for the retry, deltas stay stored, and the next job starts from a
+    /// clicks stay queued for the retry, logged clicks stay logged, and the next job starts from a
     /// fresh connection and an empty set of visitors.
     fn guarded<T>(
         &mut self,
@@ -255,12 +259,10 @@ fn open(target: &Target) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-/// Writes a batch in one transaction: each click's row (a click whose id is already stored is
-/// skipped), the visitors new on their link that day, and the batch's counts, once per link,
-/// day and channel, as one row of deltas (see [`fold`]). Returns how many clicks were logged.
-///
-/// A statement per row, prepared once: SQLite's work per row is mostly finding its place in
-/// the tree, which a statement of many rows does not save.
+/// Writes a batch in one transaction: the clicks to the log (see [`click_log`]: a click whose
+/// id is already stored is skipped), each marked unique when it is its visitor's first on its
+/// link that day, and the visitors new on their link that day. Returns how many clicks were
+/// logged. Their counts are added later, from the log (see [`fold`]).
 fn write_batch(
     conn: &mut Connection,
     clicks: &[NewClick],
@@ -270,55 +272,26 @@ fn write_batch(
         return Ok(0);
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut logged = 0;
-    let mut counts: HashMap<CountKey<'_>, Counts> = HashMap::new();
     // The visitors of this batch that were not known to be in `click_visitors`.
     let mut visitors = HashSet::new();
-    {
-        let mut log = tx.prepare_cached(
-            "INSERT INTO clicks (id, link_id, channel, kind, at, visitor) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        )?;
+    let logged = {
         let mut visit = tx.prepare_cached(
             "INSERT INTO click_visitors (day, link_id, visitor) VALUES (?1, ?2, ?3) \
              ON CONFLICT DO NOTHING",
         )?;
-        for c in clicks {
-            let link = c.link_id.as_str();
-            let channel = c.channel.map(|ch| ch.as_str());
-            let visitor = c.visitor.as_ref().map(|v| &v[..]);
-            // The first of several clicks with one id wins; so does a click already stored,
-            // which keeps a retry harmless (after a commit whose outcome was not clear, or a
-            // caller that gave up waiting).
-            let row = params![c.id.as_str(), link, channel, c.kind.as_str(), c.at, visitor];
-            if log.execute(row)? == 0 {
-                continue;
-            }
-            logged += 1;
-            let day = day_of(c.at);
-            let n = counts.entry((link, day, channel_of(c))).or_default();
-            match c.kind {
-                ClickKind::Preview => n.previews += 1,
-                ClickKind::Click => {
-                    n.clicks += 1;
-                    // A visitor's first click on a link on a day is unique. The visitors this
-                    // writer committed are known without asking (most clicks stop there); an
-                    // insert finds the others, once per batch.
-                    if let Some(v) = c.visitor
-                        && !seen.contains(day, link, &v)
-                        && visitors.insert((day, link, v))
-                        && visit.execute(params![day, link, &v[..]])? == 1
-                    {
-                        n.unique_clicks += 1;
-                    }
-                }
-            }
-        }
-    }
-    if !counts.is_empty() {
-        tx.prepare_cached("INSERT INTO click_count_deltas (counts) VALUES (?1)")?
-            .execute([encode_counts(&counts)])?;
-    }
+        click_log::log_batch(&tx, clicks, |c| {
+            // A visitor's first click on a link on a day is unique. The visitors this writer
+            // committed are known without asking (most clicks stop there); an insert finds
+            // the others, once per batch.
+            let (ClickKind::Click, Some(v)) = (c.kind, c.visitor) else {
+                return Ok(false);
+            };
+            let (day, link) = (day_of(c.at), c.link_id.as_str());
+            Ok(!seen.contains(day, link, &v)
+                && visitors.insert((day, link, v))
+                && visit.execute(params![day, link, &v[..]])? == 1)
+        })?
+    };
     tx.prepare_cached("DELETE FROM click_visitors WHERE day < ?1")?
         .execute([keep_from])?;
     tx.commit()?;
@@ -326,16 +299,104 @@ fn write_batch(
     Ok(logged)
 }
 
-/// Adds the rows of `click_count_deltas` to `click_counts` and deletes them, up to
-/// [`FOLD_ROWS`] rows to a transaction: under SQLite's write lock, so each delta is added
-/// once, whichever process folds it. Statistics call this before every read: when there is
-/// nothing to fold, it only reads, and takes no lock.
-///
-/// Most counts rows exist after a link's first click of the day: they are added to in place.
-/// Only where none exists yet is one inserted, and only for a link that still exists (a link
-/// deleted since the redirect keeps its logged clicks, unreachable as a deleted link's are,
-/// but gets no counts).
+/// Adds every click not yet counted to `click_counts`: the rows of the click log past
+/// `click_log_folded`, and rows of `click_count_deltas` left from before the log (migration
+/// 0004). Under SQLite's write lock, so each click is added once, whichever process folds it.
+/// Statistics call this before every read: when there is nothing to fold, it only reads, and
+/// takes no lock.
 fn fold(conn: &mut Connection) -> StoreResult<()> {
+    fold_deltas(conn)?;
+    fold_log(conn)
+}
+
+/// Adds the clicks of the click log's rows past `click_log_folded` to `click_counts` and moves
+/// it past them, up to [`FOLD_LOG_ROWS`] rows a transaction. A row written by a later version
+/// of botlink (during an upgrade, say) stops the fold, with an error, before it: it is that
+/// version's to count, and the rows after it wait for it too.
+fn fold_log(conn: &mut Connection) -> StoreResult<()> {
+    let pending: bool = conn
+        .prepare_cached(
+            "SELECT (SELECT seq FROM click_log_folded) \
+             < (SELECT COALESCE(MAX(seq), 0) FROM click_log)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !pending {
+        return Ok(());
+    }
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let folded: i64 = tx.query_row("SELECT seq FROM click_log_folded", [], |r| r.get(0))?;
+        let mut sums = FoldSums::default();
+        let (mut read, mut last, mut newer) = (0, folded, None);
+        {
+            let mut select = tx.prepare_cached(
+                "SELECT seq, ms, clicks FROM click_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = select.query(params![folded, FOLD_LOG_ROWS])?;
+            while let Some(row) = rows.next()? {
+                let (seq, ms): (i64, i64) = (row.get(0)?, row.get(1)?);
+                let decoded = row
+                    .get_ref(2)?
+                    .as_blob()
+                    .map_or(Err(Undecodable::Damaged), |b| click_log::decode_row(ms, b));
+                match decoded {
+                    Ok(clicks) => {
+                        for c in clicks {
+                            let n = match c.kind {
+                                ClickKind::Click => Counts {
+                                    clicks: 1,
+                                    unique_clicks: i64::from(c.unique),
+                                    previews: 0,
+                                },
+                                ClickKind::Preview => Counts {
+                                    previews: 1,
+                                    ..Counts::default()
+                                },
+                            };
+                            sums.add((c.link_id, day_of(c.at), c.channel), n);
+                        }
+                    }
+                    Err(Undecodable::Version(v)) => {
+                        newer = Some(v);
+                        break;
+                    }
+                    // Damaged: it would stop every later fold, so its clicks go uncounted, with
+                    // a trace (they stay in the log).
+                    Err(Undecodable::Damaged) => {
+                        tracing::error!(seq, "not counting an unreadable row of the click log");
+                    }
+                }
+                read += 1;
+                last = seq;
+            }
+        }
+        if last > folded {
+            add_to_counts(&tx, &sums)?;
+            tx.prepare_cached("UPDATE click_log_folded SET seq = ?1")?
+                .execute([last])?;
+            tx.commit()?;
+        }
+        if let Some(v) = newer {
+            return Err(StoreError::Writer(format!(
+                "clicks written by a later version of botlink (click log format {v}) wait \
+                 for it to count them"
+            )));
+        }
+        if read < FOLD_LOG_ROWS {
+            return Ok(());
+        }
+    }
+}
+
+/// Most rows of the click log added to the counts in one transaction: 20 s of a busy
+/// server's (a row a millisecond), so that each counts row is added to once per fold; a
+/// backlog, after folds failed for a while, is folded in several transactions, so that none
+/// holds the write lock for long.
+const FOLD_LOG_ROWS: u32 = 20_000;
+
+/// Adds the rows of `click_count_deltas` (the counts of batches written before migration
+/// 0004) to `click_counts` and deletes them, up to [`FOLD_ROWS`] rows to a transaction.
+fn fold_deltas(conn: &mut Connection) -> StoreResult<()> {
     let pending: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM click_count_deltas)")?
         .query_row([], |r| r.get(0))?;
@@ -387,22 +448,8 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
         if read == 0 {
             return Ok(());
         }
+        add_to_counts(&tx, &sums)?;
         {
-            let mut add = tx.prepare_cached(
-                "UPDATE click_counts SET clicks = clicks + ?4, \
-                 unique_clicks = unique_clicks + ?5, previews = previews + ?6 \
-                 WHERE link_id = ?1 AND day = ?2 AND channel = ?3",
-            )?;
-            let mut first = tx.prepare_cached(
-                "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
-            )?;
-            for (link, day, channel, n) in sums.rows() {
-                let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
-                if add.execute(row)? == 0 {
-                    first.execute(row)?;
-                }
-            }
             let mut delete = tx.prepare_cached("DELETE FROM click_count_deltas WHERE seq = ?1")?;
             for seq in &done {
                 delete.execute([seq])?;
@@ -416,8 +463,31 @@ fn fold(conn: &mut Connection) -> StoreResult<()> {
     }
 }
 
+/// Adds a fold's sums to `click_counts`. Most counts rows exist after a link's first click of
+/// the day: they are added to in place. Only where none exists yet is one inserted, and only
+/// for a link that still exists (a link deleted since the redirect keeps its logged clicks,
+/// unreachable as a deleted link's are, but gets no counts).
+fn add_to_counts(tx: &rusqlite::Transaction<'_>, sums: &FoldSums) -> StoreResult<()> {
+    let mut add = tx.prepare_cached(
+        "UPDATE click_counts SET clicks = clicks + ?4, \
+         unique_clicks = unique_clicks + ?5, previews = previews + ?6 \
+         WHERE link_id = ?1 AND day = ?2 AND channel = ?3",
+    )?;
+    let mut first = tx.prepare_cached(
+        "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
+    )?;
+    for (link, day, channel, n) in sums.rows() {
+        let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
+        if add.execute(row)? == 0 {
+            first.execute(row)?;
+        }
+    }
+    Ok(())
+}
+
 /// A fold's sums: by link, then (a link has a row or two) by day and channel. The keys are
-/// owned, made once per link: a row of deltas is gone once the next is read.
+/// owned, made once per link: a row of the log (or of deltas) is gone once the next is read.
 #[derive(Default)]
 struct FoldSums(hashbrown::HashMap<Box<str>, Vec<DaySum>>);
 
@@ -458,27 +528,20 @@ impl FoldSums {
     }
 }
 
-/// Most rows of deltas folded in one transaction: more than a fold interval's batches at a
-/// high rate (10 s at 67,000 clicks a second in batches of 500 is 1,340 rows), so that each
-/// counts row is added to once per fold; a backlog, after folds failed for a while, is folded
-/// in several transactions, so that none holds the write lock for long.
+/// Most rows of deltas folded in one transaction (a row was a batch's counts): more than a
+/// fold interval's batches at a high rate (10 s at 67,000 clicks a second in batches of 500 is
+/// 1,340 rows), so that a backlog is folded in several transactions, none of which holds the
+/// write lock for long.
 const FOLD_ROWS: u16 = 2_000;
-
-/// Why a row of deltas cannot be folded.
-#[derive(Debug, PartialEq)]
-enum Undecodable {
-    /// Another version's encoding.
-    Version(u8),
-    /// Not a whole encoding, or values no batch could add.
-    Damaged,
-}
 
 /// The version byte that starts an encoding of [`encode_counts`].
 const DELTAS_V1: u8 = 1;
 
-/// A batch's counts as one value: [`DELTAS_V1`], then per counts row the link id and the
+/// A batch's counts as one value, as botlink wrote them before the click log (tests write them
+/// here, as rows left by an upgrade): [`DELTAS_V1`], then per counts row the link id and the
 /// channel (each a 2-byte length and UTF-8), the day (8 bytes) and the three additions (8 bytes
 /// each), every number little-endian.
+#[cfg(test)]
 fn encode_counts(counts: &HashMap<CountKey<'_>, Counts>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + counts.len() * 64);
     out.push(DELTAS_V1);
@@ -557,6 +620,7 @@ mod tests {
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_click_counts.sql"),
             include_str!("../../migrations/sqlite/0003_click_count_deltas.sql"),
+            include_str!("../../migrations/sqlite/0004_click_log.sql"),
         ] {
             c.execute_batch(sql).unwrap();
         }
@@ -666,6 +730,166 @@ mod tests {
         fold(&mut c).unwrap();
         assert_eq!(counts_table(&c)[&key], (6, 4, 0));
         assert_eq!(deltas_left(&c), newer_rows);
+    }
+
+    /// A click at `at` with a botlink click id (timed: it goes to the log's row of its
+    /// millisecond).
+    fn timed(link: &str, at: i64, kind: ClickKind, visitor: u8) -> NewClick {
+        NewClick {
+            id: crate::util::click_id(at).as_str().into(),
+            link_id: link.into(),
+            channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
+            kind,
+            at,
+            visitor: Some([visitor; 16]),
+        }
+    }
+
+    fn log_rows(c: &Connection) -> Vec<(i64, i64)> {
+        c.prepare("SELECT ms, COUNT(*) FROM click_log GROUP BY ms ORDER BY ms")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A batch is a row per millisecond of its ids; a batch that shares a millisecond with
+    /// the one before adds a row of its own; a click already logged (a batch written again),
+    /// or twice in a batch, is logged once; the first click of a visitor on a link that day
+    /// is the unique one, in the order of the clicks' times.
+    #[test]
+    fn batches_are_logged_a_row_a_millisecond_and_each_click_once() {
+        let mut c = migrated();
+        let mut seen = SeenVisitors::default();
+        let t = 1_765_000_000_000;
+        let first = [
+            timed("lnk_a", t + 1, ClickKind::Click, 1),
+            timed("lnk_a", t, ClickKind::Click, 1),
+            timed("lnk_a", t, ClickKind::Preview, 2),
+            timed("lnk_a", t + 1, ClickKind::Click, 2),
+        ];
+        assert_eq!(write_batch(&mut c, &first, &mut seen).unwrap(), 4);
+        assert_eq!(log_rows(&c), [(t, 1), (t + 1, 1)]);
+        let again = first[3].clone();
+        let second = [
+            timed("lnk_a", t + 1, ClickKind::Click, 3),
+            again.clone(),
+            timed("lnk_a", t + 2, ClickKind::Click, 3),
+            first[0].clone(),
+        ];
+        let mut twice = second.to_vec();
+        twice.push(second[2].clone());
+        assert_eq!(write_batch(&mut c, &twice, &mut seen).unwrap(), 2);
+        assert_eq!(log_rows(&c), [(t, 1), (t + 1, 2), (t + 2, 1)]);
+        // Written again whole: nothing new.
+        assert_eq!(write_batch(&mut c, &twice, &mut seen).unwrap(), 0);
+        assert_eq!(log_rows(&c), [(t, 1), (t + 1, 2), (t + 2, 1)]);
+
+        let rows: Vec<(i64, Vec<u8>)> = c
+            .prepare("SELECT ms, clicks FROM click_log ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let logged: Vec<(String, bool)> = rows
+            .iter()
+            .flat_map(|(ms, row)| {
+                let prefix = crate::util::click_id(*ms).as_str()[..7].to_owned();
+                click_log::decode_row(*ms, row)
+                    .unwrap()
+                    .into_iter()
+                    .map(move |l| (format!("{prefix}{}", l.rest), l.unique))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Visitor 1 clicked at t first (unique), then at t + 1; visitor 2's preview is not a
+        // click, their click at t + 1 is unique; visitor 3's first is at t + 1.
+        let id = |c: &NewClick| c.id.as_str().to_owned();
+        assert_eq!(
+            logged,
+            [
+                (id(&first[1]), true),
+                (id(&first[2]), false),
+                (id(&first[0]), false),
+                (id(&first[3]), true),
+                (id(&second[0]), true),
+                (id(&second[2]), false),
+            ]
+        );
+        fold(&mut c).unwrap();
+        let day = day_of(t);
+        assert_eq!(
+            counts_table(&c),
+            Table::from_iter([
+                (("lnk_a".into(), day, "".into()), (0, 0, 1)),
+                (("lnk_a".into(), day, "telegram".into()), (5, 3, 0)),
+            ])
+        );
+    }
+
+    /// The log is added to the counts once, past what an earlier fold added, in transactions
+    /// of at most FOLD_LOG_ROWS rows; rows of deltas left from before the log are added too;
+    /// a deleted link's clicks are not counted; a damaged row is skipped.
+    #[test]
+    fn a_fold_adds_the_log_once() {
+        let mut c = migrated();
+        let mut seen = SeenVisitors::default();
+        let t = 1_765_000_000_000;
+        let day = day_of(t);
+        store_deltas(&c, &encode_counts(&one_row()));
+        let rows = i64::from(FOLD_LOG_ROWS) + 237;
+        for ms in 0..rows {
+            let batch = [
+                timed("lnk_a", t + ms, ClickKind::Click, 1),
+                timed("lnk_gone", t + ms, ClickKind::Click, 1),
+            ];
+            assert_eq!(write_batch(&mut c, &batch, &mut seen).unwrap(), 2);
+            if ms == 10 {
+                fold(&mut c).unwrap();
+                let key = ("lnk_a".to_string(), day, "telegram".to_string());
+                assert_eq!(counts_table(&c)[&key], (11, 1, 0));
+            }
+        }
+        c.execute(
+            "UPDATE click_log SET clicks = x'01ff' WHERE seq = (SELECT MAX(seq) FROM click_log)",
+            [],
+        )
+        .unwrap();
+        fold(&mut c).unwrap();
+        let want = Table::from_iter([
+            (("lnk_a".into(), day, "telegram".into()), (rows - 1, 1, 0)),
+            (("lnk_a".into(), 19_845, "telegram".into()), (3, 2, 0)),
+        ]);
+        assert_eq!(counts_table(&c), want);
+        assert_eq!(deltas_left(&c), 0);
+        fold(&mut c).unwrap();
+        assert_eq!(counts_table(&c), want, "nothing is added twice");
+    }
+
+    /// A row of a later version's format stops the fold before it, with an error: the rows
+    /// before it are added, the rest wait (for that version).
+    #[test]
+    fn a_newer_row_of_the_log_stops_the_fold_before_it() {
+        let mut c = migrated();
+        let mut seen = SeenVisitors::default();
+        let t = 1_765_000_000_000;
+        for ms in 0..3 {
+            let batch = [timed("lnk_a", t + ms, ClickKind::Click, 1)];
+            write_batch(&mut c, &batch, &mut seen).unwrap();
+        }
+        c.execute(
+            "UPDATE click_log SET clicks = x'02' WHERE seq = (SELECT MIN(seq) + 1 FROM click_log)",
+            [],
+        )
+        .unwrap();
+        let err = fold(&mut c).unwrap_err().to_string();
+        assert!(err.contains("later version"), "{err}");
+        let key = ("lnk_a".to_string(), day_of(t), "telegram".to_string());
+        assert_eq!(counts_table(&c)[&key], (1, 1, 0));
+        assert!(fold(&mut c).is_err(), "still waiting");
+        assert_eq!(counts_table(&c)[&key], (1, 1, 0));
     }
 
     /// A batch's counts with one row: 3 clicks, 2 unique, on Telegram.

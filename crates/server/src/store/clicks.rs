@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+use super::click_log::{bucket_of, decode_row};
 use super::db::{Cols, Pool, Store};
 use super::{
     BotId, Bucket, Click, ClickId, ClickKind, ClickStore, LinkCount, NONE_KEY, NewClick, Stats,
@@ -145,6 +147,55 @@ fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
         utm_medium: r.opt_text("utm_medium")?,
         utm_campaign: r.opt_text("utm_campaign")?,
     })
+}
+
+/// A click of SQLite's click log (see `click_log`), with its link's details; `None` when it is
+/// not in the log (clicks from before the log are in `clicks`) or its link was deleted.
+async fn logged_click(pool: &SqlitePool, id: &ClickId) -> StoreResult<Option<Click>> {
+    let (ms, rest) = bucket_of(id.as_str());
+    let rows: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT clicks FROM click_log WHERE ms = $1 ORDER BY seq")
+            .bind(ms)
+            .fetch_all(pool)
+            .await?;
+    let found = rows.iter().find_map(|row| {
+        let clicks = decode_row(ms, row)
+            .inspect_err(|_| tracing::warn!(ms, "a row of the click log cannot be read"))
+            .ok()?;
+        clicks.into_iter().find(|c| c.rest == rest).map(|c| {
+            let channel = (!c.channel.is_empty()).then(|| c.channel.to_owned());
+            (c.link_id.to_owned(), channel, c.kind, c.at, c.visitor)
+        })
+    });
+    let Some((link_id, channel, kind, at, visitor)) = found else {
+        return Ok(None);
+    };
+    let Some(link) = sqlx::query(
+        "SELECT workspace_id, bot_id, entry_point_id, utm_source, utm_medium, utm_campaign \
+         FROM links WHERE id = $1",
+    )
+    .bind(&link_id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        // A deleted link's clicks stay in the log, unreachable.
+        return Ok(None);
+    };
+    Ok(Some(Click {
+        id: id.clone(),
+        link_id: link_id.into(),
+        workspace_id: link.text("workspace_id")?.into(),
+        bot_id: link.text("bot_id")?.into(),
+        entry_point_id: link.opt_text("entry_point_id")?.map(Into::into),
+        channel,
+        kind,
+        at,
+        day: day_of(at),
+        visitor: visitor.map(hex::encode),
+        utm_source: link.opt_text("utm_source")?,
+        utm_medium: link.opt_text("utm_medium")?,
+        utm_campaign: link.opt_text("utm_campaign")?,
+    }))
 }
 
 /// Summing counts rows (`cc`), as BIGINT on both databases (PostgreSQL sums to NUMERIC).
@@ -331,6 +382,11 @@ impl ClickStore for Store {
     }
 
     async fn click_by_id(&self, id: &ClickId) -> StoreResult<Option<Click>> {
+        if let Pool::Sqlite(pool) = &self.pool
+            && let Some(click) = logged_click(pool, id).await?
+        {
+            return Ok(Some(click));
+        }
         with_pool!(self, pool => {
             let row = sqlx::query(
                 "SELECT c.id, c.link_id, l.workspace_id, l.bot_id, l.entry_point_id, c.channel, \

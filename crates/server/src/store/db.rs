@@ -205,6 +205,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "click count deltas",
         include_str!("../../migrations/sqlite/0003_click_count_deltas.sql"),
     ),
+    (
+        4,
+        "click log",
+        include_str!("../../migrations/sqlite/0004_click_log.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

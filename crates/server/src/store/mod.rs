@@ -29,6 +29,7 @@ macro_rules! with_pool {
 }
 
 mod bots;
+mod click_log;
 mod click_writer;
 mod clicks;
 mod db;
