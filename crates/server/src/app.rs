@@ -61,6 +61,7 @@ struct Inner {
     link_cache: RwLock<foldhash::HashMap<String, (Instant, Arc<Resolved>)>>,
     /// Today's visitor-hash salt, derived once a day rather than on every click.
     visitor_salt: Mutex<(i64, [u8; 32])>,
+    redirect_series: crate::redirect::RedirectSeries,
 }
 
 const LINK_CACHE_MAX: usize = 100_000;
@@ -97,6 +98,11 @@ impl AppState {
         &self.0.config.public_url
     }
 
+    /// The metrics series of a redirect route's 302s.
+    pub fn redirect_series(&self, route: crate::redirect::FastRoute) -> &crate::metrics::Series {
+        self.0.redirect_series.of(route)
+    }
+
     /// The short URL of a link: its slug when it has one, else its code.
     pub fn short_url(&self, code_or_slug: &str) -> String {
         format!("{}/l/{code_or_slug}", self.public_url())
@@ -122,14 +128,20 @@ impl AppState {
         crate::crypto::visitor_hash_with(&salt, ip, user_agent)
     }
 
+    /// A short link from memory, when it was looked up recently (see [`Self::resolve_link`]).
+    pub fn cached_link(&self, code: &str) -> Option<Arc<Resolved>> {
+        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
+        let cache = self.0.link_cache.read().expect("cache lock");
+        let (at, link) = cache.get(code)?;
+        (at.elapsed() < ttl).then(|| link.clone())
+    }
+
     /// Resolves a short-link code or slug, from memory when it was looked up recently.
     pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
-        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
-        if let Some((at, link)) = self.0.link_cache.read().expect("cache lock").get(code)
-            && at.elapsed() < ttl
-        {
-            return Ok(Some(link.clone()));
+        if let Some(link) = self.cached_link(code) {
+            return Ok(Some(link));
         }
+        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
         let Some(link) = self.links().link_by_code_or_slug(code).await? else {
             return Ok(None);
         };
@@ -207,6 +219,7 @@ pub async fn run(
         recorder,
         link_cache: RwLock::default(),
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
+        redirect_series: crate::redirect::RedirectSeries::default(),
     }));
     // The exporter keeps every latency sample until it is folded into its histogram, which
     // a scrape of /metrics does; fold them every second so that an unscraped server does not
@@ -313,18 +326,46 @@ struct Front {
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answer;
 
-    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Answer {
         if let Some(route) = crate::redirect::fast_route(&req) {
+            if let Some(resp) = crate::redirect::serve_fast_now(&self.state, &req, self.peer, route)
+            {
+                return Answer::Ready(Some(resp));
+            }
             let (state, peer) = (self.state.clone(), self.peer);
-            return Box::pin(async move {
+            return Answer::Pending(Box::pin(async move {
                 Ok(crate::redirect::serve_fast(state, req, peer, route).await)
-            });
+            }));
         }
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
-        Box::pin(tower::ServiceExt::oneshot(self.router.clone(), req))
+        Answer::Pending(Box::pin(tower::ServiceExt::oneshot(
+            self.router.clone(),
+            req,
+        )))
+    }
+}
+
+/// The answer to a request: ready at once (a redirect that had nothing to wait for), or a
+/// future that makes it.
+enum Answer {
+    Ready(Option<Response>),
+    Pending(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
+}
+
+impl Future for Answer {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Ready(resp) => std::task::Poll::Ready(Ok(resp.take().expect("polled once"))),
+            Answer::Pending(f) => f.as_mut().poll(cx),
+        }
     }
 }
 

@@ -14,20 +14,56 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{
     CLICK_FLUSH_ERRORS, CLICK_QUEUE_DEPTH, CLICKS_DROPPED, CLICKS_FLUSHED, CLICKS_QUEUED,
 };
-use crate::redirect::Resolved;
-use crate::store::{ClickKind, ClickStore, NewClick};
+use crate::store::{ClickKind, ClickStore, LinkId, NewClick};
 
-/// A click as it waits in the queue: small, sharing the link's details with the link cache
-/// instead of copying them (a full queue holds tens of thousands), and turned into a row by
-/// the worker, off the request path.
+/// A click as it waits in the queue, turned into a row by the worker, off the request path.
+/// It holds its link's id by value, copied while the redirect has the link at hand: the
+/// worker takes it a batch later, when the link cache's entry has long left the CPU's caches,
+/// and with 10,000 links in turn, reaching back into it cost the worker a cache miss a click.
 pub struct QueuedClick {
-    pub link: Arc<Resolved>,
+    pub link_id: QueuedLinkId,
     pub channel: Option<botlink_core::Channel>,
     pub kind: ClickKind,
     pub at: i64,
     pub id: crate::util::NewClickId,
     /// The visitor hash (hex in the row).
     pub visitor: [u8; 16],
+}
+
+/// A link id inside a [`QueuedClick`]: in place when it is as short as botlink's own (`lnk_`
+/// and 32 hex digits), else on the heap.
+pub enum QueuedLinkId {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_LINK_ID],
+    },
+    Heap(LinkId),
+}
+
+/// The longest link id a queued click holds in place.
+const INLINE_LINK_ID: usize = 40;
+
+impl QueuedLinkId {
+    pub fn new(id: &LinkId) -> Self {
+        let s = id.as_str();
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE_LINK_ID => {
+                let mut bytes = [0; INLINE_LINK_ID];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                QueuedLinkId::Inline { len, bytes }
+            }
+            _ => QueuedLinkId::Heap(id.clone()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            QueuedLinkId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str, whole")
+            }
+            QueuedLinkId::Heap(id) => id.as_str(),
+        }
+    }
 }
 
 /// Counters of this recorder (also exported as metrics).
@@ -57,6 +93,18 @@ impl ClickRecorder {
         }
     }
 
+    /// Queues a click if there is room now; gives it back when the queue is full (then
+    /// [`ClickRecorder::record`] waits for room). A click that comes after the queue has
+    /// closed (the server is stopping) is dropped and counted.
+    pub fn try_record(&self, click: QueuedClick) -> Result<(), QueuedClick> {
+        match self.tx.try_send(click) {
+            Ok(()) => self.count(true),
+            Err(mpsc::error::TrySendError::Full(click)) => return Err(click),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.count(false),
+        }
+        Ok(())
+    }
+
     /// Queues a click. When the queue is full (the writer is behind), waits up to
     /// [`FULL_WAIT`] for room, so that redirects slow down a little rather than lose clicks;
     /// then drops the click and counts the drop. Returns whether the click was queued.
@@ -68,6 +116,11 @@ impl ClickRecorder {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         };
+        self.count(queued);
+        queued
+    }
+
+    fn count(&self, queued: bool) {
         if queued {
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
             self.queued_total.increment(1);
@@ -75,7 +128,6 @@ impl ClickRecorder {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             self.dropped_total.increment(1);
         }
-        queued
     }
 }
 
@@ -186,43 +238,45 @@ async fn write(store: &dyn ClickStore, batch: &mut Vec<NewClick>, final_flush: b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SecretKey;
-    use crate::store::Link;
 
     fn click() -> QueuedClick {
-        let link = Link {
-            id: "lnk_1".into(),
-            workspace_id: "ws_1".into(),
-            bot_id: "bot_1".into(),
-            entry_point_id: None,
-            code: "abc".into(),
-            slug: None,
-            title: None,
-            channels: vec!["telegram".into()],
-            scheme: "raw".into(),
-            signed: false,
-            payload: serde_json::Value::Null,
-            deep_links: Default::default(),
-            utm: Default::default(),
-            expires_at: None,
-            max_clicks: None,
-            clicks_used: 0,
-            disabled: false,
-            created_at: 0,
-            updated_at: 0,
-        };
         QueuedClick {
-            link: Arc::new(Resolved::new(
-                link,
-                &SecretKey::generate(),
-                "http://localhost",
-            )),
+            link_id: QueuedLinkId::new(&"lnk_1".into()),
             channel: Some(botlink_core::Channel::Telegram),
             kind: ClickKind::Click,
             at: 0,
             id: crate::util::click_id(0),
             visitor: [0; 16],
         }
+    }
+
+    #[test]
+    fn a_queued_link_id_is_the_link_id() {
+        let ours = LinkId::new();
+        let long = LinkId::from("lnk_".repeat(11));
+        for id in [ours, "lnk_1".into(), "".into(), long, "é".repeat(20).into()] {
+            let queued = QueuedLinkId::new(&id);
+            assert_eq!(queued.as_str(), id.as_str());
+            let inline = matches!(queued, QueuedLinkId::Inline { .. });
+            assert_eq!(inline, id.as_str().len() <= INLINE_LINK_ID, "{id}");
+        }
+    }
+
+    #[test]
+    fn a_click_that_finds_no_room_now_is_handed_back() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let recorder = ClickRecorder::new(tx);
+        assert!(recorder.try_record(click()).is_ok());
+        assert!(
+            recorder.try_record(click()).is_err(),
+            "full: for the caller to wait"
+        );
+        assert_eq!(recorder.counters.queued.load(Ordering::Relaxed), 1);
+        assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 0);
+        // Closed (the server stops): nobody will write it; dropped and counted.
+        rx.close();
+        assert!(recorder.try_record(click()).is_ok());
+        assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

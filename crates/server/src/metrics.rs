@@ -148,7 +148,23 @@ pub async fn track(req: Request, next: Next) -> Response {
 /// Counts a request to `route` and records its latency since `started` (what [`track`] does,
 /// for requests served without the router).
 pub fn observe(route: &str, method: &Method, status: u16, started: Instant) {
-    let (requests, latency) = handles(route, method, status);
-    requests.increment(1);
-    latency.record(started.elapsed().as_secs_f64());
+    Series(handles(route, method, status)).observe(started);
+}
+
+/// The series of one route, method and status, looked up once: for the answer a hot path
+/// gives nearly every time (a redirect's 302), which then costs no lookup of its series.
+pub struct Series(Handles);
+
+impl Series {
+    /// The series, registered with the recorder of [`handle`] (installed here if need be).
+    pub fn new(route: &str, method: &Method, status: u16) -> Self {
+        handle();
+        Series(handles(route, method, status))
+    }
+
+    /// Counts a request and records its latency since `started`.
+    pub fn observe(&self, started: Instant) {
+        self.0.0.increment(1);
+        self.0.1.record(started.elapsed().as_secs_f64());
+    }
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use botlink_core::Channel;
 
 use crate::app::AppState;
-use crate::clicks::QueuedClick;
+use crate::clicks::{QueuedClick, QueuedLinkId};
 use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
@@ -220,9 +220,24 @@ struct Visitor<'a> {
     head: bool,
 }
 
+/// What a redirect reads of its request.
+struct RequestView<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+}
+
+impl<'a> From<&'a Parts> for RequestView<'a> {
+    fn from(parts: &'a Parts) -> Self {
+        RequestView {
+            method: &parts.method,
+            headers: &parts.headers,
+        }
+    }
+}
+
 /// Reads the visitor off the request: the peer's address, or behind a proxy the first
 /// `X-Forwarded-For` address (the peer's when that one does not parse).
-fn visitor<'a>(state: &AppState, req: &'a Parts, peer: SocketAddr) -> Visitor<'a> {
+fn visitor<'a>(state: &AppState, req: &RequestView<'a>, peer: SocketAddr) -> Visitor<'a> {
     let headers = &req.headers;
     let forwarded = state
         .config()
@@ -245,43 +260,65 @@ fn visitor<'a>(state: &AppState, req: &'a Parts, peer: SocketAddr) -> Visitor<'a
     }
 }
 
-/// Looks a link up and checks that it may be followed now.
+/// Looks a link up (in the link cache, else the database) and checks that it may be followed
+/// now.
 async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Response> {
-    let link = match state.resolve_link(code).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return Err(not_found()),
+    match state.resolve_link(code).await {
+        Ok(Some(l)) => followable(l).map_err(Ended::page),
+        Ok(None) => Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, "resolving a short link");
-            return Err(unavailable());
+            Err(unavailable())
         }
-    };
+    }
+}
+
+/// Why a link may not be followed now.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    SwitchedOff,
+    Expired,
+}
+
+impl Ended {
+    /// The page that says so.
+    fn page(self) -> Response {
+        gone(match self {
+            Ended::SwitchedOff => "The owner of this link has switched it off.",
+            Ended::Expired => "This link has expired.",
+        })
+    }
+}
+
+/// The link, if it may be followed now.
+fn followable(link: Arc<Resolved>) -> Result<Arc<Resolved>, Ended> {
     if link.disabled {
-        return Err(gone("The owner of this link has switched it off."));
+        return Err(Ended::SwitchedOff);
     }
     if link.expires_at.is_some_and(|t| t <= now_ms()) {
-        return Err(gone("This link has expired."));
+        return Err(Ended::Expired);
     }
     Ok(link)
 }
 
-async fn record(
+/// A click (or a preview) of `link` by `v` at `at`, ready for the queue.
+fn queued(
     state: &AppState,
-    link: &Arc<Resolved>,
+    link: &Resolved,
     channel: Option<Channel>,
     kind: ClickKind,
     v: &Visitor<'_>,
     at: i64,
     id: NewClickId,
-) {
-    let click = QueuedClick {
-        link: link.clone(),
+) -> QueuedClick {
+    QueuedClick {
+        link_id: QueuedLinkId::new(&link.id),
         channel,
         kind,
         at,
         id,
         visitor: state.visitor_hash(day_of(at), v.ip, v.user_agent),
-    };
-    state.recorder().record(click).await;
+    }
 }
 
 impl QueuedClick {
@@ -289,7 +326,7 @@ impl QueuedClick {
     pub fn into_row(self) -> NewClick {
         NewClick {
             id: ClickId::from(self.id.as_str()),
-            link_id: self.link.id.clone(),
+            link_id: LinkId::from(self.link_id.as_str()),
             channel: self.channel,
             kind: self.kind,
             at: self.at,
@@ -298,28 +335,76 @@ impl QueuedClick {
     }
 }
 
-/// A link-preview crawler's fetch: counted as a preview (HEAD as nothing), answered with the
-/// OpenGraph page.
-async fn preview(
-    state: &AppState,
-    link: &Arc<Resolved>,
-    channel: Option<Channel>,
-    v: &Visitor<'_>,
-    code: &str,
-) -> Response {
-    if !v.head {
-        let at = now_ms();
-        record(
-            state,
-            link,
-            channel,
-            ClickKind::Preview,
-            v,
-            at,
-            click_id(at),
-        )
-        .await;
+/// What following a link comes to, decided without waiting for anything.
+// Made and taken apart at once, by value: boxing the answer would cost every click an
+// allocation to spare the rare use-taking case a few bytes.
+#[allow(clippy::large_enum_variant)]
+enum Follow {
+    /// This answer, once this click (or preview), if any, is queued.
+    Answer(Response, Option<QueuedClick>),
+    /// The link caps its clicks: one of its uses must be taken (in the database) first.
+    TakeUse,
+}
+
+impl From<Response> for Follow {
+    fn from(answer: Response) -> Self {
+        Follow::Answer(answer, None)
     }
+}
+
+/// Follows `link` (which may be followed: see [`followable`]), by its short code `code` and,
+/// for `/l/{code}/{channel}`, the channel of the path; `use_taken` once a use of a capped link
+/// has been taken for this request.
+///
+/// `/l/{code}` answers the deep link of a one-channel link and the chooser page of a
+/// many-channel one; `/l/{code}/{channel}` the deep link into that channel. A link-preview
+/// crawler's fetch gets the OpenGraph page and counts as a preview (HEAD as nothing).
+fn follow(
+    state: &AppState,
+    link: &Resolved,
+    code: &str,
+    channel: Option<&str>,
+    v: &Visitor<'_>,
+    use_taken: bool,
+) -> Follow {
+    let channel = match channel {
+        None => None,
+        Some(name) => match name.parse::<Channel>() {
+            Ok(c) if link.channels.contains(&c) => Some(c),
+            _ => return not_found().into(),
+        },
+    };
+    if pages::is_crawler(v.user_agent) {
+        let preview = (!v.head).then(|| {
+            let at = now_ms();
+            queued(
+                state,
+                link,
+                channel,
+                ClickKind::Preview,
+                v,
+                at,
+                click_id(at),
+            )
+        });
+        return Follow::Answer(preview_page(state, link, code), preview);
+    }
+    match (channel, link.channels.as_slice()) {
+        (Some(one), _) | (None, &[one]) => click(state, link, one, v, use_taken),
+        (None, channels) => page(
+            StatusCode::OK,
+            pages::chooser(
+                link.title.as_deref().unwrap_or("Open the chat"),
+                code,
+                channels,
+            ),
+        )
+        .into(),
+    }
+}
+
+/// The page a link-preview crawler gets: OpenGraph tags.
+fn preview_page(state: &AppState, link: &Resolved, code: &str) -> Response {
     let title = link
         .title
         .clone()
@@ -334,13 +419,79 @@ async fn preview(
     )
 }
 
+/// Follows the link `code` (and the path's channel) as far as it can without waiting: `None`
+/// when it must wait, for the database (a link not in the link cache, a use of a capped link
+/// to take) or for room in the click queue. Then [`follow_waiting`] answers.
+fn follow_now(
+    state: &AppState,
+    code: &str,
+    channel: Option<&str>,
+    req: &RequestView<'_>,
+    peer: SocketAddr,
+) -> Option<Response> {
+    let link = match followable(state.cached_link(code)?) {
+        Ok(l) => l,
+        Err(ended) => return Some(ended.page()),
+    };
+    match follow(
+        state,
+        &link,
+        code,
+        channel,
+        &visitor(state, req, peer),
+        false,
+    ) {
+        Follow::Answer(answer, None) => Some(answer),
+        Follow::Answer(answer, Some(click)) => {
+            state.recorder().try_record(click).ok().map(|()| answer)
+        }
+        Follow::TakeUse => None,
+    }
+}
+
+/// Follows the link `code` (and the path's channel), waiting for what it must: the link's
+/// lookup, a use of a capped link, room in the click queue.
+async fn follow_waiting(
+    state: &AppState,
+    code: &str,
+    channel: Option<&str>,
+    req: &RequestView<'_>,
+    peer: SocketAddr,
+) -> Response {
+    let link = match live_link(state, code).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let v = visitor(state, req, peer);
+    let mut use_taken = false;
+    loop {
+        match follow(state, &link, code, channel, &v, use_taken) {
+            Follow::Answer(answer, click) => {
+                if let Some(click) = click {
+                    state.recorder().record(click).await;
+                }
+                return answer;
+            }
+            Follow::TakeUse => match state.links().try_consume_click(&link.id).await {
+                Ok(true) => use_taken = true,
+                Ok(false) => return gone("This link has been used as many times as it allows."),
+                Err(e) => {
+                    tracing::error!(error = %e, "counting a capped link's click");
+                    return unavailable();
+                }
+            },
+        }
+    }
+}
+
 async fn open(
     State(state): State<AppState>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    open_link(&state, &code, &req.into_parts().0, peer).await
+    let (parts, _body) = req.into_parts();
+    follow_waiting(&state, &code, None, &(&parts).into(), peer).await
 }
 
 async fn open_channel(
@@ -349,56 +500,8 @@ async fn open_channel(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    open_link_channel(&state, &code, &channel, &req.into_parts().0, peer).await
-}
-
-/// `/l/{code}`: the deep link of a one-channel link, the chooser page of a many-channel one.
-async fn open_link(state: &AppState, code: &str, req: &Parts, peer: SocketAddr) -> Response {
-    let link = match live_link(state, code).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let v = visitor(state, req, peer);
-    if pages::is_crawler(v.user_agent) {
-        return preview(state, &link, None, &v, code).await;
-    }
-    match link.channels.as_slice() {
-        [one] => click(state, &link, *one, &v).await,
-        channels => page(
-            StatusCode::OK,
-            pages::chooser(
-                link.title.as_deref().unwrap_or("Open the chat"),
-                code,
-                channels,
-            ),
-        ),
-    }
-}
-
-/// `/l/{code}/{channel}`: the deep link into one of the link's channels.
-async fn open_link_channel(
-    state: &AppState,
-    code: &str,
-    channel: &str,
-    req: &Parts,
-    peer: SocketAddr,
-) -> Response {
-    let link = match live_link(state, code).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let Some(channel) = channel
-        .parse::<Channel>()
-        .ok()
-        .filter(|c| link.channels.contains(c))
-    else {
-        return not_found();
-    };
-    let v = visitor(state, req, peer);
-    if pages::is_crawler(v.user_agent) {
-        return preview(state, &link, Some(channel), &v, code).await;
-    }
-    click(state, &link, channel, &v).await
+    let (parts, _body) = req.into_parts();
+    follow_waiting(&state, &code, Some(&channel), &(&parts).into(), peer).await
 }
 
 /// The route templates of the redirects, as the metrics label them.
@@ -440,9 +543,39 @@ pub fn fast_route<B>(req: &axum::http::Request<B>) -> Option<FastRoute> {
     }
 }
 
-/// Serves a redirect that [`fast_route`] picked, as the router would (same handlers, same
-/// answers, same metrics) without its routing and middleware: this is the path every click
-/// takes.
+/// The code and the channel (of `/l/{code}/{channel}`) of a redirect's path.
+fn code_and_channel(route: FastRoute, path: &str) -> (&str, Option<&str>) {
+    let rest = path.strip_prefix("/l/").unwrap_or_default();
+    match (route, rest.split_once('/')) {
+        (FastRoute::Channel, Some((code, channel))) => (code, Some(channel)),
+        _ => (rest, None),
+    }
+}
+
+/// Serves a redirect that [`fast_route`] picked, as the router would (same answers, same
+/// metrics) without its routing and middleware, when it can answer without waiting (see
+/// [`follow_now`]): this is the path nearly every click takes, and it allocates no future for
+/// it. `None`: [`serve_fast`] answers it.
+pub fn serve_fast_now<B>(
+    state: &AppState,
+    req: &axum::http::Request<B>,
+    peer: SocketAddr,
+    route: FastRoute,
+) -> Option<Response> {
+    let started = std::time::Instant::now();
+    let (code, channel) = code_and_channel(route, req.uri().path());
+    // The request's parts, borrowed: the visitor and the method are all that is read.
+    let parts = RequestView {
+        method: req.method(),
+        headers: req.headers(),
+    };
+    let resp = follow_now(state, code, channel, &parts, peer)?;
+    observe(state, route, req.method(), resp.status(), started);
+    Some(resp)
+}
+
+/// Serves a redirect that [`fast_route`] picked and [`serve_fast_now`] could not answer
+/// without waiting.
 pub async fn serve_fast<B>(
     state: AppState,
     req: axum::http::Request<B>,
@@ -451,42 +584,76 @@ pub async fn serve_fast<B>(
 ) -> Response {
     let started = std::time::Instant::now();
     let (req, _body) = req.into_parts();
-    let rest = req.uri.path().strip_prefix("/l/").unwrap_or_default();
-    let (resp, template) = match (route, rest.split_once('/')) {
-        (FastRoute::Channel, Some((code, channel))) => (
-            open_link_channel(&state, code, channel, &req, peer).await,
-            ROUTE_CHANNEL,
-        ),
-        _ => (open_link(&state, rest, &req, peer).await, ROUTE_OPEN),
-    };
-    crate::metrics::observe(template, &req.method, resp.status().as_u16(), started);
+    let (code, channel) = code_and_channel(route, req.uri.path());
+    let resp = follow_waiting(&state, code, channel, &(&req).into(), peer).await;
+    observe(&state, route, &req.method, resp.status(), started);
     resp
 }
 
-/// Counts a click and sends the person on to the deep link.
-async fn click(
+/// Counts a redirect route's request and its latency.
+fn observe(
     state: &AppState,
-    link: &Arc<Resolved>,
+    route: FastRoute,
+    method: &Method,
+    status: StatusCode,
+    started: std::time::Instant,
+) {
+    if status == StatusCode::FOUND && method == Method::GET {
+        state.redirect_series(route).observe(started);
+    } else {
+        let template = match route {
+            FastRoute::Open => ROUTE_OPEN,
+            FastRoute::Channel => ROUTE_CHANNEL,
+        };
+        crate::metrics::observe(template, method, status.as_u16(), started);
+    }
+}
+
+/// The metrics series of redirects that went to a messenger (`GET`, 302), by route: what
+/// [`serve_fast`] records nearly every time.
+pub struct RedirectSeries {
+    open: crate::metrics::Series,
+    channel: crate::metrics::Series,
+}
+
+impl Default for RedirectSeries {
+    fn default() -> Self {
+        let series = |route| crate::metrics::Series::new(route, &Method::GET, 302);
+        RedirectSeries {
+            open: series(ROUTE_OPEN),
+            channel: series(ROUTE_CHANNEL),
+        }
+    }
+}
+
+impl RedirectSeries {
+    pub fn of(&self, route: FastRoute) -> &crate::metrics::Series {
+        match route {
+            FastRoute::Open => &self.open,
+            FastRoute::Channel => &self.channel,
+        }
+    }
+}
+
+/// A click into `channel` of `link`: the redirect to its deep link, and the click to count
+/// (none for HEAD). A capped link's click takes a use first (see [`Follow::TakeUse`]).
+fn click(
+    state: &AppState,
+    link: &Resolved,
     channel: Channel,
     v: &Visitor<'_>,
-) -> Response {
+    use_taken: bool,
+) -> Follow {
     let Some(d) = link.targets.iter().find(|t| t.channel == channel) else {
-        return not_found();
+        return not_found().into();
     };
     let at = now_ms();
     let click_id = click_id(at);
     let target: Cow<'_, str> = if v.head {
         Cow::Borrowed(&d.url) // HEAD: no click, no click id
     } else {
-        if link.max_clicks.is_some() {
-            match state.links().try_consume_click(&link.id).await {
-                Ok(true) => {}
-                Ok(false) => return gone("This link has been used as many times as it allows."),
-                Err(e) => {
-                    tracing::error!(error = %e, "counting a capped link's click");
-                    return unavailable();
-                }
-            }
+        if link.max_clicks.is_some() && !use_taken {
+            return Follow::TakeUse;
         }
         match &d.stored {
             // The stored deep link named the bot and the visible text: rebuild it with the
@@ -514,19 +681,7 @@ async fn click(
     };
     if !pages::is_safe_target(&target, state.public_url()) {
         tracing::error!(link = %link.id, "refusing to redirect to a target outside the messengers");
-        return not_found();
-    }
-    if !v.head {
-        record(
-            state,
-            link,
-            Some(channel),
-            ClickKind::Click,
-            v,
-            at,
-            click_id,
-        )
-        .await;
+        return not_found().into();
     }
     // A per-click link becomes the header without being copied.
     let location = match target {
@@ -534,9 +689,9 @@ async fn click(
         Cow::Borrowed(url) => HeaderValue::from_str(url),
     };
     let Ok(location) = location else {
-        return not_found();
+        return not_found().into();
     };
-    (
+    let redirect = (
         StatusCode::FOUND,
         [
             (header::LOCATION, location),
@@ -547,7 +702,19 @@ async fn click(
             ),
         ],
     )
-        .into_response()
+        .into_response();
+    let click = (!v.head).then(|| {
+        queued(
+            state,
+            link,
+            Some(channel),
+            ClickKind::Click,
+            v,
+            at,
+            click_id,
+        )
+    });
+    Follow::Answer(redirect, click)
 }
 
 async fn qr_svg(State(state): State<AppState>, Path(code): Path<String>) -> Response {

@@ -949,6 +949,35 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly() {
     s.stop().await;
 }
 
+/// A click queue with room for two: a burst of redirects finds it full, waits for room
+/// instead of answering at once, and every click is counted.
+#[tokio::test]
+async fn a_full_click_queue_slows_redirects_and_loses_no_click() {
+    let s = TestServer::start_with(|c| {
+        c.click_queue = 2;
+        c.click_batch = 2;
+    })
+    .await;
+    let bot = make_bot(&s, ADMIN_KEY).await;
+    let (_, link) = s
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "channels": ["telegram"]}),
+        )
+        .await;
+    let (code, id) = (link["code"].as_str().unwrap(), link["id"].as_str().unwrap());
+    let n = 200;
+    let statuses = futures_statuses(&s, &format!("/l/{code}"), n).await;
+    assert!(
+        statuses.iter().all(|st| *st == StatusCode::FOUND),
+        "{statuses:?}"
+    );
+    let stats = clicks_reach(&s, id, n as i64).await;
+    assert_eq!(stats["clicks"], n);
+    s.stop().await;
+}
+
 /// Redirects take a short path past the router unless their path is percent-encoded (the
 /// router decodes it): both paths answer alike and count alike.
 #[tokio::test]
