@@ -849,6 +849,21 @@ async fn redirects_previews_and_their_counts() {
     s.stop().await;
 }
 
+/// A bot and a one-channel Telegram link to it, made through the API: the link's code and id.
+async fn telegram_link(s: &TestServer) -> (String, String) {
+    let bot = make_bot(s, ADMIN_KEY).await;
+    let (st, link) = s
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "channels": ["telegram"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{link}");
+    let text = |k: &str| link[k].as_str().unwrap().to_string();
+    (text("code"), text("id"))
+}
+
 async fn futures_statuses(s: &TestServer, path: &str, n: usize) -> Vec<StatusCode> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
@@ -958,22 +973,14 @@ async fn a_full_click_queue_slows_redirects_and_loses_no_click() {
         c.click_batch = 2;
     })
     .await;
-    let bot = make_bot(&s, ADMIN_KEY).await;
-    let (_, link) = s
-        .post(
-            "/api/v1/links",
-            ADMIN_KEY,
-            json!({"bot_id": bot, "channels": ["telegram"]}),
-        )
-        .await;
-    let (code, id) = (link["code"].as_str().unwrap(), link["id"].as_str().unwrap());
+    let (code, id) = telegram_link(&s).await;
     let n = 200;
     let statuses = futures_statuses(&s, &format!("/l/{code}"), n).await;
     assert!(
         statuses.iter().all(|st| *st == StatusCode::FOUND),
         "{statuses:?}"
     );
-    let stats = clicks_reach(&s, id, n as i64).await;
+    let stats = clicks_reach(&s, &id, n as i64).await;
     assert_eq!(stats["clicks"], n);
     s.stop().await;
 }
@@ -983,15 +990,8 @@ async fn a_full_click_queue_slows_redirects_and_loses_no_click() {
 #[tokio::test]
 async fn encoded_and_plain_short_paths_answer_alike() {
     let s = TestServer::start().await;
-    let bot = make_bot(&s, ADMIN_KEY).await;
-    let (_, link) = s
-        .post(
-            "/api/v1/links",
-            ADMIN_KEY,
-            json!({"bot_id": bot, "channels": ["telegram"]}),
-        )
-        .await;
-    let (code, id) = (link["code"].as_str().unwrap(), link["id"].as_str().unwrap());
+    let (code, id) = telegram_link(&s).await;
+    let (code, id) = (code.as_str(), id.as_str());
     let encoded = format!("%{:02X}{}", code.as_bytes()[0], &code[1..]);
     let paths = [
         format!("/l/{code}"),
@@ -1040,18 +1040,7 @@ async fn shutdown_flushes_queued_clicks() {
         c.click_batch = 100_000;
     })
     .await;
-    let bot = make_bot(&s, ADMIN_KEY).await;
-    let (_, link) = s
-        .post(
-            "/api/v1/links",
-            ADMIN_KEY,
-            json!({"bot_id": bot, "channels": ["telegram"]}),
-        )
-        .await;
-    let (code, id) = (
-        link["code"].as_str().unwrap().to_string(),
-        link["id"].as_str().unwrap().to_string(),
-    );
+    let (code, id) = telegram_link(&s).await;
     for _ in 0..25 {
         assert_eq!(
             follow(&s, &format!("/l/{code}"), BROWSER).await.status(),
