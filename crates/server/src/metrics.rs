@@ -45,6 +45,36 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// While the returned handle lives, a thread of its own (at a lower priority, see
+/// `util::lower_this_thread`) folds the latency samples into their histograms every second.
+///
+/// The exporter keeps every sample until it is folded, which a scrape of /metrics does too:
+/// folding them every second keeps an unscraped server from growing (8 bytes a request: at
+/// 80,000 redirects a second, 0.6 MB held at most). It takes about half a millisecond a
+/// second at 55,000 redirects a second: done by the async runtime's thread, that was a pause
+/// for every request in flight once a second, a tenth of the redirect benchmark's latency
+/// tail.
+pub fn start_upkeep() -> std::io::Result<Upkeep> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let handle = handle();
+    std::thread::Builder::new()
+        .name("botlink-metrics".into())
+        .spawn(move || {
+            crate::util::lower_this_thread();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(std::time::Duration::from_secs(1))
+            {
+                handle.run_upkeep();
+            }
+        })?;
+    Ok(Upkeep { _stop: stop })
+}
+
+/// Stops the metrics' upkeep (see [`start_upkeep`]) when dropped: its thread's channel closes.
+pub struct Upkeep {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
 /// Gives every metric its help text, and the click pipeline's counters a first value of 0, so
 /// that they are exported (and can be alerted on) before anything happens to them.
 fn describe() {

@@ -3,6 +3,30 @@
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
+/// Nice value of the threads that work beside the async runtime's: SQLite's (the click writer
+/// and sqlx's connection threads) and the metrics' upkeep. On a busy single core, a batch of
+/// clicks would otherwise take its full time slices while redirects wait behind it (a 2 ms
+/// median at half load in the redirect benchmark, against 0.5 ms with this, measured when
+/// sqlx's threads wrote the clicks). At a lower priority, they use the time that requests
+/// leave; when the click queue fills, redirects wait for room in it and so yield the CPU back
+/// (see `clicks`).
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the priority of the calling thread to [`BACKGROUND_NICE`]. Best effort, Linux only.
+pub(crate) fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    lower_thread(None);
+}
+
+/// Lowers one thread's priority: `None` for the calling thread (on Linux, PRIO_PROCESS with
+/// a thread id, or none, applies to that thread alone).
+#[cfg(target_os = "linux")]
+pub(crate) fn lower_thread(tid: Option<rustix::process::Pid>) {
+    if let Err(e) = rustix::process::setpriority_process(tid, BACKGROUND_NICE) {
+        tracing::debug!(error = %e, ?tid, "could not lower a thread's priority");
+    }
+}
+
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

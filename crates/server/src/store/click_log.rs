@@ -159,16 +159,25 @@ pub(crate) fn decode_row(ms: i64, b: &[u8]) -> Result<Vec<LoggedClick<'_>>, Unde
     Ok(clicks)
 }
 
+/// What a batch put in the log.
+pub(super) struct Logged<'a> {
+    /// The clicks logged, each with whether it was unique.
+    pub(super) clicks: Vec<(&'a NewClick, bool)>,
+    /// The rows they went to: `seq` from the first to the last (the rows of one transaction
+    /// are consecutive); `None` when nothing was logged.
+    pub(super) rows: Option<(i64, i64)>,
+}
+
 /// Writes a batch's clicks to the log in `tx`, each once: a click whose id is already stored
 /// is skipped, and so are the later ones of several with one id in the batch, which keeps a
 /// batch written again harmless (after a commit whose outcome was not clear, say). `unique`
 /// is asked of each click that is logged, in the order of their times (the batch's order
-/// within a millisecond), whether it is unique. Returns how many clicks were logged.
+/// within a millisecond), whether it is unique.
 pub(super) fn log_batch<'a>(
     tx: &Transaction<'_>,
     clicks: &'a [NewClick],
     mut unique: impl FnMut(&'a NewClick) -> StoreResult<bool>,
-) -> StoreResult<u64> {
+) -> StoreResult<Logged<'a>> {
     // By millisecond, stable: the batch's order within one.
     let mut timed: Vec<(i64, usize, &'a str)> = clicks
         .iter()
@@ -181,7 +190,10 @@ pub(super) fn log_batch<'a>(
     timed.sort_unstable_by_key(|&(ms, i, _)| (ms, i));
     let mut stored_of = tx.prepare_cached("SELECT clicks FROM click_log WHERE ms = ?1")?;
     let mut insert = tx.prepare_cached("INSERT INTO click_log (ms, clicks) VALUES (?1, ?2)")?;
-    let mut logged = 0;
+    let mut logged = Logged {
+        clicks: Vec::with_capacity(clicks.len()),
+        rows: None,
+    };
     let mut row = Vec::with_capacity(1 + 80 * 64);
     let mut stored: HashSet<String> = HashSet::new();
     let mut taken: HashSet<&'a str> = HashSet::new();
@@ -211,10 +223,12 @@ pub(super) fn log_batch<'a>(
             }
             let unique = unique(c)?;
             encode_click(&mut row, ms, rest, c, unique);
-            logged += 1;
+            logged.clicks.push((c, unique));
         }
         if row.len() > 1 {
             insert.execute(params![ms, &row])?;
+            let seq = tx.last_insert_rowid();
+            logged.rows = Some(logged.rows.map_or((seq, seq), |(first, _)| (first, seq)));
         }
     }
     Ok(logged)

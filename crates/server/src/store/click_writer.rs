@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use super::click_log::{self, Undecodable};
 #[cfg(test)]
 use super::clicks::CountKey;
-use super::clicks::Counts;
+use super::clicks::{Counts, channel_of};
 use super::seen::{self, SeenVisitors};
 use super::{ClickKind, NewClick, StoreError, StoreResult, day_of};
 
@@ -120,11 +120,11 @@ fn stopped() -> StoreError {
 }
 
 fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
-    super::db::lower_this_thread();
+    crate::util::lower_this_thread();
     let mut w = Writer {
         target,
         conn: None,
-        seen: SeenVisitors::default(),
+        kept: Kept::default(),
         unfolded_since: None,
     };
     loop {
@@ -144,7 +144,9 @@ fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
             None => log_fold_error(w.fold()),
             Some(Job::Write(clicks, reply)) => {
                 let _ = reply.send(w.write(&clicks));
-                if w.unfolded_since.is_some_and(|t| t.elapsed() >= fold_every) {
+                if w.unfolded_since.is_some_and(|t| t.elapsed() >= fold_every)
+                    || w.kept.unfolded.sums.len() > MAX_UNFOLDED
+                {
                     log_fold_error(w.fold());
                 }
             }
@@ -177,15 +179,52 @@ fn log_fold_error(result: StoreResult<()>) {
 struct Writer<'a> {
     target: &'a Target,
     conn: Option<Connection>,
-    /// The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
-    seen: SeenVisitors,
+    kept: Kept,
     /// Since when clicks that this writer wrote wait to be counted.
     unfolded_since: Option<Instant>,
 }
 
+/// What the writer keeps in memory about what it wrote, all of it also in the database: a
+/// writer that loses it (after a panic) only has more to ask of the database.
+#[derive(Default)]
+struct Kept {
+    /// The visitors this writer has committed (see `SeenVisitors`): the writer's alone.
+    seen: SeenVisitors,
+    unfolded: Unfolded,
+}
+
+/// The counts of the clicks this writer logged and has not yet added to `click_counts`, and
+/// the rows of the log they are in: when the rows past `click_log_folded` are exactly these
+/// (no other process wrote clicks since the last fold, as a rule), a fold adds these sums
+/// instead of reading the rows back.
+#[derive(Default)]
+struct Unfolded {
+    sums: FoldSums,
+    /// The rows (`seq` ranges, in the order they were written).
+    rows: Vec<(i64, i64)>,
+}
+
+impl Unfolded {
+    /// Whether these are the rows from `after` (exclusive) to `last`, every one of them.
+    fn are_the_rows(&self, after: i64, last: i64) -> bool {
+        let mut next = after + 1;
+        for &(first, end) in &self.rows {
+            if first != next {
+                return false;
+            }
+            next = end + 1;
+        }
+        next == last + 1 && !self.rows.is_empty()
+    }
+}
+
+/// Most counts rows (link, day and channel) a writer keeps unfolded before it folds: some
+/// megabytes of memory (100 bytes or so each), and a fold of a fraction of a second.
+const MAX_UNFOLDED: usize = 100_000;
+
 impl Writer<'_> {
     fn write(&mut self, clicks: &[NewClick]) -> StoreResult<u64> {
-        let logged = self.guarded(|c, seen| write_batch(c, clicks, seen))?;
+        let logged = self.guarded(|c, kept| write_batch(c, clicks, kept))?;
         if logged > 0 && self.unfolded_since.is_none() {
             self.unfolded_since = Some(Instant::now());
         }
@@ -196,7 +235,7 @@ impl Writer<'_> {
     /// this writer's own clicks are due again a full fold interval later, not at once (a database
     /// that cannot be written is not retried in a loop).
     fn fold(&mut self) -> StoreResult<()> {
-        let result = self.guarded(|c, _| fold(c));
+        let result = self.guarded(|c, kept| fold(c, &mut kept.unfolded));
         self.unfolded_since = match result {
             Ok(()) => None,
             Err(_) => {
@@ -208,22 +247,22 @@ impl Writer<'_> {
     }
 
     /// Runs `f` on the connection (opened if need be). A panic fails this job, not the writer:
-    /// clicks stay queued for the retry, logged clicks stay logged, and the next job starts from a
-    /// fresh connection and an empty set of visitors.
+    /// clicks stay queued for the retry, logged clicks stay logged, and the next job starts
+    /// from a fresh connection and nothing kept.
     fn guarded<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection, &mut SeenVisitors) -> StoreResult<T>,
+        f: impl FnOnce(&mut Connection, &mut Kept) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let (target, conn, seen) = (self.target, &mut self.conn, &mut self.seen);
+        let (target, conn, kept) = (self.target, &mut self.conn, &mut self.kept);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let c = match conn {
                 Some(c) => c,
                 None => conn.insert(open(target)?),
             };
-            f(c, seen)
+            f(c, kept)
         }))
         .unwrap_or_else(|_| {
-            *seen = SeenVisitors::default();
+            *kept = Kept::default();
             Err(StoreError::Writer(
                 "the click writer failed on a batch; it will be written again".into(),
             ))
@@ -262,12 +301,9 @@ fn open(target: &Target) -> StoreResult<Connection> {
 /// Writes a batch in one transaction: the clicks to the log (see [`click_log`]: a click whose
 /// id is already stored is skipped), each marked unique when it is its visitor's first on its
 /// link that day, and the visitors new on their link that day. Returns how many clicks were
-/// logged. Their counts are added later, from the log (see [`fold`]).
-fn write_batch(
-    conn: &mut Connection,
-    clicks: &[NewClick],
-    seen: &mut SeenVisitors,
-) -> StoreResult<u64> {
+/// logged. Their counts are added later (see [`fold`]); until then `kept` has them.
+fn write_batch(conn: &mut Connection, clicks: &[NewClick], kept: &mut Kept) -> StoreResult<u64> {
+    let seen = &kept.seen;
     let Some(keep_from) = seen::kept_from(clicks) else {
         return Ok(0);
     };
@@ -295,8 +331,27 @@ fn write_batch(
     tx.prepare_cached("DELETE FROM click_visitors WHERE day < ?1")?
         .execute([keep_from])?;
     tx.commit()?;
-    seen.extend(visitors.into_iter(), keep_from);
-    Ok(logged)
+    kept.seen.extend(visitors.into_iter(), keep_from);
+    if let Some(rows) = logged.rows {
+        kept.unfolded.rows.push(rows);
+        for &(c, unique) in &logged.clicks {
+            let n = match c.kind {
+                ClickKind::Click => Counts {
+                    clicks: 1,
+                    unique_clicks: i64::from(unique),
+                    previews: 0,
+                },
+                ClickKind::Preview => Counts {
+                    previews: 1,
+                    ..Counts::default()
+                },
+            };
+            kept.unfolded
+                .sums
+                .add((c.link_id.as_str(), day_of(c.at), channel_of(c)), n);
+        }
+    }
+    Ok(logged.clicks.len() as u64)
 }
 
 /// Adds every click not yet counted to `click_counts`: the rows of the click log past
@@ -304,8 +359,26 @@ fn write_batch(
 /// 0004). Under SQLite's write lock, so each click is added once, whichever process folds it.
 /// Statistics call this before every read: when there is nothing to fold, it only reads, and
 /// takes no lock.
-fn fold(conn: &mut Connection) -> StoreResult<()> {
+fn fold(conn: &mut Connection, unfolded: &mut Unfolded) -> StoreResult<()> {
     fold_deltas(conn)?;
+    // Taken whatever happens next: should adding them fail, the rows are in the log.
+    let mine = std::mem::take(unfolded);
+    if !mine.rows.is_empty() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (folded, last): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT seq, (SELECT COALESCE(MAX(seq), 0) FROM click_log) FROM click_log_folded",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if mine.are_the_rows(folded, last) {
+            add_to_counts(&tx, &mine.sums)?;
+            tx.prepare_cached("UPDATE click_log_folded SET seq = ?1")?
+                .execute([last])?;
+            tx.commit()?;
+            return Ok(());
+        }
+        // Another process logged clicks too, or folded some of these: the log says what to add.
+    }
     fold_log(conn)
 }
 
@@ -477,7 +550,11 @@ fn add_to_counts(tx: &rusqlite::Transaction<'_>, sums: &FoldSums) -> StoreResult
         "INSERT INTO click_counts (link_id, day, channel, clicks, unique_clicks, previews) \
          SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM links WHERE id = ?1)",
     )?;
-    for (link, day, channel, n) in sums.rows() {
+    // In the order of the counts' key: each page of the table is then read and changed once,
+    // not once per row on it.
+    let mut rows: Vec<_> = sums.rows().collect();
+    rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    for (link, day, channel, n) in rows {
         let row = params![link, day, channel, n.clicks, n.unique_clicks, n.previews];
         if add.execute(row)? == 0 {
             first.execute(row)?;
@@ -489,7 +566,11 @@ fn add_to_counts(tx: &rusqlite::Transaction<'_>, sums: &FoldSums) -> StoreResult
 /// A fold's sums: by link, then (a link has a row or two) by day and channel. The keys are
 /// owned, made once per link: a row of the log (or of deltas) is gone once the next is read.
 #[derive(Default)]
-struct FoldSums(hashbrown::HashMap<Box<str>, Vec<DaySum>>);
+struct FoldSums {
+    links: hashbrown::HashMap<Box<str>, Vec<DaySum>>,
+    /// How many sums: (link, day, channel) keys.
+    len: usize,
+}
 
 /// One link's sums of a day and a channel.
 struct DaySum {
@@ -500,7 +581,7 @@ struct DaySum {
 
 impl FoldSums {
     fn add(&mut self, (link, day, channel): DeltaKey<'_>, n: Counts) {
-        let of_link = self.0.entry_ref(link).or_default();
+        let of_link = self.links.entry_ref(link).or_default();
         match of_link
             .iter_mut()
             .find(|s| s.day == day && *s.channel == *channel)
@@ -511,16 +592,23 @@ impl FoldSums {
                 sums.unique_clicks += n.unique_clicks;
                 sums.previews += n.previews;
             }
-            None => of_link.push(DaySum {
-                day,
-                channel: channel.into(),
-                sums: n,
-            }),
+            None => {
+                of_link.push(DaySum {
+                    day,
+                    channel: channel.into(),
+                    sums: n,
+                });
+                self.len += 1;
+            }
         }
     }
 
+    fn len(&self) -> usize {
+        self.len
+    }
+
     fn rows(&self) -> impl Iterator<Item = (&str, i64, &str, &Counts)> {
-        self.0.iter().flat_map(|(link, of_link)| {
+        self.links.iter().flat_map(|(link, of_link)| {
             of_link
                 .iter()
                 .map(move |s| (&**link, s.day, &*s.channel, &s.sums))
@@ -694,10 +782,10 @@ mod tests {
             }
             store_deltas(&c, &encode_counts(&batch));
         }
-        fold(&mut c).unwrap();
+        fold(&mut c, &mut Unfolded::default()).unwrap();
         assert_eq!(counts_table(&c), want);
         assert_eq!(deltas_left(&c), 0);
-        fold(&mut c).unwrap();
+        fold(&mut c, &mut Unfolded::default()).unwrap();
         assert_eq!(counts_table(&c), want, "nothing is added twice");
     }
 
@@ -722,12 +810,12 @@ mod tests {
         store_deltas(&c, &newer);
         store_deltas(&c, &[]);
         store_deltas(&c, &good);
-        fold(&mut c).unwrap();
+        fold(&mut c, &mut Unfolded::default()).unwrap();
         let key = ("lnk_a".to_string(), 19_845, "telegram".to_string());
         assert_eq!(counts_table(&c)[&key], (6, 4, 0));
         let newer_rows = i64::from(FOLD_ROWS) * 2 + 1;
         assert_eq!(deltas_left(&c), newer_rows);
-        fold(&mut c).unwrap();
+        fold(&mut c, &mut Unfolded::default()).unwrap();
         assert_eq!(counts_table(&c)[&key], (6, 4, 0));
         assert_eq!(deltas_left(&c), newer_rows);
     }
@@ -761,7 +849,7 @@ mod tests {
     #[test]
     fn batches_are_logged_a_row_a_millisecond_and_each_click_once() {
         let mut c = migrated();
-        let mut seen = SeenVisitors::default();
+        let mut kept = Kept::default();
         let t = 1_765_000_000_000;
         let first = [
             timed("lnk_a", t + 1, ClickKind::Click, 1),
@@ -769,7 +857,7 @@ mod tests {
             timed("lnk_a", t, ClickKind::Preview, 2),
             timed("lnk_a", t + 1, ClickKind::Click, 2),
         ];
-        assert_eq!(write_batch(&mut c, &first, &mut seen).unwrap(), 4);
+        assert_eq!(write_batch(&mut c, &first, &mut kept).unwrap(), 4);
         assert_eq!(log_rows(&c), [(t, 1), (t + 1, 1)]);
         let again = first[3].clone();
         let second = [
@@ -780,10 +868,10 @@ mod tests {
         ];
         let mut twice = second.to_vec();
         twice.push(second[2].clone());
-        assert_eq!(write_batch(&mut c, &twice, &mut seen).unwrap(), 2);
+        assert_eq!(write_batch(&mut c, &twice, &mut kept).unwrap(), 2);
         assert_eq!(log_rows(&c), [(t, 1), (t + 1, 2), (t + 2, 1)]);
         // Written again whole: nothing new.
-        assert_eq!(write_batch(&mut c, &twice, &mut seen).unwrap(), 0);
+        assert_eq!(write_batch(&mut c, &twice, &mut kept).unwrap(), 0);
         assert_eq!(log_rows(&c), [(t, 1), (t + 1, 2), (t + 2, 1)]);
 
         let rows: Vec<(i64, Vec<u8>)> = c
@@ -818,15 +906,54 @@ mod tests {
                 (id(&second[2]), false),
             ]
         );
-        fold(&mut c).unwrap();
+        // Folded from what the writer kept (it wrote every row since the last fold).
+        fold(&mut c, &mut kept.unfolded).unwrap();
+        assert!(kept.unfolded.rows.is_empty());
         let day = day_of(t);
+        let want = Table::from_iter([
+            (("lnk_a".into(), day, "".into()), (0, 0, 1)),
+            (("lnk_a".into(), day, "telegram".into()), (5, 3, 0)),
+        ]);
+        assert_eq!(counts_table(&c), want);
+        // Read back from the log, the same counts.
+        c.execute_batch("DELETE FROM click_counts; UPDATE click_log_folded SET seq = 0")
+            .unwrap();
+        fold(&mut c, &mut Unfolded::default()).unwrap();
+        assert_eq!(counts_table(&c), want);
+    }
+
+    /// Two writers on one database (two processes): neither's kept sums are the whole of the
+    /// rows not yet counted, so each fold reads the log, and nothing is counted twice.
+    #[test]
+    fn writers_that_interleave_fold_from_the_log() {
+        let mut c = migrated();
+        let (mut a, mut b) = (Kept::default(), Kept::default());
+        let t = 1_765_000_000_000;
+        for ms in 0..6 {
+            let kept = if ms % 2 == 0 { &mut a } else { &mut b };
+            let batch = [timed("lnk_a", t + ms, ClickKind::Click, ms as u8)];
+            write_batch(&mut c, &batch, kept).unwrap();
+        }
+        assert!(!a.unfolded.are_the_rows(0, 6) && !b.unfolded.are_the_rows(0, 6));
+        fold(&mut c, &mut a.unfolded).unwrap();
+        let key = ("lnk_a".to_string(), day_of(t), "telegram".to_string());
+        assert_eq!(counts_table(&c)[&key], (6, 6, 0));
+        fold(&mut c, &mut b.unfolded).unwrap();
         assert_eq!(
-            counts_table(&c),
-            Table::from_iter([
-                (("lnk_a".into(), day, "".into()), (0, 0, 1)),
-                (("lnk_a".into(), day, "telegram".into()), (5, 3, 0)),
-            ])
+            counts_table(&c)[&key],
+            (6, 6, 0),
+            "b's were counted from the log"
         );
+        // Then a alone: its kept sums again.
+        write_batch(
+            &mut c,
+            &[timed("lnk_a", t + 9, ClickKind::Click, 1)],
+            &mut a,
+        )
+        .unwrap();
+        assert!(a.unfolded.are_the_rows(6, 7));
+        fold(&mut c, &mut a.unfolded).unwrap();
+        assert_eq!(counts_table(&c)[&key], (7, 6, 0));
     }
 
     /// The log is added to the counts once, past what an earlier fold added, in transactions
@@ -835,7 +962,7 @@ mod tests {
     #[test]
     fn a_fold_adds_the_log_once() {
         let mut c = migrated();
-        let mut seen = SeenVisitors::default();
+        let mut kept = Kept::default();
         let t = 1_765_000_000_000;
         let day = day_of(t);
         store_deltas(&c, &encode_counts(&one_row()));
@@ -845,9 +972,10 @@ mod tests {
                 timed("lnk_a", t + ms, ClickKind::Click, 1),
                 timed("lnk_gone", t + ms, ClickKind::Click, 1),
             ];
-            assert_eq!(write_batch(&mut c, &batch, &mut seen).unwrap(), 2);
+            assert_eq!(write_batch(&mut c, &batch, &mut kept).unwrap(), 2);
             if ms == 10 {
-                fold(&mut c).unwrap();
+                // From what the writer kept.
+                fold(&mut c, &mut kept.unfolded).unwrap();
                 let key = ("lnk_a".to_string(), day, "telegram".to_string());
                 assert_eq!(counts_table(&c)[&key], (11, 1, 0));
             }
@@ -857,14 +985,15 @@ mod tests {
             [],
         )
         .unwrap();
-        fold(&mut c).unwrap();
+        // Read back from the log (as another process would): the damaged row is skipped.
+        fold(&mut c, &mut Unfolded::default()).unwrap();
         let want = Table::from_iter([
             (("lnk_a".into(), day, "telegram".into()), (rows - 1, 1, 0)),
             (("lnk_a".into(), 19_845, "telegram".into()), (3, 2, 0)),
         ]);
         assert_eq!(counts_table(&c), want);
         assert_eq!(deltas_left(&c), 0);
-        fold(&mut c).unwrap();
+        fold(&mut c, &mut kept.unfolded).unwrap();
         assert_eq!(counts_table(&c), want, "nothing is added twice");
     }
 
@@ -873,22 +1002,27 @@ mod tests {
     #[test]
     fn a_newer_row_of_the_log_stops_the_fold_before_it() {
         let mut c = migrated();
-        let mut seen = SeenVisitors::default();
+        let mut kept = Kept::default();
         let t = 1_765_000_000_000;
         for ms in 0..3 {
             let batch = [timed("lnk_a", t + ms, ClickKind::Click, 1)];
-            write_batch(&mut c, &batch, &mut seen).unwrap();
+            write_batch(&mut c, &batch, &mut kept).unwrap();
         }
         c.execute(
             "UPDATE click_log SET clicks = x'02' WHERE seq = (SELECT MIN(seq) + 1 FROM click_log)",
             [],
         )
         .unwrap();
-        let err = fold(&mut c).unwrap_err().to_string();
+        let err = fold(&mut c, &mut Unfolded::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("later version"), "{err}");
         let key = ("lnk_a".to_string(), day_of(t), "telegram".to_string());
         assert_eq!(counts_table(&c)[&key], (1, 1, 0));
-        assert!(fold(&mut c).is_err(), "still waiting");
+        assert!(
+            fold(&mut c, &mut Unfolded::default()).is_err(),
+            "still waiting"
+        );
         assert_eq!(counts_table(&c)[&key], (1, 1, 0));
     }
 

@@ -394,29 +394,6 @@ pub(crate) fn like_escape(s: &str) -> String {
     out
 }
 
-/// Nice value of the threads that run SQLite: the click writer and sqlx's connection threads.
-/// Each runs beside the async runtime; on a busy single core, a batch of clicks would
-/// otherwise take its full time slices while redirects wait behind it (a 2 ms median at half
-/// load in the redirect benchmark, against 0.5 ms with this, measured when sqlx's threads
-/// wrote the clicks). At a lower priority, SQLite uses the time that requests leave; when the
-/// click queue fills, redirects wait for room in it and so yield the CPU back (see `clicks`).
-const SQLITE_THREAD_NICE: i32 = 10;
-
-/// Lowers the priority of the calling thread (SQLite's click writer). Best effort, Linux only.
-pub(crate) fn lower_this_thread() {
-    #[cfg(target_os = "linux")]
-    lower_thread(None);
-}
-
-/// Lowers one thread's priority: `None` for the calling thread (on Linux, PRIO_PROCESS with
-/// a thread id, or none, applies to that thread alone).
-#[cfg(target_os = "linux")]
-fn lower_thread(tid: Option<rustix::process::Pid>) {
-    if let Err(e) = rustix::process::setpriority_process(tid, SQLITE_THREAD_NICE) {
-        tracing::debug!(error = %e, ?tid, "could not lower a SQLite thread's priority");
-    }
-}
-
 /// Lowers the priority of the process's SQLite threads (sqlx names them
 /// `sqlx-sqlite-worker-N`; "comm" keeps the first 15 bytes). Best effort, Linux only.
 fn lower_sqlite_threads() {
@@ -433,7 +410,7 @@ fn lower_sqlite_threads() {
                 .to_str()
                 .and_then(|t| t.parse::<i32>().ok());
             if is_sqlite && let Some(tid) = tid {
-                lower_thread(rustix::process::Pid::from_raw(tid));
+                crate::util::lower_thread(rustix::process::Pid::from_raw(tid));
             }
         }
     }
