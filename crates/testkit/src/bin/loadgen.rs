@@ -9,9 +9,7 @@
 //!   previous answer has its latency measured from its *scheduled* send time, so a stalled
 //!   server shows up in the percentiles instead of slowing the generator down (no coordinated
 //!   omission). When the connection was idle, latency is from the actual send, and how late
-//!   the generator sent it is reported separately (`lag_*`). Requests go out at their times
-//!   to within microseconds, not in a burst at each millisecond of tokio's timer (see
-//!   `wait_until`), so the generator's thread is always busy in this mode.
+//!   the generator's own timer fired is reported separately (`lag_*`).
 //!
 //! Paths come from `--paths FILE` (one per line, taken round-robin, so every path is asked
 //! for equally) or `--path P`. Every request comes from one visitor (one user agent), unless
@@ -279,7 +277,9 @@ async fn connection(
                 if s >= end {
                     break;
                 }
-                wait_until(s).await;
+                if Instant::now() < s {
+                    tokio::time::sleep_until(s.into()).await;
+                }
                 Some(s)
             }
             None => None,
@@ -346,23 +346,6 @@ async fn connection(
         }
     }
     t
-}
-
-/// Waits until `at`, to within a few microseconds. tokio's timer fires on whole milliseconds:
-/// every request due within one went out at once, a burst each millisecond (55 requests at
-/// 55,000 a second) rather than a steady rate, and a server's latency tail was mostly how long
-/// it took to work off such bursts (measured with bare302 at 55,000 req/s: p99 1.0-1.4 ms
-/// this way, 0.34-0.71 ms paced; the generator's own lateness at p99 from 1.9 ms to 0.1 ms).
-/// So the timer only brings a request to within a millisecond of its time; from there the
-/// task yields to the others (and to the sockets) until it is due.
-async fn wait_until(at: Instant) {
-    let coarse = at.checked_sub(Duration::from_millis(1));
-    if let Some(early) = coarse.filter(|&e| Instant::now() < e) {
-        tokio::time::sleep_until(early.into()).await;
-    }
-    while Instant::now() < at {
-        tokio::task::yield_now().await;
-    }
 }
 
 /// The p-th percentile (0-100) of sorted values, nearest rank.
