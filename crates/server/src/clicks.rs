@@ -32,6 +32,7 @@ pub struct QueuedClick {
 
 /// A link id inside a [`QueuedClick`]: in place when it is as short as botlink's own (`lnk_`
 /// and 32 hex digits), else on the heap.
+#[derive(Clone)]
 pub enum QueuedLinkId {
     Inline {
         len: u8,

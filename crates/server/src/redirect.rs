@@ -26,14 +26,25 @@ use crate::util::{CLICK_ID_LEN, NewClickId, click_id, day_of, now_ms};
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
 /// the payload, which may be large), with each channel's deep link taken apart once when the
 /// link is loaded rather than on every click.
+///
+/// What nearly every click reads comes first (`repr(C)` keeps the order), in place, beside the
+/// `Arc`'s counts: over many links in turn, each pointer a click followed out of the link was
+/// a cache miss, most of what finding the link and building its redirect cost.
+#[repr(C)]
 pub struct Resolved {
+    disabled: bool,
+    /// The link's channel, when it has only one.
+    only: Option<Channel>,
+    expires_at: Option<i64>,
+    max_clicks: Option<i64>,
+    /// The link's id as a queued click holds it.
+    queued_id: QueuedLinkId,
+    /// The click template of the `only` channel's deep link, when it has one that fits.
+    only_template: Option<InlineTemplate>,
     id: LinkId,
     code: String,
     slug: Option<String>,
     title: Option<String>,
-    disabled: bool,
-    expires_at: Option<i64>,
-    max_clicks: Option<i64>,
     /// The link's channels, in the link's order.
     channels: Vec<Channel>,
     /// One per channel with a deep link.
@@ -109,10 +120,45 @@ impl ClickTemplate {
     }
 }
 
+/// A [`ClickTemplate`] held in place: the deep links of one-channel links are short.
+struct InlineTemplate {
+    len: u8,
+    at: u8,
+    bytes: [u8; INLINE_TEMPLATE],
+}
+
+/// The longest deep link an [`InlineTemplate`] holds (a Telegram link with a 32-character bot
+/// name and a click id is 78 bytes).
+const INLINE_TEMPLATE: usize = 110;
+
+impl InlineTemplate {
+    fn new(t: &ClickTemplate) -> Option<Self> {
+        let mut bytes = [0; INLINE_TEMPLATE];
+        bytes
+            .get_mut(..t.url.len())?
+            .copy_from_slice(t.url.as_bytes());
+        Some(InlineTemplate {
+            len: t.url.len().try_into().ok()?,
+            at: t.at.try_into().ok()?,
+            bytes,
+        })
+    }
+
+    fn with(&self, click_id: &str) -> String {
+        let (head, tail) = self.bytes[..usize::from(self.len)].split_at(usize::from(self.at));
+        let mut url = Vec::with_capacity(usize::from(self.len));
+        url.extend_from_slice(head);
+        url.extend_from_slice(click_id.as_bytes());
+        url.extend_from_slice(&tail[CLICK_ID_LEN..]);
+        // A template is a str split around a click id's ASCII; so the result is UTF-8 too.
+        String::from_utf8(url).expect("UTF-8 around ASCII")
+    }
+}
+
 impl Resolved {
     pub fn new(link: Link, secret: &SecretKey, public_url: &str) -> Self {
         let stored = link.scheme == "stored";
-        let targets = link
+        let targets: Vec<Target> = link
             .deep_links
             .into_iter()
             .filter_map(|(name, d)| {
@@ -151,15 +197,27 @@ impl Resolved {
                 })
             })
             .collect();
+        let channels: Vec<Channel> = link
+            .channels
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let only = match channels.as_slice() {
+            &[one] => Some(one),
+            _ => None,
+        };
+        let only_template = only.and_then(|one| {
+            let t = targets.iter().find(|t| t.channel == one)?;
+            InlineTemplate::new(t.stored.as_ref()?.template.as_ref()?)
+        });
         Self {
             key: link
                 .signed
                 .then(|| secret.signing_key(link.bot_id.as_str())),
-            channels: link
-                .channels
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect(),
+            only,
+            only_template,
+            queued_id: QueuedLinkId::new(&link.id),
+            channels,
             targets,
             id: link.id,
             code: link.code,
@@ -312,7 +370,7 @@ fn queued(
     id: NewClickId,
 ) -> QueuedClick {
     QueuedClick {
-        link_id: QueuedLinkId::new(&link.id),
+        link_id: link.queued_id.clone(),
         channel,
         kind,
         at,
@@ -370,7 +428,7 @@ fn follow(
     let channel = match channel {
         None => None,
         Some(name) => match name.parse::<Channel>() {
-            Ok(c) if link.channels.contains(&c) => Some(c),
+            Ok(c) if link.only == Some(c) || link.channels.contains(&c) => Some(c),
             _ => return not_found().into(),
         },
     };
@@ -389,14 +447,14 @@ fn follow(
         });
         return Follow::Answer(preview_page(state, link, code), preview);
     }
-    match (channel, link.channels.as_slice()) {
-        (Some(one), _) | (None, &[one]) => click(state, link, one, v, use_taken),
-        (None, channels) => page(
+    match channel.or(link.only) {
+        Some(one) => click(state, link, one, v, use_taken),
+        None => page(
             StatusCode::OK,
             pages::chooser(
                 link.title.as_deref().unwrap_or("Open the chat"),
                 code,
-                channels,
+                &link.channels,
             ),
         )
         .into(),
@@ -644,18 +702,34 @@ fn click(
     v: &Visitor<'_>,
     use_taken: bool,
 ) -> Follow {
-    let Some(d) = link.targets.iter().find(|t| t.channel == channel) else {
-        return not_found().into();
+    if v.head {
+        // No click, no click id.
+        let d = link.targets.iter().find(|t| t.channel == channel);
+        return d
+            .and_then(|d| checked_redirect(state, link, Cow::Borrowed(&d.url)))
+            .unwrap_or_else(not_found)
+            .into();
+    }
+    // The one-channel link's template, in place; else the channel's deep link.
+    let deep = match link
+        .only_template
+        .as_ref()
+        .filter(|_| link.only == Some(channel))
+    {
+        Some(t) => Ok(t),
+        None => match link.targets.iter().find(|t| t.channel == channel) {
+            Some(d) => Err(d),
+            None => return not_found().into(),
+        },
     };
+    if link.max_clicks.is_some() && !use_taken {
+        return Follow::TakeUse;
+    }
     let at = now_ms();
     let click_id = click_id(at);
-    let target: Cow<'_, str> = if v.head {
-        Cow::Borrowed(&d.url) // HEAD: no click, no click id
-    } else {
-        if link.max_clicks.is_some() && !use_taken {
-            return Follow::TakeUse;
-        }
-        match &d.stored {
+    let target: Cow<'_, str> = match deep {
+        Ok(t) => Cow::Owned(t.with(click_id.as_str())),
+        Err(d) => match &d.stored {
             // The stored deep link named the bot and the visible text: rebuild it with the
             // click id in the parameter.
             Some(parsed) => match &parsed.template {
@@ -677,44 +751,49 @@ fn click(
                 },
             },
             None => Cow::Borrowed(&d.url),
-        }
+        },
     };
+    let Some(answer) = checked_redirect(state, link, target) else {
+        return not_found().into();
+    };
+    let click = queued(
+        state,
+        link,
+        Some(channel),
+        ClickKind::Click,
+        v,
+        at,
+        click_id,
+    );
+    Follow::Answer(answer, Some(click))
+}
+
+/// The 302 to a deep link, if it goes to a messenger (see [`pages::is_safe_target`]): never
+/// an open redirect. A per-click link becomes the header without being copied.
+fn checked_redirect(state: &AppState, link: &Resolved, target: Cow<'_, str>) -> Option<Response> {
     if !pages::is_safe_target(&target, state.public_url()) {
         tracing::error!(link = %link.id, "refusing to redirect to a target outside the messengers");
-        return not_found().into();
+        return None;
     }
-    // A per-click link becomes the header without being copied.
     let location = match target {
         Cow::Owned(url) => HeaderValue::from_maybe_shared(axum::body::Bytes::from(url)),
         Cow::Borrowed(url) => HeaderValue::from_str(url),
     };
-    let Ok(location) = location else {
-        return not_found().into();
-    };
-    let redirect = (
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-        ],
-    )
-        .into_response();
-    let click = (!v.head).then(|| {
-        queued(
-            state,
-            link,
-            Some(channel),
-            ClickKind::Click,
-            v,
-            at,
-            click_id,
+    let location = location.ok()?;
+    Some(
+        (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+            ],
         )
-    });
-    Follow::Answer(redirect, click)
+            .into_response(),
+    )
 }
 
 async fn qr_svg(State(state): State<AppState>, Path(code): Path<String>) -> Response {
@@ -804,6 +883,8 @@ mod tests {
                 continue;
             };
             templated.push(channel);
+            // In place too, when it fits (they all do here).
+            let inline = InlineTemplate::new(&t).expect("a short deep link fits");
             for _ in 0..20 {
                 let id = click_id(now_ms());
                 let full = linkgen::stored_click_param("AbC123x", id.as_str(), false, &[])
@@ -811,12 +892,27 @@ mod tests {
                     .expect("a link the template was made from builds")
                     .url;
                 assert_eq!(t.with(id.as_str()), full, "{channel:?}");
+                assert_eq!(inline.with(id.as_str()), full, "{channel:?} in place");
             }
         }
         assert!(
             templated.contains(&Channel::Telegram) && templated.contains(&Channel::Viber),
             "{templated:?}"
         );
+    }
+
+    #[test]
+    fn a_template_too_long_to_hold_in_place_is_not() {
+        let long = ClickTemplate {
+            url: format!(
+                "https://t.me/{}?start=l_AbC123x_{}",
+                "b".repeat(90),
+                "0".repeat(15)
+            ),
+            at: 13 + 90 + 17,
+        };
+        assert!(long.url.len() > INLINE_TEMPLATE);
+        assert!(InlineTemplate::new(&long).is_none());
     }
 
     #[test]
