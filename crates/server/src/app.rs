@@ -68,57 +68,7 @@ const LINK_CACHE_MAX: usize = 100_000;
 
 /// A short code or slug as the link cache's key: in place when as short as a code (and most
 /// slugs), so that finding a link compares the code without reading other memory.
-#[derive(Debug, Clone)]
-enum CodeKey {
-    Inline { len: u8, bytes: [u8; INLINE_CODE] },
-    Heap(Box<str>),
-}
-
-/// The longest code or slug a [`CodeKey`] holds in place.
-const INLINE_CODE: usize = 30;
-
-impl CodeKey {
-    fn new(code: &str) -> Self {
-        match u8::try_from(code.len()) {
-            Ok(len) if code.len() <= INLINE_CODE => {
-                let mut bytes = [0; INLINE_CODE];
-                bytes[..code.len()].copy_from_slice(code.as_bytes());
-                CodeKey::Inline { len, bytes }
-            }
-            _ => CodeKey::Heap(code.into()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            CodeKey::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
-            }
-            CodeKey::Heap(code) => code,
-        }
-    }
-}
-
-// Compared and hashed as the code they hold, so that the cache is searched by `&str`.
-impl PartialEq for CodeKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for CodeKey {}
-
-impl std::hash::Hash for CodeKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<str> for CodeKey {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
+type CodeKey = crate::util::InlineStr<30>;
 
 impl AppState {
     pub fn config(&self) -> &Config {
@@ -475,37 +425,4 @@ async fn metrics() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_code_key_is_its_code_in_place_or_not() {
-        let mut cache: foldhash::HashMap<CodeKey, u32> = Default::default();
-        let long = "s".repeat(INLINE_CODE + 1);
-        for (i, code) in [
-            "Ab3dE9xQ",
-            "",
-            "spring-sale-2026",
-            &"x".repeat(INLINE_CODE),
-            &long,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let key = CodeKey::new(code);
-            assert_eq!(key.as_str(), code);
-            assert_eq!(
-                matches!(key, CodeKey::Inline { .. }),
-                code.len() <= INLINE_CODE
-            );
-            cache.insert(key, i as u32);
-        }
-        assert_eq!(cache.get("spring-sale-2026"), Some(&2));
-        assert_eq!(cache.get(long.as_str()), Some(&4));
-        assert_eq!(cache.get("Ab3dE9x"), None);
-        assert_eq!(cache.remove("Ab3dE9xQ"), Some(0));
-    }
 }

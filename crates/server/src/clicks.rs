@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{
     CLICK_FLUSH_ERRORS, CLICK_QUEUE_DEPTH, CLICKS_DROPPED, CLICKS_FLUSHED, CLICKS_QUEUED,
 };
-use crate::store::{ClickKind, ClickStore, LinkId, NewClick};
+use crate::store::{ClickKind, ClickStore, NewClick};
 
 /// A click as it waits in the queue, turned into a row by the worker, off the request path.
 /// It holds its link's id by value, copied while the redirect has the link at hand: the
@@ -32,40 +32,7 @@ pub struct QueuedClick {
 
 /// A link id inside a [`QueuedClick`]: in place when it is as short as botlink's own (`lnk_`
 /// and 32 hex digits), else on the heap.
-#[derive(Clone)]
-pub enum QueuedLinkId {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_LINK_ID],
-    },
-    Heap(LinkId),
-}
-
-/// The longest link id a queued click holds in place.
-const INLINE_LINK_ID: usize = 40;
-
-impl QueuedLinkId {
-    pub fn new(id: &LinkId) -> Self {
-        let s = id.as_str();
-        match u8::try_from(s.len()) {
-            Ok(len) if s.len() <= INLINE_LINK_ID => {
-                let mut bytes = [0; INLINE_LINK_ID];
-                bytes[..s.len()].copy_from_slice(s.as_bytes());
-                QueuedLinkId::Inline { len, bytes }
-            }
-            _ => QueuedLinkId::Heap(id.clone()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            QueuedLinkId::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str, whole")
-            }
-            QueuedLinkId::Heap(id) => id.as_str(),
-        }
-    }
-}
+pub type QueuedLinkId = crate::util::InlineStr<40>;
 
 /// Counters of this recorder (also exported as metrics).
 #[derive(Debug, Default)]
@@ -242,24 +209,12 @@ mod tests {
 
     fn click() -> QueuedClick {
         QueuedClick {
-            link_id: QueuedLinkId::new(&"lnk_1".into()),
+            link_id: QueuedLinkId::new("lnk_1"),
             channel: Some(botlink_core::Channel::Telegram),
             kind: ClickKind::Click,
             at: 0,
             id: crate::util::click_id(0),
             visitor: [0; 16],
-        }
-    }
-
-    #[test]
-    fn a_queued_link_id_is_the_link_id() {
-        let ours = LinkId::new();
-        let long = LinkId::from("lnk_".repeat(11));
-        for id in [ours, "lnk_1".into(), "".into(), long, "é".repeat(20).into()] {
-            let queued = QueuedLinkId::new(&id);
-            assert_eq!(queued.as_str(), id.as_str());
-            let inline = matches!(queued, QueuedLinkId::Inline { .. });
-            assert_eq!(inline, id.as_str().len() <= INLINE_LINK_ID, "{id}");
         }
     }
 

@@ -216,7 +216,7 @@ impl Resolved {
                 .then(|| secret.signing_key(link.bot_id.as_str())),
             only,
             only_template,
-            queued_id: QueuedLinkId::new(&link.id),
+            queued_id: QueuedLinkId::new(link.id.as_str()),
             channels,
             targets,
             id: link.id,

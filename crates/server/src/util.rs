@@ -114,6 +114,57 @@ impl NewClickId {
 /// Length of click ids; they travel inside stored-scheme parameters.
 pub const CLICK_ID_LEN: usize = 15;
 
+/// A short string held in place (up to `N` bytes), else on the heap: for ids and codes read
+/// on every click, where following a pointer to the text would be a cache miss. Compared and
+/// hashed as the `str` it holds, so that a map keyed by it is searched by `&str`.
+#[derive(Debug, Clone)]
+pub enum InlineStr<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
+    Heap(Box<str>),
+}
+
+impl<const N: usize> InlineStr<N> {
+    pub fn new(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= N => {
+                let mut bytes = [0; N];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                InlineStr::Inline { len, bytes }
+            }
+            _ => InlineStr::Heap(s.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            InlineStr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
+            }
+            InlineStr::Heap(s) => s,
+        }
+    }
+}
+
+impl<const N: usize> PartialEq for InlineStr<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for InlineStr<N> {}
+
+impl<const N: usize> std::hash::Hash for InlineStr<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl<const N: usize> std::borrow::Borrow<str> for InlineStr<N> {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// Civil date (year, month, day) for days since the epoch (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -284,6 +335,28 @@ mod tests {
         for day in [-1000, 0, 19_000, 20_413, 60_000] {
             assert_eq!(parse_day(&format_day(day)), Some(day));
         }
+    }
+
+    #[test]
+    fn an_inline_str_is_its_str_in_place_or_not() {
+        let mut map: foldhash::HashMap<InlineStr<8>, usize> = Default::default();
+        for (i, s) in ["Ab3dE9xQ", "", "é", "Ab3dE9xQ9", "a much longer one"]
+            .iter()
+            .enumerate()
+        {
+            let held = InlineStr::<8>::new(s);
+            assert_eq!(held.as_str(), *s);
+            assert_eq!(
+                matches!(held, InlineStr::Inline { .. }),
+                s.len() <= 8,
+                "{s}"
+            );
+            map.insert(held, i);
+        }
+        assert_eq!(map.get("Ab3dE9xQ9"), Some(&3));
+        assert_eq!(map.get("a much longer one"), Some(&4));
+        assert_eq!(map.get("Ab3dE9x"), None);
+        assert_eq!(map.remove("Ab3dE9xQ"), Some(0));
     }
 
     #[test]
