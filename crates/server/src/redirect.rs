@@ -158,7 +158,7 @@ impl InlineTemplate {
 impl Resolved {
     pub fn new(link: Link, secret: &SecretKey, public_url: &str) -> Self {
         let stored = link.scheme == "stored";
-        let targets: Vec<Target> = link
+        let mut targets: Vec<Target> = link
             .deep_links
             .into_iter()
             .filter_map(|(name, d)| {
@@ -206,9 +206,16 @@ impl Resolved {
             &[one] => Some(one),
             _ => None,
         };
+        // Held in place, the one channel's template need not be kept twice.
         let only_template = only.and_then(|one| {
-            let t = targets.iter().find(|t| t.channel == one)?;
-            InlineTemplate::new(t.stored.as_ref()?.template.as_ref()?)
+            let stored = targets
+                .iter_mut()
+                .find(|t| t.channel == one)?
+                .stored
+                .as_mut()?;
+            let inline = InlineTemplate::new(stored.template.as_ref()?)?;
+            stored.template = None;
+            Some(inline)
         });
         Self {
             key: link

@@ -20,14 +20,16 @@ pub(crate) fn kept_from(clicks: &[super::NewClick]) -> Option<i64> {
         .map(|last_day| last_day - 1)
 }
 
-/// Most visitors remembered (about 40 bytes each, and the link ids once each).
+/// Most visitors remembered (about 27 bytes each with the table's own, and the link ids once
+/// each).
 const MAX_VISITORS: usize = 100_000;
 
 /// Visitors seen per day and link, the links interned.
 #[derive(Default)]
 pub(crate) struct SeenVisitors {
     links: HashMap<Box<str>, u32>,
-    seen: HashSet<(i64, u32, [u8; 16])>,
+    /// (day, link, visitor): 24 bytes (a day since the epoch fits 32 bits).
+    seen: HashSet<(i32, u32, [u8; 16])>,
     /// The earliest day in `seen`.
     oldest: i64,
 }
@@ -45,6 +47,9 @@ impl std::fmt::Debug for SeenVisitors {
 impl SeenVisitors {
     /// Whether `visitor` is known to be in `click_visitors` for `link` on `day`.
     pub(crate) fn contains(&self, day: i64, link: &str, visitor: &[u8; 16]) -> bool {
+        let Ok(day) = i32::try_from(day) else {
+            return false;
+        };
         self.links
             .get(link)
             .is_some_and(|&l| self.seen.contains(&(day, l, *visitor)))
@@ -58,7 +63,7 @@ impl SeenVisitors {
         keep_from: i64,
     ) {
         if self.oldest < keep_from {
-            self.seen.retain(|&(day, _, _)| day >= keep_from);
+            self.seen.retain(|&(day, _, _)| i64::from(day) >= keep_from);
             self.oldest = keep_from;
         }
         if self.seen.len() + visitors.len() > MAX_VISITORS || self.links.len() >= MAX_VISITORS {
@@ -66,6 +71,9 @@ impl SeenVisitors {
             self.seen.clear();
         }
         for (day, link, visitor) in visitors {
+            let Ok(short_day) = i32::try_from(day) else {
+                continue;
+            };
             if day < keep_from {
                 continue;
             }
@@ -79,7 +87,7 @@ impl SeenVisitors {
                 Some(&l) => l,
                 None => *self.links.entry(link.into()).or_insert(next),
             };
-            self.seen.insert((day, l, visitor));
+            self.seen.insert((short_day, l, visitor));
         }
     }
 
