@@ -287,8 +287,11 @@ async fn serve(
             peer,
         };
         let stop = shutdown.clone();
+        let header_read_timeout = state.config().header_read_timeout;
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), front);
             let mut conn = std::pin::pin!(conn);
             // A connection that breaks (a client that goes away, a malformed request, which

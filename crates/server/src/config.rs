@@ -34,6 +34,10 @@ pub struct Config {
     /// `None`: 10 min on SQLite (one instance, which forgets a changed link at once), 2 s on
     /// PostgreSQL (other instances see a disabled or deleted link within that time).
     pub link_cache_ms: Option<u64>,
+    /// How long a client has to send a request's head, from its first byte or, on a
+    /// kept-alive connection, from the end of the last answer; then the connection is closed
+    /// (one that sends nothing, or a byte now and then, is not held open for ever).
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -52,6 +56,7 @@ impl Config {
             click_flush_ms: 50,
             behind_proxy: false,
             link_cache_ms: None,
+            header_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 

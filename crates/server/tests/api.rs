@@ -964,6 +964,58 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly() {
     s.stop().await;
 }
 
+/// A connection that sends no request head in time (nothing at all, or a byte now and then)
+/// is closed; one that asks in time is answered, and kept alive for the next request.
+#[tokio::test]
+async fn connections_that_send_no_request_in_time_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = std::time::Duration::from_millis(300);
+    let s = TestServer::start_with(|c| c.header_read_timeout = timeout).await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    // A byte every 30 ms: the head would take 0.8 s; the server closes it first.
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let mut sent = 0;
+    for b in head {
+        if trickle.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(timeout / 10).await;
+    }
+    assert!(
+        sent < head.len(),
+        "the server still read after {sent} bytes"
+    );
+    // Both are closed by the server (read returns 0, or the connection is reset).
+    for stream in [&mut silent, &mut trickle] {
+        let mut buf = [0u8; 512];
+        let read = tokio::time::timeout(timeout * 10, stream.read(&mut buf)).await;
+        let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+            || matches!(read, Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 408"));
+        assert!(closed, "{read:?}");
+    }
+    assert!(started.elapsed() >= timeout);
+    // In time: answered, twice on one connection.
+    let mut polite = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    for _ in 0..2 {
+        polite
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = polite.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        tokio::time::sleep(timeout / 2).await;
+    }
+    s.stop().await;
+}
+
 /// A click queue with room for two: a burst of redirects finds it full, waits for room
 /// instead of answering at once, and every click is counted.
 #[tokio::test]
