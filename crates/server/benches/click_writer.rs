@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botlink_server::store::{
-    self, BotId, BotStore, ClickId, ClickKind, ClickStore, ConnectOptions, LinkId, LinkStore,
-    NewBot, NewClick, NewLink, StatsRange, StatsScope, WorkspaceStore,
+    self, BotId, BotStore, ClickKind, ClickStore, ConnectOptions, LinkId, LinkStore, NewBot,
+    NewClick, NewLink, StatsRange, StatsScope, WorkspaceStore,
 };
 use botlink_server::util::{click_id, now_ms};
 use botlink_testkit::telegram_link;
@@ -144,8 +144,8 @@ async fn run(
                 let at = start + (k as f64 * spacing) as i64;
                 let v = if visitors == 0 { k } else { k % visitors };
                 NewClick {
-                    id: ClickId::from(click_id(at).as_str()),
-                    link_id: ids[k % ids.len()].clone(),
+                    id: click_id(at).as_str().into(),
+                    link_id: (&ids[k % ids.len()]).into(),
                     channel: Some(botlink_core::Channel::Telegram),
                     kind: ClickKind::Click,
                     at,

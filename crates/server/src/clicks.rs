@@ -14,25 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{
     CLICK_FLUSH_ERRORS, CLICK_QUEUE_DEPTH, CLICKS_DROPPED, CLICKS_FLUSHED, CLICKS_QUEUED,
 };
-use crate::store::{ClickKind, ClickStore, NewClick};
-
-/// A click as it waits in the queue, turned into a row by the worker, off the request path.
-/// It holds its link's id by value, copied while the redirect has the link at hand: the
-/// worker takes it a batch later, when the link cache's entry has long left the CPU's caches,
-/// and with 10,000 links in turn, reaching back into it cost the worker a cache miss a click.
-pub struct QueuedClick {
-    pub link_id: QueuedLinkId,
-    pub channel: Option<botlink_core::Channel>,
-    pub kind: ClickKind,
-    pub at: i64,
-    pub id: crate::util::NewClickId,
-    /// The visitor hash (hex in the row).
-    pub visitor: [u8; 16],
-}
-
-/// A link id inside a [`QueuedClick`]: in place when it is as short as botlink's own (`lnk_`
-/// and 32 hex digits), else on the heap.
-pub type QueuedLinkId = crate::util::InlineStr<40>;
+use crate::store::{ClickStore, NewClick};
 
 /// Counters of this recorder (also exported as metrics).
 #[derive(Debug, Default)]
@@ -44,7 +26,7 @@ pub struct ClickCounters {
 /// The handlers' side of the queue.
 #[derive(Clone)]
 pub struct ClickRecorder {
-    tx: mpsc::Sender<QueuedClick>,
+    tx: mpsc::Sender<NewClick>,
     pub counters: Arc<ClickCounters>,
     /// The exported counters, registered once rather than looked up on every click.
     queued_total: metrics::Counter,
@@ -52,7 +34,7 @@ pub struct ClickRecorder {
 }
 
 impl ClickRecorder {
-    fn new(tx: mpsc::Sender<QueuedClick>) -> Self {
+    fn new(tx: mpsc::Sender<NewClick>) -> Self {
         ClickRecorder {
             tx,
             counters: Arc::default(),
@@ -64,7 +46,7 @@ impl ClickRecorder {
     /// Queues a click if there is room now; gives it back when the queue is full (then
     /// [`ClickRecorder::record`] waits for room). A click that comes after the queue has
     /// closed (the server is stopping) is dropped and counted.
-    pub fn try_record(&self, click: QueuedClick) -> Result<(), QueuedClick> {
+    pub fn try_record(&self, click: NewClick) -> Result<(), NewClick> {
         match self.tx.try_send(click) {
             Ok(()) => self.count(true),
             Err(mpsc::error::TrySendError::Full(click)) => return Err(click),
@@ -76,7 +58,7 @@ impl ClickRecorder {
     /// Queues a click. When the queue is full (the writer is behind), waits up to
     /// [`FULL_WAIT`] for room, so that redirects slow down a little rather than lose clicks;
     /// then drops the click and counts the drop. Returns whether the click was queued.
-    pub async fn record(&self, click: QueuedClick) -> bool {
+    pub async fn record(&self, click: NewClick) -> bool {
         let queued = match self.tx.try_send(click) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(click)) => {
@@ -123,7 +105,7 @@ pub fn start(
 
 async fn run(
     store: Arc<dyn ClickStore>,
-    mut rx: mpsc::Receiver<QueuedClick>,
+    mut rx: mpsc::Receiver<NewClick>,
     settings: ClickSettings,
     stop: CancellationToken,
 ) {
@@ -136,7 +118,7 @@ async fn run(
             _ = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
-        batch.push(first.into_row());
+        batch.push(first);
         // Let a burst gather for up to `flush_after` (one timer per batch, not per click), so
         // it becomes one write; unless a full batch is already waiting.
         if rx.len() + 1 < settings.batch {
@@ -148,7 +130,7 @@ async fn run(
         }
         while batch.len() < settings.batch {
             match rx.try_recv() {
-                Ok(c) => batch.push(c.into_row()),
+                Ok(c) => batch.push(c),
                 Err(_) => break,
             }
             // This runs on the threads that answer requests: let them in now and then.
@@ -162,7 +144,7 @@ async fn run(
     // Shutting down: no new clicks arrive (the server has stopped); write what is queued.
     rx.close();
     while let Some(c) = rx.recv().await {
-        batch.push(c.into_row());
+        batch.push(c);
         if batch.len() >= settings.batch {
             write(&*store, &mut batch, true).await;
         }
@@ -206,15 +188,16 @@ async fn write(store: &dyn ClickStore, batch: &mut Vec<NewClick>, final_flush: b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ClickKind;
 
-    fn click() -> QueuedClick {
-        QueuedClick {
-            link_id: QueuedLinkId::new("lnk_1"),
+    fn click() -> NewClick {
+        NewClick {
+            id: crate::util::click_id(0).as_str().into(),
+            link_id: "lnk_1".into(),
             channel: Some(botlink_core::Channel::Telegram),
             kind: ClickKind::Click,
             at: 0,
-            id: crate::util::click_id(0),
-            visitor: [0; 16],
+            visitor: Some([0; 16]),
         }
     }
 

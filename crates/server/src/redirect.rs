@@ -16,11 +16,11 @@ use axum::routing::get;
 use botlink_core::Channel;
 
 use crate::app::AppState;
-use crate::clicks::{QueuedClick, QueuedLinkId};
+
 use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
-use crate::store::{ClickId, ClickKind, Link, LinkId, NewClick};
+use crate::store::{ClickKind, InlineClickId, InlineLinkId, Link, LinkId, NewClick};
 use crate::util::{CLICK_ID_LEN, NewClickId, click_id, day_of, now_ms};
 
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
@@ -37,8 +37,8 @@ pub struct Resolved {
     only: Option<Channel>,
     expires_at: Option<i64>,
     max_clicks: Option<i64>,
-    /// The link's id as a queued click holds it.
-    queued_id: QueuedLinkId,
+    /// The link's id as a click to record holds it.
+    queued_id: InlineLinkId,
     /// The click template of the `only` channel's deep link, when it has one that fits.
     only_template: Option<InlineTemplate>,
     id: LinkId,
@@ -223,7 +223,7 @@ impl Resolved {
                 .then(|| secret.signing_key(link.bot_id.as_str())),
             only,
             only_template,
-            queued_id: QueuedLinkId::new(link.id.as_str()),
+            queued_id: InlineLinkId::new(link.id.as_str()),
             channels,
             targets,
             id: link.id,
@@ -375,28 +375,14 @@ fn queued(
     v: &Visitor<'_>,
     at: i64,
     id: NewClickId,
-) -> QueuedClick {
-    QueuedClick {
+) -> NewClick {
+    NewClick {
+        id: InlineClickId::new(id.as_str()),
         link_id: link.queued_id.clone(),
         channel,
         kind,
         at,
-        id,
-        visitor: state.visitor_hash(day_of(at), v.ip, v.user_agent),
-    }
-}
-
-impl QueuedClick {
-    /// The click's row.
-    pub fn into_row(self) -> NewClick {
-        NewClick {
-            id: ClickId::from(self.id.as_str()),
-            link_id: LinkId::from(self.link_id.as_str()),
-            channel: self.channel,
-            kind: self.kind,
-            at: self.at,
-            visitor: Some(self.visitor),
-        }
+        visitor: Some(state.visitor_hash(day_of(at), v.ip, v.user_agent)),
     }
 }
 
@@ -406,7 +392,7 @@ impl QueuedClick {
 #[allow(clippy::large_enum_variant)]
 enum Follow {
     /// This answer, once this click (or preview), if any, is queued.
-    Answer(Response, Option<QueuedClick>),
+    Answer(Response, Option<NewClick>),
     /// The link caps its clicks: one of its uses must be taken (in the database) first.
     TakeUse,
 }

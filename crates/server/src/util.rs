@@ -145,6 +145,24 @@ impl<const N: usize> InlineStr<N> {
     }
 }
 
+impl<const N: usize> From<&str> for InlineStr<N> {
+    fn from(s: &str) -> Self {
+        InlineStr::new(s)
+    }
+}
+
+impl<const N: usize> From<String> for InlineStr<N> {
+    fn from(s: String) -> Self {
+        InlineStr::new(&s)
+    }
+}
+
+impl<const N: usize> std::fmt::Display for InlineStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl<const N: usize> PartialEq for InlineStr<N> {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()

@@ -370,7 +370,7 @@ async fn clicks_on_an_in_memory_database() {
     assert_eq!(other.workspace_by_name("mem").await.unwrap(), None);
     let (ws2, _bot, link2) = bot_with_link(&other, "mem", "mEmOrY1").await;
     let again = NewClick {
-        link_id: link2.id.clone(),
+        link_id: (&link2.id).into(),
         ..on("m1", "a")
     };
     assert_eq!(other.insert_clicks([again].into()).await.unwrap(), 1);
@@ -424,8 +424,8 @@ struct ClickSpec<'a> {
 
 fn click(c: ClickSpec<'_>) -> NewClick {
     NewClick {
-        id: ClickId::from(c.id),
-        link_id: c.link.id.clone(),
+        id: c.id.into(),
+        link_id: (&c.link.id).into(),
         channel: c.channel.map(|ch| ch.parse().expect("a channel name")),
         kind: c.kind,
         at: c.at,
@@ -1719,7 +1719,7 @@ async fn upgrade_to_the_click_log_keeps_clicks_and_waiting_counts_on_sqlite() {
     assert_eq!((found.at, found.link_id), (T0 + 6, link.id.clone()));
 
     let later = NewClick {
-        id: ClickId::from(click_id(T0 + 7).as_str()),
+        id: click_id(T0 + 7).as_str().into(),
         ..telegram_click(&link, "unused", "b")
     };
     assert_eq!(
@@ -1727,7 +1727,11 @@ async fn upgrade_to_the_click_log_keeps_clicks_and_waiting_counts_on_sqlite() {
         1
     );
     assert_eq!(link_clicks(&store, &ws, &link.id).await, (3, 2));
-    let found = store.click_by_id(&later.id).await.unwrap().expect("logged");
+    let found = store
+        .click_by_id(&ClickId::from(later.id.as_str()))
+        .await
+        .unwrap()
+        .expect("logged");
     assert_eq!(found.visitor, Some(hex::encode(visitor("b"))));
     store.close().await;
 }
@@ -1756,7 +1760,7 @@ async fn click_ids_with_their_time_on_postgres() {
 async fn click_ids_with_their_time(store: &Store) {
     let (ws, _bot, link) = bot_with_link(store, "timed", "tImEd01").await;
     let at = |ms: i64, who: &str, kind: ClickKind| NewClick {
-        id: ClickId::from(click_id(ms).as_str()),
+        id: click_id(ms).as_str().into(),
         channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
         kind,
         at: ms,
@@ -1781,7 +1785,7 @@ async fn click_ids_with_their_time(store: &Store) {
 
     for c in first.iter().chain(&second[..2]) {
         let found = store
-            .click_by_id(&c.id)
+            .click_by_id(&ClickId::from(c.id.as_str()))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{} is stored", c.id));
@@ -1876,8 +1880,8 @@ where
 
     // The same visitor again on day 2: a click, not a unique one. A new one on day 2: both.
     let later = |id: &str, v: u8| NewClick {
-        id: ClickId::from(id),
-        link_id: link.id.clone(),
+        id: id.into(),
+        link_id: (&link.id).into(),
         channel: Some(botlink_core::Channel::Telegram),
         kind: ClickKind::Click,
         at: T0 + DAY + 10,
@@ -1911,8 +1915,8 @@ async fn repeat_visitors(first: &Store, second: &Store) {
     let mut click_on = |link: &store::Link, who: &str, kind: ClickKind, at: i64| {
         n += 1;
         NewClick {
-            id: ClickId::from(format!("r{n:03}")),
-            link_id: link.id.clone(),
+            id: format!("r{n:03}").into(),
+            link_id: (&link.id).into(),
             channel: Some(botlink_core::Channel::Telegram),
             kind,
             at,
@@ -1983,8 +1987,8 @@ async fn click_batch(store: &Store, backend: &str) {
     let channels = ["telegram", "viber", "whatsapp", "messenger"];
     let batch: Vec<NewClick> = (0..N)
         .map(|i| NewClick {
-            id: ClickId::from(format!("k{i:05}")),
-            link_id: link.id.clone(),
+            id: format!("k{i:05}").into(),
+            link_id: (&link.id).into(),
             channel: Some(channels[i % 4].parse().unwrap()),
             // Every tenth is a preview.
             kind: if i % 10 == 9 {
@@ -2097,8 +2101,8 @@ async fn concurrent_writers(store: Arc<Store>) {
                         .remove(0);
                     let batch: Vec<NewClick> = (0..50)
                         .map(|i| NewClick {
-                            id: ClickId::from(format!("{code}c{i}")),
-                            link_id: link.id.clone(),
+                            id: format!("{code}c{i}").into(),
+                            link_id: (&link.id).into(),
                             channel: None,
                             kind: ClickKind::Click,
                             at: T0 + i,

@@ -237,13 +237,12 @@ pub(super) fn log_batch<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ClickId;
 
     const MS: i64 = 1_765_000_000_123;
 
     fn new_click(link: &str, kind: ClickKind, at: i64, visitor: Option<[u8; 16]>) -> NewClick {
         NewClick {
-            id: ClickId::from(crate::util::click_id(at).as_str()),
+            id: crate::util::click_id(at).as_str().into(),
             link_id: link.into(),
             channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
             kind,

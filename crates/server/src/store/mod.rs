@@ -43,9 +43,9 @@ pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
-    EntryPointPatch, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY, NewApiKey, NewBot, NewClick,
-    NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope, UnknownRole, Utm, Workspace,
-    day_of, day_to_date,
+    EntryPointPatch, InlineClickId, InlineLinkId, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY,
+    NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope,
+    UnknownRole, Utm, Workspace, day_of, day_to_date,
 };
 
 /// A storage failure.

@@ -311,11 +311,27 @@ impl FromStr for ClickKind {
     }
 }
 
+/// A click id held in place (see [`NewClick`]).
+pub type InlineClickId = crate::util::InlineStr<24>;
+
+/// A link id held in place (see [`NewClick`]).
+pub type InlineLinkId = crate::util::InlineStr<40>;
+
+impl From<&LinkId> for InlineLinkId {
+    fn from(id: &LinkId) -> Self {
+        InlineLinkId::new(id.as_str())
+    }
+}
+
 /// A click to record: what the link does not already say. The day is derived from `at`.
+///
+/// Its ids are held in place (as long as botlink's own: a click id is 15 characters, a link
+/// id 36), so that a redirect queues its click, and the queue hands a batch to the store,
+/// without an allocation a click.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClick {
-    pub id: ClickId,
-    pub link_id: LinkId,
+    pub id: InlineClickId,
+    pub link_id: InlineLinkId,
     /// The channel the person was sent to, when known.
     pub channel: Option<botlink_core::Channel>,
     pub kind: ClickKind,
