@@ -226,7 +226,7 @@ for r in "${BL_RUNS[@]}" "${BARE_RUNS[@]}"; do
     errors=$((errors + $(field "$WORK/$r.txt" errors)))
 done
 # stats_ms: how long a read of the bot's statistics takes (ms). The first after the runs adds
-# the counts that still wait as deltas (up to the fold interval's worth: 10 s of clicks).
+# the clicks not yet counted (up to the fold interval's worth: 10 s of clicks).
 stats_ms() {
     curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $ADMIN_KEY" \
         "$BL_URL/api/v1/bots/$BOT_ID/stats" | awk '{ printf "%.0f", $1 * 1000 }'

@@ -198,7 +198,8 @@ pub async fn run(
         return Err(ServeError::WeakAdminKey);
     }
     let secret = load_secret(&config)?;
-    crate::metrics::handle();
+    // Before anything that must be stopped: it fails only when no thread can be started.
+    let upkeep = crate::metrics::start_upkeep()?;
     let store = open_store(&config).await?;
     let now = crate::util::now_ms();
     let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE, now).await?.id;
@@ -225,7 +226,6 @@ pub async fn run(
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
         redirect_series: crate::redirect::RedirectSeries::default(),
     }));
-    let upkeep = crate::metrics::start_upkeep()?;
     let app = router(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "botlink is listening");
@@ -287,11 +287,11 @@ async fn serve(
             peer,
         };
         let stop = shutdown.clone();
-        let header_read_timeout = state.config().header_read_timeout;
+        let idle_timeout = state.config().idle_timeout;
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
+                .header_read_timeout(idle_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), front);
             let mut conn = std::pin::pin!(conn);
             // A connection that breaks (a client that goes away, a malformed request, which
@@ -336,7 +336,15 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
                 Ok(crate::redirect::serve_fast(state, req, peer, route).await)
             }));
         }
-        let mut req = req.map(axum::body::Body::new);
+        // A body that has not arrived whole within the deadline fails to read (a 408 from the
+        // JSON extractor): a client trickling one cannot hold a connection, or shutdown, for
+        // longer.
+        let mut req = req.map(|body| {
+            axum::body::Body::new(tower_http::timeout::DeadlineBody::new(
+                self.state.config().body_deadline,
+                body,
+            ))
+        });
         req.extensions_mut().insert(ConnectInfo(self.peer));
         Answer::Pending(Box::pin(tower::ServiceExt::oneshot(
             self.router.clone(),

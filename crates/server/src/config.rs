@@ -34,10 +34,17 @@ pub struct Config {
     /// `None`: 10 min on SQLite (one instance, which forgets a changed link at once), 2 s on
     /// PostgreSQL (other instances see a disabled or deleted link within that time).
     pub link_cache_ms: Option<u64>,
-    /// How long a client has to send a request's head, from its first byte or, on a
-    /// kept-alive connection, from the end of the last answer; then the connection is closed
-    /// (one that sends nothing, or a byte now and then, is not held open for ever).
-    pub header_read_timeout: std::time::Duration,
+    /// How long a connection may go without sending a whole request head, counted from when
+    /// the server starts reading one (the connection opened, or the last answer went out);
+    /// then it is closed. So idle kept-alive connections are closed after this, and so is a
+    /// client that sends nothing, or trickles a head's bytes. Keep it above the idle timeout of
+    /// a load balancer in front (60 s on AWS's ALB and in nginx's upstream keep-alive), or the
+    /// balancer may reuse a connection as botlink closes it.
+    pub idle_timeout: std::time::Duration,
+    /// How long a request body has to arrive whole, from the request's head; a body that has
+    /// not fails to read (the API answers 408). A megabyte (the most the API takes) in a
+    /// minute is 17 kB/s, slower than any client that means to send it.
+    pub body_deadline: std::time::Duration,
 }
 
 impl Config {
@@ -56,7 +63,8 @@ impl Config {
             click_flush_ms: 50,
             behind_proxy: false,
             link_cache_ms: None,
-            header_read_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(75),
+            body_deadline: std::time::Duration::from_secs(60),
         }
     }
 

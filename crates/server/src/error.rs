@@ -42,6 +42,8 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("the request body is too large: {0}")]
     TooLarge(String),
+    #[error("the request body did not arrive in time: send it whole, at once")]
+    Timeout,
     #[error("internal error")]
     Internal(String),
     #[error("the service is unavailable: {0}")]
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -144,10 +147,24 @@ where
                 "the body is not valid JSON: {}",
                 e.body_text()
             ))),
+            Err(JsonRejection::BytesRejection(e)) if timed_out(&e) => Err(ApiError::Timeout),
             Err(JsonRejection::BytesRejection(e)) => Err(ApiError::TooLarge(e.body_text())),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
+}
+
+/// Whether a body failed to read because its deadline passed (see `Config::body_deadline`),
+/// rather than because it was too large.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A query-string extractor whose rejections are `ApiError`s in the standard body.

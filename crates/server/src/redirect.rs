@@ -21,7 +21,7 @@ use crate::crypto::SecretKey;
 use crate::linkgen;
 use crate::pages;
 use crate::store::{ClickKind, InlineClickId, InlineLinkId, Link, LinkId, NewClick};
-use crate::util::{CLICK_ID_LEN, NewClickId, click_id, day_of, now_ms};
+use crate::util::{CLICK_ID_LEN, InlineStr, NewClickId, click_id, day_of, now_ms};
 
 /// A short link ready to follow, as the link cache keeps it: only what redirects need (not
 /// the payload, which may be large), with each channel's deep link taken apart once when the
@@ -122,9 +122,8 @@ impl ClickTemplate {
 
 /// A [`ClickTemplate`] held in place: the deep links of one-channel links are short.
 struct InlineTemplate {
-    len: u8,
+    url: InlineStr<INLINE_TEMPLATE>,
     at: u8,
-    bytes: [u8; INLINE_TEMPLATE],
 }
 
 /// The longest deep link an [`InlineTemplate`] holds (a Telegram link with a 32-character bot
@@ -132,26 +131,22 @@ struct InlineTemplate {
 const INLINE_TEMPLATE: usize = 110;
 
 impl InlineTemplate {
+    /// `None` when the deep link is too long to hold in place.
     fn new(t: &ClickTemplate) -> Option<Self> {
-        let mut bytes = [0; INLINE_TEMPLATE];
-        bytes
-            .get_mut(..t.url.len())?
-            .copy_from_slice(t.url.as_bytes());
+        if t.url.len() > INLINE_TEMPLATE {
+            return None;
+        }
         Some(InlineTemplate {
-            len: t.url.len().try_into().ok()?,
+            url: InlineStr::new(&t.url),
             at: t.at.try_into().ok()?,
-            bytes,
         })
     }
 
     fn with(&self, click_id: &str) -> String {
-        let (head, tail) = self.bytes[..usize::from(self.len)].split_at(usize::from(self.at));
-        let mut url = Vec::with_capacity(usize::from(self.len));
-        url.extend_from_slice(head);
-        url.extend_from_slice(click_id.as_bytes());
-        url.extend_from_slice(&tail[CLICK_ID_LEN..]);
-        // A template is a str split around a click id's ASCII; so the result is UTF-8 too.
-        String::from_utf8(url).expect("UTF-8 around ASCII")
+        let url = self.url.as_str();
+        let at = usize::from(self.at);
+        // The click id's place is ASCII (it held one): both ends are char boundaries.
+        [&url[..at], click_id, &url[at + CLICK_ID_LEN..]].concat()
     }
 }
 
@@ -421,6 +416,7 @@ fn follow(
     let channel = match channel {
         None => None,
         Some(name) => match name.parse::<Channel>() {
+            // A one-channel link's channel is in place: its list would be a cache miss more.
             Ok(c) if link.only == Some(c) || link.channels.contains(&c) => Some(c),
             _ => return not_found().into(),
         },

@@ -964,17 +964,28 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly() {
     s.stop().await;
 }
 
-/// A connection that sends no request head in time (nothing at all, or a byte now and then)
-/// is closed; one that asks in time is answered, and kept alive for the next request.
+/// Reads until the server closes `stream` (end of stream, a reset, or a 408 before it), within
+/// `within`; false when it is still open then.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(within, stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 408"),
+        Err(_) => false,
+    }
+}
+
+/// A connection that sends no whole request head in time (nothing at all, a byte now and
+/// then, or nothing more after an answer) is closed; one that asks in time is answered.
 #[tokio::test]
 async fn connections_that_send_no_request_in_time_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let timeout = std::time::Duration::from_millis(300);
-    let s = TestServer::start_with(|c| c.header_read_timeout = timeout).await;
-    let started = std::time::Instant::now();
+    let s = TestServer::start_with(|c| c.idle_timeout = timeout).await;
     let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let mut trickle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    // A byte every 30 ms: the head would take 0.8 s; the server closes it first.
+    // A byte every 30 ms: the head would take a second; the server closes it first.
     let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
     let mut sent = 0;
     for b in head {
@@ -988,16 +999,10 @@ async fn connections_that_send_no_request_in_time_are_closed() {
         sent < head.len(),
         "the server still read after {sent} bytes"
     );
-    // Both are closed by the server (read returns 0, or the connection is reset).
-    for stream in [&mut silent, &mut trickle] {
-        let mut buf = [0u8; 512];
-        let read = tokio::time::timeout(timeout * 10, stream.read(&mut buf)).await;
-        let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)))
-            || matches!(read, Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 408"));
-        assert!(closed, "{read:?}");
-    }
-    assert!(started.elapsed() >= timeout);
-    // In time: answered, twice on one connection.
+    assert!(closed_by_server(&mut silent, timeout * 10).await);
+    assert!(closed_by_server(&mut trickle, timeout * 10).await);
+
+    // In time: answered, twice on one connection; then, idle, it is closed.
     let mut polite = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     for _ in 0..2 {
         polite
@@ -1006,13 +1011,87 @@ async fn connections_that_send_no_request_in_time_are_closed() {
             .unwrap();
         let mut buf = [0u8; 512];
         let n = polite.read(&mut buf).await.unwrap();
-        assert!(
-            buf[..n].starts_with(b"HTTP/1.1 200"),
-            "{:?}",
-            String::from_utf8_lossy(&buf[..n])
-        );
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         tokio::time::sleep(timeout / 2).await;
     }
+    assert!(
+        !closed_by_server(&mut polite, timeout / 4).await,
+        "still open within the timeout"
+    );
+    assert!(
+        closed_by_server(&mut polite, timeout * 10).await,
+        "closed once idle"
+    );
+    s.stop().await;
+}
+
+/// A request body that does not arrive whole by the deadline is a 408 with the error body,
+/// and holds up neither the connection nor the server's shutdown.
+#[tokio::test]
+async fn a_body_that_trickles_past_its_deadline_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = std::time::Duration::from_millis(300);
+    let s = TestServer::start_with(|c| c.body_deadline = deadline).await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /api/v1/bots HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // A byte every 50 ms: the body would take five seconds.
+    let trickle = async move {
+        for _ in 0..99 {
+            tokio::time::sleep(deadline / 6).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let read = async {
+        let mut buf = [0u8; 1024];
+        let n = reader.read(&mut buf).await.unwrap_or(0);
+        buf[..n].to_vec()
+    };
+    let answer = tokio::select! {
+        answer = read => answer,
+        _ = trickle => Vec::new(),
+    };
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() < deadline * 10);
+    let stopping = std::time::Instant::now();
+    s.stop().await;
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// A link that expires while the link cache holds it is refused from the cache: the answer
+/// without a database lookup checks the expiry too.
+#[tokio::test]
+async fn a_link_that_expires_in_the_cache_is_gone() {
+    let s = TestServer::start().await;
+    let bot = make_bot(&s, ADMIN_KEY).await;
+    let expires = botlink_server::util::now_ms() + 1_500;
+    let (st, link) = s
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "channels": ["telegram"],
+                   "expires_at": botlink_server::util::format_rfc3339(expires)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{link}");
+    let path = format!("/l/{}", link["code"].as_str().unwrap());
+    // Looked up, then served from the cache.
+    for _ in 0..2 {
+        assert_eq!(follow(&s, &path, BROWSER).await.status(), StatusCode::FOUND);
+    }
+    let wait = expires - botlink_server::util::now_ms() + 50;
+    tokio::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64)).await;
+    assert_eq!(follow(&s, &path, BROWSER).await.status(), StatusCode::GONE);
     s.stop().await;
 }
 

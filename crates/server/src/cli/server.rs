@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// 2000 on PostgreSQL, where other instances may change links).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
     pub link_cache_ms: Option<u64>,
+    /// Seconds a connection may go without sending a whole request head (counted from when it
+    /// opened or from the last answer); then it is closed. Keep it above the idle timeout of a
+    /// load balancer in front (60 s on AWS ALB and in nginx's upstream keep-alive).
+    #[arg(long, env = "BOTLINK_IDLE_TIMEOUT", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
     /// Take the client address from X-Forwarded-For (only behind a proxy you trust).
     #[arg(long, env = "BOTLINK_BEHIND_PROXY")]
     pub behind_proxy: bool,
@@ -194,6 +200,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.click_batch = usize::from(args.click_batch);
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
+    config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen_addr())
             .await

@@ -13,6 +13,7 @@
 use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Transaction, params};
 
+use super::clicks::channel_of;
 use super::{ClickKind, NewClick, StoreResult};
 use crate::util::{CLICK_TIME_LEN, click_id_time};
 
@@ -60,8 +61,7 @@ const UNIQUE: u8 = 2;
 
 /// Whether a click's texts fit their length bytes (those of every id botlink makes do).
 fn fits(rest: &str, c: &NewClick) -> bool {
-    let channel = c.channel.map_or("", |ch| ch.as_str());
-    [rest, c.link_id.as_str(), channel]
+    [rest, c.link_id.as_str(), channel_of(c)]
         .iter()
         .all(|t| t.len() <= usize::from(u8::MAX))
 }
@@ -71,8 +71,7 @@ fn fits(rest: &str, c: &NewClick) -> bool {
 /// preview, else a click; 2: unique), its time as a signed LEB128 distance from `ms` (a byte,
 /// as a rule), and its visitor (a length byte, 0 or 16, and the hash).
 fn encode_click(out: &mut Vec<u8>, ms: i64, rest: &str, c: &NewClick, unique: bool) {
-    let channel = c.channel.map_or("", |ch| ch.as_str());
-    for t in [rest, c.link_id.as_str(), channel] {
+    for t in [rest, c.link_id.as_str(), channel_of(c)] {
         out.push(u8::try_from(t.len()).expect("a click that fits"));
         out.extend_from_slice(t.as_bytes());
     }
@@ -98,13 +97,15 @@ fn encode_click(out: &mut Vec<u8>, ms: i64, rest: &str, c: &NewClick, unique: bo
     }
 }
 
+/// The first `n` bytes of `b`, which moves past them; `None` when there are fewer.
+pub(super) fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = b.split_at_checked(n)?;
+    *b = rest;
+    Some(head)
+}
+
 /// Reads a row of millisecond `ms` of the log, all of it or nothing.
 pub(crate) fn decode_row(ms: i64, b: &[u8]) -> Result<Vec<LoggedClick<'_>>, Undecodable> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = b.split_at_checked(n)?;
-        *b = rest;
-        Some(head)
-    }
     fn text<'a>(b: &mut &'a [u8]) -> Option<&'a str> {
         let len = *take(b, 1)?.first()?;
         std::str::from_utf8(take(b, usize::from(len))?).ok()

@@ -29,7 +29,7 @@ use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::click_log::{self, Undecodable};
+use super::click_log::{self, Undecodable, take};
 #[cfg(test)]
 use super::clicks::CountKey;
 use super::clicks::{Counts, channel_of};
@@ -335,17 +335,7 @@ fn write_batch(conn: &mut Connection, clicks: &[NewClick], kept: &mut Kept) -> S
     if let Some(rows) = logged.rows {
         kept.unfolded.rows.push(rows);
         for &(c, unique) in &logged.clicks {
-            let n = match c.kind {
-                ClickKind::Click => Counts {
-                    clicks: 1,
-                    unique_clicks: i64::from(unique),
-                    previews: 0,
-                },
-                ClickKind::Preview => Counts {
-                    previews: 1,
-                    ..Counts::default()
-                },
-            };
+            let n = Counts::of(c.kind, unique);
             kept.unfolded
                 .sums
                 .add((c.link_id.as_str(), day_of(c.at), channel_of(c)), n);
@@ -415,17 +405,7 @@ fn fold_log(conn: &mut Connection) -> StoreResult<()> {
                 match decoded {
                     Ok(clicks) => {
                         for c in clicks {
-                            let n = match c.kind {
-                                ClickKind::Click => Counts {
-                                    clicks: 1,
-                                    unique_clicks: i64::from(c.unique),
-                                    previews: 0,
-                                },
-                                ClickKind::Preview => Counts {
-                                    previews: 1,
-                                    ..Counts::default()
-                                },
-                            };
+                            let n = Counts::of(c.kind, c.unique);
                             sums.add((c.link_id, day_of(c.at), c.channel), n);
                         }
                     }
@@ -655,11 +635,6 @@ type DeltaKey<'a> = (&'a str, i64, &'a str);
 
 /// Reads an encoding of [`encode_counts`], all of it or nothing.
 fn decode_counts(mut b: &[u8]) -> Result<Vec<(DeltaKey<'_>, Counts)>, Undecodable> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = b.split_at_checked(n)?;
-        *b = rest;
-        Some(head)
-    }
     fn text<'a>(b: &mut &'a [u8]) -> Option<&'a str> {
         let len = u16::from_le_bytes(take(b, 2)?.try_into().ok()?);
         std::str::from_utf8(take(b, usize::from(len))?).ok()

@@ -1,11 +1,11 @@
 //! Clicks and the statistics counted from them.
 //!
-//! A batch of clicks is written in one transaction: the click log rows (appended at the end of
-//! one tree, no index), the visitors seen that day (what makes a click unique), and the counts
-//! per link, day and channel, added to once per key and batch (on SQLite, stored as the
-//! batch's deltas, added to the counts before they are read, and unread within
-//! `ConnectOptions::click_fold_every`).
-//! Statistics read only the counts, so they cost the same whatever the number of clicks.
+//! A batch of clicks is written in one transaction: the click log (appended at the end of one
+//! tree, no index), the visitors seen that day (what makes a click unique), and, on
+//! PostgreSQL, the counts per link, day and channel, added to once per key and batch. On
+//! SQLite the click writer adds the counts later, before statistics are read and, unread,
+//! within `ConnectOptions::click_fold_every` (see `click_writer`). Statistics read only the
+//! counts, so they cost the same whatever the number of clicks.
 
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -29,6 +29,23 @@ pub(super) struct Counts {
     pub(super) clicks: i64,
     pub(super) unique_clicks: i64,
     pub(super) previews: i64,
+}
+
+impl Counts {
+    /// What one click (unique or not) or one preview adds.
+    pub(super) fn of(kind: ClickKind, unique: bool) -> Counts {
+        match kind {
+            ClickKind::Click => Counts {
+                clicks: 1,
+                unique_clicks: i64::from(unique),
+                previews: 0,
+            },
+            ClickKind::Preview => Counts {
+                previews: 1,
+                ..Counts::default()
+            },
+        }
+    }
 }
 
 // On SQLite, batches are written by the click writer's thread (`click_writer`); what follows
@@ -356,12 +373,12 @@ impl Store {
     }
 
     /// Brings `click_counts` up to date before it is read: on SQLite (the only backend with a
-    /// click writer), the writer adds
-    /// the counts its batches stored as deltas (see `click_writer`). PostgreSQL's writer adds
-    /// to the counts in each batch. When that fails (the database cannot be written just
-    /// now, or the writer has stopped), the counts are read as they are, without the clicks
-    /// whose deltas wait (normally those of the last `ConnectOptions::click_fold_every`, more
-    /// while folds keep failing), rather than not at all.
+    /// click writer), the writer adds the clicks logged since it last did (see
+    /// `click_writer`). PostgreSQL's writer adds to the counts in each batch. When that fails
+    /// (the database cannot be written just now, or the writer has stopped), the counts are
+    /// read as they are, without the clicks that wait (normally those of the last
+    /// `ConnectOptions::click_fold_every`, more while folds keep failing), rather than not at
+    /// all.
     async fn fold_click_counts(&self) {
         if let Some(writer) = &self.click_writer
             && let Err(e) = writer.fold().await

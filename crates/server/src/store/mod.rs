@@ -199,8 +199,8 @@ pub trait LinkStore: Send + Sync {
 /// Clicks and statistics.
 #[async_trait]
 pub trait ClickStore: Send + Sync {
-    /// Writes a batch in one transaction: the click log and the counts (on SQLite, the counts
-    /// as the batch's deltas, added to the counts before any statistics are read, and unread
+    /// Writes a batch in one transaction: the click log and the counts (on SQLite, the log
+    /// alone: its clicks are added to the counts before any statistics are read, and unread
     /// within `ConnectOptions::click_fold_every`). A click whose id is already stored is
     /// skipped; one whose link has been deleted meanwhile is logged (and unreachable, as a
     /// deleted link's clicks are) but not counted. Returns how many clicks were logged.
