@@ -235,22 +235,32 @@ pub(super) fn log_batch<'a>(
     Ok(logged)
 }
 
+/// For tests: a click (on Telegram) or a preview of `link` at `at`, with a botlink click id,
+/// so that it goes to the log's row of its millisecond.
+#[cfg(test)]
+pub(super) fn timed_click(
+    link: &str,
+    kind: ClickKind,
+    at: i64,
+    visitor: Option<[u8; 16]>,
+) -> NewClick {
+    NewClick {
+        id: crate::util::click_id(at).as_str().into(),
+        link_id: link.into(),
+        channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
+        kind,
+        at,
+        visitor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: i64 = 1_765_000_000_123;
 
-    fn new_click(link: &str, kind: ClickKind, at: i64, visitor: Option<[u8; 16]>) -> NewClick {
-        NewClick {
-            id: crate::util::click_id(at).as_str().into(),
-            link_id: link.into(),
-            channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
-            kind,
-            at,
-            visitor,
-        }
-    }
+    use timed_click as new_click;
 
     #[test]
     fn clicks_survive_their_row() {

@@ -795,17 +795,9 @@ mod tests {
         assert_eq!(deltas_left(&c), newer_rows);
     }
 
-    /// A click at `at` with a botlink click id (timed: it goes to the log's row of its
-    /// millisecond).
+    /// A click at `at` with a botlink click id, by the visitor numbered `visitor`.
     fn timed(link: &str, at: i64, kind: ClickKind, visitor: u8) -> NewClick {
-        NewClick {
-            id: crate::util::click_id(at).as_str().into(),
-            link_id: link.into(),
-            channel: (kind == ClickKind::Click).then_some(botlink_core::Channel::Telegram),
-            kind,
-            at,
-            visitor: Some([visitor; 16]),
-        }
+        click_log::timed_click(link, kind, at, Some([visitor; 16]))
     }
 
     fn log_rows(c: &Connection) -> Vec<(i64, i64)> {
