@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{KeyLimiter, keys_equal};
-use crate::clicks::{self, ClickRecorder, ClickSettings};
+use crate::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
 use crate::config::Config;
 use crate::crypto::{KeyError, SecretKey};
 use crate::redirect::Resolved;
@@ -395,19 +395,39 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// 200 when the database answers and clicks are being written; else 503, saying which.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.0.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ok"})),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "database unavailable"})),
-            )
+    use serde_json::json;
+    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+    if let Err(e) = state.0.store.ping().await {
+        tracing::warn!(error = %e, "health check: database unavailable");
+        return unavailable(json!({"status": "database unavailable"}));
+    }
+    let config = state.config();
+    match state.recorder().health(config.click_write_grace) {
+        ClickHealth::Ok => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
+        ClickHealth::Stuck { for_ms, waiting } => {
+            tracing::warn!(
+                for_ms,
+                waiting,
+                "health check: clicks are not being written"
+            );
+            unavailable(json!({
+                "status": "clicks not written",
+                "message": format!(
+                    "a batch of clicks has waited {} s for the database (see the log for why); \
+                     {waiting} more clicks wait in the queue, which holds {}: clicks are \
+                     dropped once it is full",
+                    for_ms / 1000,
+                    config.click_queue,
+                ),
+                "clicks_waiting": waiting,
+            }))
         }
+        ClickHealth::Stopped => unavailable(json!({
+            "status": "clicks not recorded",
+            "message": "the click worker has stopped (see the log for why): restart botlink",
+        })),
     }
 }
 

@@ -3,9 +3,10 @@
 //! (so that a server at its limit slows down instead of losing clicks), then drops the click
 //! and counts the drop (exported as `botlink_clicks_dropped_total`). Clicks are append-only
 //! rows, so counting never contends on one hot row. On shutdown the worker drains the queue.
+//! `/healthz` asks [`ClickRecorder::health`] whether clicks are being written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -21,6 +22,23 @@ use crate::store::{ClickStore, NewClick};
 pub struct ClickCounters {
     pub queued: AtomicU64,
     pub dropped: AtomicU64,
+    /// Since when (ms since the Unix epoch) the batch being written has been trying: set when
+    /// a batch's first attempt starts, cleared when it is written; 0 while nothing is being
+    /// written.
+    writing_since: AtomicI64,
+}
+
+/// Whether clicks are being written, for `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickHealth {
+    /// No batch has been waiting for the database longer than the grace given.
+    Ok,
+    /// A batch has been failing, or waiting, for this long: clicks wait in memory (`waiting`
+    /// of them in the queue) and are dropped once the queue is full.
+    Stuck { for_ms: i64, waiting: usize },
+    /// The worker has stopped (it failed; or the server is stopping and has written the
+    /// queue): clicks are no longer recorded.
+    Stopped,
 }
 
 /// The handlers' side of the queue.
@@ -70,6 +88,24 @@ impl ClickRecorder {
         queued
     }
 
+    /// Whether clicks are being written: [`ClickHealth::Stuck`] once one batch has been trying
+    /// to reach the database for longer than `grace` (failing and retried, or waiting for a
+    /// lock).
+    pub fn health(&self, grace: Duration) -> ClickHealth {
+        if self.tx.is_closed() {
+            return ClickHealth::Stopped;
+        }
+        let since = self.counters.writing_since.load(Ordering::Relaxed);
+        let for_ms = crate::util::now_ms().saturating_sub(since);
+        if since == 0 || for_ms < grace.as_millis() as i64 {
+            return ClickHealth::Ok;
+        }
+        ClickHealth::Stuck {
+            for_ms,
+            waiting: self.tx.max_capacity() - self.tx.capacity(),
+        }
+    }
+
     fn count(&self, queued: bool) {
         if queued {
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
@@ -99,8 +135,9 @@ pub fn start(
     stop: CancellationToken,
 ) -> (ClickRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.capacity.max(1));
-    let worker = tokio::spawn(run(store, rx, settings, stop));
-    (ClickRecorder::new(tx), worker)
+    let recorder = ClickRecorder::new(tx);
+    let worker = tokio::spawn(run(store, rx, settings, stop, recorder.counters.clone()));
+    (recorder, worker)
 }
 
 async fn run(
@@ -108,7 +145,12 @@ async fn run(
     mut rx: mpsc::Receiver<NewClick>,
     settings: ClickSettings,
     stop: CancellationToken,
+    counters: Arc<ClickCounters>,
 ) {
+    let writes = Writes {
+        store: &*store,
+        counters: &counters,
+    };
     let mut batch: Vec<NewClick> = Vec::with_capacity(settings.batch);
     loop {
         // Wait for the first click of a batch, or for the stop signal.
@@ -138,7 +180,7 @@ async fn run(
                 tokio::task::yield_now().await;
             }
         }
-        write(&*store, &mut batch, false).await;
+        writes.write(&mut batch, false).await;
         metrics::gauge!(CLICK_QUEUE_DEPTH).set(rx.len() as f64);
     }
     // Shutting down: no new clicks arrive (the server has stopped); write what is queued.
@@ -146,20 +188,36 @@ async fn run(
     while let Some(c) = rx.recv().await {
         batch.push(c);
         if batch.len() >= settings.batch {
-            write(&*store, &mut batch, true).await;
+            writes.write(&mut batch, true).await;
         }
     }
-    write(&*store, &mut batch, true).await;
+    writes.write(&mut batch, true).await;
     metrics::gauge!(CLICK_QUEUE_DEPTH).set(0.0);
+}
+
+/// The worker's writes: to the store, telling the counters while a batch is being written.
+struct Writes<'a> {
+    store: &'a dyn ClickStore,
+    counters: &'a ClickCounters,
+}
+
+impl Writes<'_> {
+    /// Writes a batch (see [`write`]), marking the time it started until it is done.
+    async fn write(&self, batch: &mut Vec<NewClick>, final_flush: bool) {
+        if batch.is_empty() {
+            return;
+        }
+        let since = &self.counters.writing_since;
+        since.store(crate::util::now_ms().max(1), Ordering::Relaxed);
+        write(self.store, batch, final_flush).await;
+        since.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Writes a batch, retrying with backoff while the database is unavailable. While running it
 /// retries without end (clicks wait, the queue absorbs); at shutdown it gives up after a few
 /// tries and logs how many clicks were lost.
 async fn write(store: &dyn ClickStore, batch: &mut Vec<NewClick>, final_flush: bool) {
-    if batch.is_empty() {
-        return;
-    }
     // Shared with the store, which may hand it to a thread of its own, and kept for a retry.
     let rows: Arc<[NewClick]> = batch.drain(..).collect();
     let mut delay = Duration::from_millis(50);
@@ -216,6 +274,38 @@ mod tests {
         rx.close();
         assert!(recorder.try_record(click()).is_ok());
         assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn health_tells_a_batch_stuck_past_the_grace_and_a_stopped_worker() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let recorder = ClickRecorder::new(tx);
+        let grace = Duration::from_secs(10);
+        assert_eq!(
+            recorder.health(grace),
+            ClickHealth::Ok,
+            "nothing written yet"
+        );
+        recorder.try_record(click()).unwrap();
+        let since = &recorder.counters.writing_since;
+        since.store(crate::util::now_ms() - 2_000, Ordering::Relaxed);
+        assert_eq!(
+            recorder.health(grace),
+            ClickHealth::Ok,
+            "2 s: within the grace"
+        );
+        since.store(crate::util::now_ms() - 12_000, Ordering::Relaxed);
+        match recorder.health(grace) {
+            ClickHealth::Stuck { for_ms, waiting } => {
+                assert!((12_000..13_000).contains(&for_ms), "{for_ms}");
+                assert_eq!(waiting, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        since.store(0, Ordering::Relaxed);
+        assert_eq!(recorder.health(grace), ClickHealth::Ok, "written");
+        rx.close();
+        assert_eq!(recorder.health(grace), ClickHealth::Stopped);
     }
 
     #[tokio::test]

@@ -28,6 +28,10 @@ pub struct Config {
     pub click_batch: usize,
     /// Longest a click waits in the queue before its batch is written, in milliseconds.
     pub click_flush_ms: u64,
+    /// How long a batch of clicks may go unwritten (the database failing, or locked) before
+    /// `/healthz` answers 503: long enough for a brief lock or a failover, short enough to be
+    /// told before the click queue fills (16,384 clicks is seconds at a busy campaign's rate).
+    pub click_write_grace: std::time::Duration,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub behind_proxy: bool,
     /// How long a resolved short link is served from memory before it is looked up again.
@@ -61,6 +65,7 @@ impl Config {
             click_queue: 16_384,
             click_batch: 500,
             click_flush_ms: 50,
+            click_write_grace: std::time::Duration::from_secs(10),
             behind_proxy: false,
             link_cache_ms: None,
             idle_timeout: std::time::Duration::from_secs(75),

@@ -1116,6 +1116,67 @@ async fn a_full_click_queue_slows_redirects_and_loses_no_click() {
     s.stop().await;
 }
 
+/// `/healthz`: its status and JSON body.
+async fn health(s: &TestServer) -> (StatusCode, Value) {
+    let resp = s.client.get(s.url("/healthz")).send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+/// Polls `/healthz` until it answers `want`, for up to 5 s; returns its body.
+async fn health_becomes(s: &TestServer, want: StatusCode) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (st, body) = health(s).await;
+        if st == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/healthz still {st}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A database that takes no writes for a while (another process holds SQLite's write lock):
+/// redirects go on answering, `/healthz` tells that clicks are not being written, and once
+/// the lock is gone every click is written and counted, and `/healthz` is well again.
+#[tokio::test]
+async fn clicks_wait_out_a_locked_database_and_healthz_tells() {
+    let s = TestServer::start_with(|c| c.click_write_grace = Duration::from_millis(300)).await;
+    let (code, id) = telegram_link(&s).await;
+    assert_eq!(health(&s).await, (StatusCode::OK, json!({"status": "ok"})));
+
+    let file = s.database_url.strip_prefix("sqlite://").unwrap();
+    let lock = rusqlite::Connection::open(file).unwrap();
+    lock.busy_timeout(Duration::from_secs(5)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let n = 50;
+    let statuses = futures_statuses(&s, &format!("/l/{code}"), n).await;
+    assert!(
+        statuses.iter().all(|st| *st == StatusCode::FOUND),
+        "redirects do not wait for the database: {statuses:?}"
+    );
+    let body = health_becomes(&s, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["status"], "clicks not written", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("waited") && message.contains("dropped once it is full"),
+        "{message}"
+    );
+    assert!(
+        body["clicks_waiting"].as_u64().unwrap() <= n as u64,
+        "{body}"
+    );
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    assert_eq!(
+        health_becomes(&s, StatusCode::OK).await,
+        json!({"status": "ok"})
+    );
+    let stats = clicks_reach(&s, &id, n as i64).await;
+    assert_eq!(stats["clicks"], n);
+    s.stop().await;
+}
+
 /// Redirects take a short path past the router unless their path is percent-encoded (the
 /// router decodes it): both paths answer alike and count alike.
 #[tokio::test]
