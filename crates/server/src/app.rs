@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -24,6 +24,7 @@ use crate::auth::{KeyLimiter, keys_equal};
 use crate::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
 use crate::config::Config;
 use crate::crypto::{KeyError, SecretKey};
+use crate::link_cache::LinkCache;
 use crate::redirect::Resolved;
 use crate::store::{
     self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
@@ -58,17 +59,11 @@ struct Inner {
     default_workspace: WorkspaceId,
     recorder: ClickRecorder,
     limiter: KeyLimiter,
-    link_cache: RwLock<foldhash::HashMap<CodeKey, (Instant, Arc<Resolved>)>>,
+    link_cache: Arc<LinkCache>,
     /// Today's visitor-hash salt, derived once a day rather than on every click.
     visitor_salt: Mutex<(i64, [u8; 32])>,
     redirect_series: crate::redirect::RedirectSeries,
 }
-
-const LINK_CACHE_MAX: usize = 100_000;
-
-/// A short code or slug as the link cache's key: in place when as short as a code (and most
-/// slugs), so that finding a link compares the code without reading other memory.
-type CodeKey = crate::util::InlineStr<30>;
 
 impl AppState {
     pub fn config(&self) -> &Config {
@@ -134,40 +129,31 @@ impl AppState {
 
     /// A short link from memory, when it was looked up recently (see [`Self::resolve_link`]).
     pub fn cached_link(&self, code: &str) -> Option<Arc<Resolved>> {
-        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
-        let cache = self.0.link_cache.read().expect("cache lock");
-        let (at, link) = cache.get(code)?;
-        (at.elapsed() < ttl).then(|| link.clone())
+        self.0.link_cache.get(code)
     }
 
     /// Resolves a short-link code or slug, from memory when it was looked up recently.
     pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
-        if let Some(link) = self.cached_link(code) {
+        let cache = &self.0.link_cache;
+        if let Some(link) = cache.get(code) {
             return Ok(Some(link));
         }
-        let ttl = Duration::from_millis(self.0.config.link_cache_ms());
+        let generation = cache.generation();
         let Some(link) = self.links().link_by_code_or_slug(code).await? else {
             return Ok(None);
         };
         let link = Arc::new(Resolved::new(link, &self.0.secret, self.public_url()));
-        if !ttl.is_zero() {
-            let mut cache = self.0.link_cache.write().expect("cache lock");
-            if cache.len() >= LINK_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(CodeKey::new(code), (Instant::now(), link.clone()));
-        }
+        cache.put(code, link.clone(), generation);
         Ok(Some(link))
     }
 
-    /// Forgets a link's cached copy after it changed (this instance sees it at once; others
-    /// within the cache lifetime).
+    /// Forgets a link's cached copy after it changed (on PostgreSQL, other instances hear of
+    /// the change from the database: see [`crate::link_cache`]).
     pub fn forget_link(&self, link: &Link) {
-        let mut cache = self.0.link_cache.write().expect("cache lock");
-        cache.remove(link.code.as_str());
-        if let Some(slug) = &link.slug {
-            cache.remove(slug.as_str());
-        }
+        let slug = link.slug.as_deref();
+        self.0
+            .link_cache
+            .forget(std::iter::once(link.code.as_str()).chain(slug));
     }
 }
 
@@ -214,6 +200,28 @@ pub async fn run(
         },
         clicks_stop.clone(),
     );
+    // PostgreSQL: listen to link changes before serving, so that nothing cached misses one
+    // (`Some(None)`: not yet, the follower keeps trying). SQLite: `None`, nothing to hear.
+    let changes = match store.listen_link_changes().await {
+        Ok(changes) => changes.map(Some),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen to link changes; cached links live 2 s");
+            Some(None)
+        }
+    };
+    let link_cache = Arc::new(LinkCache::new(
+        config.link_cache_ms,
+        matches!(changes, None | Some(Some(_))),
+    ));
+    let changes_stop = CancellationToken::new();
+    let following = changes.map(|listening| {
+        tokio::spawn(crate::link_cache::follow_changes(
+            store.clone(),
+            link_cache.clone(),
+            listening,
+            changes_stop.clone(),
+        ))
+    });
     let db = store.clone();
     let state = AppState(Arc::new(Inner {
         limiter: KeyLimiter::new(config.rate_limit_per_second),
@@ -222,7 +230,7 @@ pub async fn run(
         secret,
         default_workspace,
         recorder,
-        link_cache: RwLock::default(),
+        link_cache,
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
         redirect_series: crate::redirect::RedirectSeries::default(),
     }));
@@ -233,6 +241,10 @@ pub async fn run(
     // The server has stopped taking requests and finished the ones in flight: no more
     // clicks can arrive, so flush what is queued.
     drop(upkeep);
+    changes_stop.cancel();
+    if let Some(following) = following {
+        let _ = following.await;
+    }
     clicks_stop.cancel();
     if let Err(e) = click_worker.await {
         tracing::error!(error = %e, "the click worker failed");

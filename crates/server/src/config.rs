@@ -35,8 +35,9 @@ pub struct Config {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub behind_proxy: bool,
     /// How long a resolved short link is served from memory before it is looked up again.
-    /// `None`: 10 min on SQLite (one instance, which forgets a changed link at once), 2 s on
-    /// PostgreSQL (other instances see a disabled or deleted link within that time).
+    /// `None`: 10 min, since every instance forgets a changed link at once (on PostgreSQL it
+    /// hears of other instances' changes from the database), and 2 s on PostgreSQL while it
+    /// cannot listen (see `link_cache`).
     pub link_cache_ms: Option<u64>,
     /// How long a connection may go without sending a whole request head, counted from when
     /// the server starts reading one (the connection opened, or the last answer went out);
@@ -71,12 +72,6 @@ impl Config {
             idle_timeout: std::time::Duration::from_secs(75),
             body_deadline: std::time::Duration::from_secs(60),
         }
-    }
-
-    /// The link cache lifetime in force.
-    pub fn link_cache_ms(&self) -> u64 {
-        self.link_cache_ms
-            .unwrap_or(if self.is_postgres() { 2_000 } else { 600_000 })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

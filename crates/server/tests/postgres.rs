@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Each run works in a schema of its own, dropped
 //! at the end. Without a reachable PostgreSQL the test says it skipped; with `CI=true` it fails.
 
+use std::time::{Duration, Instant};
+
 use botlink_testkit::{ADMIN_KEY, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -36,18 +38,23 @@ async fn schema_url() -> Option<(String, String, String)> {
     Some((base, schema, url))
 }
 
+/// Two servers on the database at `url`, and a Telegram bot made on the first.
+async fn two_instances(url: &str) -> (TestServer, TestServer, serde_json::Value) {
+    let a = TestServer::start_with(|c| c.database_url = url.to_owned()).await;
+    let b = TestServer::start_with(|c| c.database_url = url.to_owned()).await;
+    let (st, bot) = a
+        .post("/api/v1/bots", ADMIN_KEY, json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot", "token": "1:x"}}}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    (a, b, bot)
+}
+
 #[tokio::test]
 async fn two_instances_share_one_postgres_database() {
     let Some((base, schema, url)) = schema_url().await else {
         return;
     };
-    let a = TestServer::start_with(|c| c.database_url = url.clone()).await;
-    let b = TestServer::start_with(|c| c.database_url = url.clone()).await;
-
-    let (st, bot) = a
-        .post("/api/v1/bots", ADMIN_KEY, json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot", "token": "1:x"}}}))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    let (a, b, bot) = two_instances(&url).await;
     let (st, link) = a
         .post(
             "/api/v1/links",
@@ -92,6 +99,116 @@ async fn two_instances_share_one_postgres_database() {
     c.stop().await;
 
     let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// What `path` answers on `server` (a browser's GET, redirects not followed).
+async fn status_of(server: &TestServer, path: &str) -> StatusCode {
+    server
+        .client
+        .get(server.url(path))
+        .header("user-agent", "Mozilla/5.0")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Asks `path` of `server` until it answers `want`, for up to 3 s (the link cache keeps a
+/// link 10 min: only the announcement of the change can make it answer in time).
+async fn answers_soon(server: &TestServer, path: &str, want: StatusCode) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let got = status_of(server, path).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A link that one instance changes, the others forget at once (they keep links for 10 min):
+/// disabled on B, A answers 410 for its slug and its code; deleted on B, 404 on A. When A
+/// loses the connection it listens on, it listens again and goes on hearing of changes.
+#[tokio::test]
+async fn a_link_changed_on_one_instance_is_forgotten_by_the_others() {
+    let Some((base, schema, url)) = schema_url().await else {
+        return;
+    };
+    let (a, b, bot) = two_instances(&url).await;
+    let mut links = Vec::new();
+    for slug in ["pg-spring", "pg-autumn"] {
+        let (st, link) = b
+            .post(
+                "/api/v1/links",
+                ADMIN_KEY,
+                json!({"bot_id": bot["id"], "slug": slug}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{link}");
+        let code = link["code"].as_str().unwrap().to_owned();
+        let id = link["id"].as_str().unwrap().to_owned();
+        // A caches it, by slug and by code.
+        for path in [format!("/l/{slug}"), format!("/l/{code}")] {
+            assert_eq!(status_of(&a, &path).await, StatusCode::FOUND, "{path}");
+        }
+        links.push((slug, code, id));
+    }
+
+    let (slug, code, id) = &links[0];
+    let (st, body) = b
+        .patch(
+            &format!("/api/v1/links/{id}"),
+            ADMIN_KEY,
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    answers_soon(&a, &format!("/l/{slug}"), StatusCode::GONE).await;
+    answers_soon(&a, &format!("/l/{code}"), StatusCode::GONE).await;
+    let (st, _) = b
+        .patch(
+            &format!("/api/v1/links/{id}"),
+            ADMIN_KEY,
+            json!({"disabled": false}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    answers_soon(&a, &format!("/l/{slug}"), StatusCode::FOUND).await;
+
+    // Both instances lose the connections they listen on.
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN \"botlink_links\"' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(ended.len() >= 2, "both instances listen: {ended:?}");
+    let (slug, code, id) = &links[1];
+    assert_eq!(
+        status_of(&a, &format!("/l/{slug}")).await,
+        StatusCode::FOUND
+    );
+    // Deleted after A listens again: A must hear of it too. (Deleted before, A forgets every
+    // link when it listens again, so it answers the same: this test cannot tell when A has
+    // listened again, and that is as it should be.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (st, body) = b.delete(&format!("/api/v1/links/{id}"), ADMIN_KEY).await;
+    assert!(st.is_success(), "{st} {body}");
+    answers_soon(&a, &format!("/l/{slug}"), StatusCode::NOT_FOUND).await;
+    answers_soon(&a, &format!("/l/{code}"), StatusCode::NOT_FOUND).await;
+
+    a.stop().await;
+    b.stop().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&mut conn)
         .await

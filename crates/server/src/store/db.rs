@@ -222,6 +222,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "click counts",
         include_str!("../../migrations/postgres/0002_click_counts.sql"),
     ),
+    (
+        3,
+        "link changes",
+        include_str!("../../migrations/postgres/0003_link_changes.sql"),
+    ),
 ];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {

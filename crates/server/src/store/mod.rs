@@ -34,6 +34,7 @@ mod click_writer;
 mod clicks;
 mod db;
 mod ids;
+mod link_changes;
 mod links;
 mod model;
 mod seen;
@@ -41,6 +42,7 @@ mod workspaces;
 
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
+pub use link_changes::{LinkChange, LinkChanges};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
     EntryPointPatch, InlineClickId, InlineLinkId, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY,

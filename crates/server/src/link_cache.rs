@@ -1,0 +1,241 @@
+//! The link cache: short links resolved recently, kept in memory so that a redirect needs no
+//! database. A link that changes is forgotten at once: by the instance that changed it, and on
+//! PostgreSQL by every other instance too, which hears of the change from the database (see
+//! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen, what
+//! it keeps expires after a short lifetime instead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::redirect::Resolved;
+use crate::store::{LinkChange, Store};
+
+/// Most links kept; past that the cache starts again empty.
+const MAX: usize = 100_000;
+
+/// How long a link is kept when nothing tells of changes: one SQLite instance makes every
+/// change itself, and a PostgreSQL instance that listens hears of every other's.
+pub const LONG_TTL_MS: u64 = 600_000;
+
+/// How long a PostgreSQL instance that cannot listen keeps a link: as long as another
+/// instance's change may go unseen.
+pub const SHORT_TTL_MS: u64 = 2_000;
+
+/// A short code or slug as the cache's key: in place when as short as a code (and most
+/// slugs), so that finding a link compares the code without reading other memory.
+type CodeKey = crate::util::InlineStr<30>;
+
+/// See the module.
+pub struct LinkCache {
+    links: RwLock<foldhash::HashMap<CodeKey, (Instant, Arc<Resolved>)>>,
+    /// Bumped, under the write lock, whenever links are forgotten: a lookup that started
+    /// before does not put in what it read (it may be the link as it was before the change).
+    generation: AtomicU64,
+    /// The lifetime in force, in milliseconds (0: nothing is kept).
+    ttl_ms: AtomicU64,
+    /// The operator's lifetime (`--link-cache-ms`), which holds whether or not changes are
+    /// heard.
+    fixed_ttl_ms: Option<u64>,
+}
+
+impl LinkCache {
+    /// A cache whose links live `fixed_ttl_ms` when set, else as long as changes are heard
+    /// of (see [`LinkCache::hears_changes`]): `hears_changes` at the start.
+    pub fn new(fixed_ttl_ms: Option<u64>, hears_changes: bool) -> LinkCache {
+        let cache = LinkCache {
+            links: RwLock::default(),
+            generation: AtomicU64::new(0),
+            ttl_ms: AtomicU64::new(0),
+            fixed_ttl_ms,
+        };
+        cache.hears_changes(hears_changes);
+        cache
+    }
+
+    /// The link cached for a code or slug, unless it has expired.
+    pub fn get(&self, code: &str) -> Option<Arc<Resolved>> {
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
+        let links = self.links.read().expect("cache lock");
+        let (at, link) = links.get(code)?;
+        (at.elapsed() < ttl).then(|| link.clone())
+    }
+
+    /// What to hand [`LinkCache::put`] with a link about to be looked up.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps a link looked up under `code`, unless a link was forgotten since
+    /// [`LinkCache::generation`] answered `generation` (the lookup may have read it before
+    /// its change).
+    pub fn put(&self, code: &str, link: Arc<Resolved>, generation: u64) {
+        if self.ttl_ms.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut links = self.links.write().expect("cache lock");
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if links.len() >= MAX {
+            links.clear();
+        }
+        links.insert(CodeKey::new(code), (Instant::now(), link));
+    }
+
+    /// Forgets the links of these codes and slugs.
+    pub fn forget<'a>(&self, codes: impl IntoIterator<Item = &'a str>) {
+        let mut links = self.links.write().expect("cache lock");
+        for code in codes {
+            links.remove(code);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Forgets every link.
+    pub fn forget_all(&self) {
+        let mut links = self.links.write().expect("cache lock");
+        links.clear();
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether this instance hears of every change to a link now: links live long if so, and
+    /// briefly if not (unless the operator fixed their lifetime).
+    pub fn hears_changes(&self, yes: bool) {
+        let ttl = self
+            .fixed_ttl_ms
+            .unwrap_or(if yes { LONG_TTL_MS } else { SHORT_TTL_MS });
+        self.ttl_ms.store(ttl, Ordering::Relaxed);
+    }
+
+    /// The lifetime of a cached link now, in milliseconds.
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// PostgreSQL: forgets every link another instance (or anything else) changes, until `stop`.
+/// While it cannot listen, links live briefly; once it listens again it forgets every link,
+/// since changes made in between went unheard. `listening` is the listener started with the
+/// server, if that worked.
+pub async fn follow_changes(
+    store: Arc<Store>,
+    cache: Arc<LinkCache>,
+    mut listening: Option<crate::store::LinkChanges>,
+    stop: CancellationToken,
+) {
+    let mut retry = Duration::from_millis(100);
+    loop {
+        let Some(changes) = listening.as_mut() else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+            match store.listen_link_changes().await {
+                Ok(Some(changes)) => {
+                    listening = Some(changes);
+                    cache.forget_all();
+                    cache.hears_changes(true);
+                    retry = Duration::from_millis(100);
+                    tracing::info!("listening to link changes again");
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64, "cannot listen to link changes; cached links live 2 s");
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                }
+            }
+            continue;
+        };
+        let heard = tokio::select! {
+            _ = stop.cancelled() => return,
+            heard = changes.next() => heard,
+        };
+        match heard {
+            Ok(LinkChange::Changed(codes)) => cache.forget(codes.iter().map(String::as_str)),
+            Ok(LinkChange::Missed) | Err(_) => {
+                if let Err(e) = heard {
+                    tracing::warn!(error = %e, "listening to link changes failed");
+                } else {
+                    tracing::warn!("lost the connection that listens to link changes");
+                }
+                cache.hears_changes(false);
+                cache.forget_all();
+                listening = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    fn resolved(code: &str) -> Arc<Resolved> {
+        let link = crate::store::Link {
+            id: format!("lnk_{code}").into(),
+            workspace_id: "wsp_1".to_owned().into(),
+            bot_id: "bot_1".to_owned().into(),
+            entry_point_id: None,
+            code: code.into(),
+            slug: None,
+            title: None,
+            channels: vec!["telegram".into()],
+            scheme: "raw".into(),
+            signed: false,
+            payload: serde_json::Value::Null,
+            deep_links: Default::default(),
+            utm: Default::default(),
+            expires_at: None,
+            max_clicks: None,
+            clicks_used: 0,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        Arc::new(Resolved::new(
+            link,
+            &SecretKey::parse(&"7".repeat(64)).unwrap(),
+            "https://go.example",
+        ))
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_change_is_not_kept() {
+        let cache = LinkCache::new(None, true);
+        let before = cache.generation();
+        cache.put("abc", resolved("abc"), before);
+        assert!(cache.get("abc").is_some());
+
+        // A lookup starts, the link changes (and is forgotten), the lookup ends with what it
+        // read before the change: not kept.
+        let lookup = cache.generation();
+        cache.forget(["abc"]);
+        cache.put("abc", resolved("abc"), lookup);
+        assert!(cache.get("abc").is_none());
+        // The next lookup is kept.
+        cache.put("abc", resolved("abc"), cache.generation());
+        assert!(cache.get("abc").is_some());
+        cache.forget_all();
+        assert!(cache.get("abc").is_none());
+    }
+
+    #[test]
+    fn links_live_long_while_changes_are_heard_unless_the_operator_fixed_it() {
+        let cache = LinkCache::new(None, true);
+        assert_eq!(cache.ttl_ms(), LONG_TTL_MS);
+        cache.hears_changes(false);
+        assert_eq!(cache.ttl_ms(), SHORT_TTL_MS);
+        let fixed = LinkCache::new(Some(5_000), false);
+        assert_eq!(fixed.ttl_ms(), 5_000);
+        fixed.hears_changes(true);
+        assert_eq!(fixed.ttl_ms(), 5_000);
+        // 0: nothing kept.
+        let none = LinkCache::new(Some(0), true);
+        none.put("abc", resolved("abc"), none.generation());
+        assert!(none.get("abc").is_none());
+    }
+}
