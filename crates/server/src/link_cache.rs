@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::redirect::Resolved;
 use crate::store::{LinkChange, Store};
 
-/// Most links kept; past that the cache starts again empty.
-const MAX: usize = 100_000;
+/// Most memory the cached links may take (by [`footprint`]): about 20,000 one-channel links.
+/// Past it the expired links go; when most are not, every link goes (each hot one then costs
+/// one lookup more), so that links clicked once each (one per customer, say) cannot grow the
+/// server without bound.
+const MAX_BYTES: usize = 16 << 20;
 
 /// How long a link is kept when nothing tells of changes: one SQLite instance makes every
 /// change itself, and a PostgreSQL instance that listens hears of every other's.
@@ -28,9 +31,44 @@ pub const SHORT_TTL_MS: u64 = 2_000;
 /// slugs), so that finding a link compares the code without reading other memory.
 type CodeKey = crate::util::InlineStr<30>;
 
+/// The cached links, and the memory they take.
+#[derive(Default)]
+struct Links {
+    map: foldhash::HashMap<CodeKey, (Instant, Arc<Resolved>)>,
+    bytes: usize,
+}
+
+/// What one cached entry takes: the link (see [`Resolved::footprint`]) and its place in the
+/// map (a bucket, most of one more for the map's spare room).
+fn footprint(link: &Resolved) -> usize {
+    link.footprint() + 2 * std::mem::size_of::<(CodeKey, (Instant, Arc<Resolved>))>()
+}
+
+impl Links {
+    fn remove(&mut self, code: &str) {
+        if let Some((_, link)) = self.map.remove(code) {
+            self.bytes -= footprint(&link);
+        }
+    }
+
+    /// Makes room for `more` bytes: drops the links that expired, then, if most have not,
+    /// every link.
+    fn make_room(&mut self, more: usize, ttl: Duration) {
+        if self.bytes + more <= MAX_BYTES {
+            return;
+        }
+        self.map.retain(|_, (at, _)| at.elapsed() < ttl);
+        self.bytes = self.map.values().map(|(_, l)| footprint(l)).sum();
+        if self.bytes + more > MAX_BYTES / 4 * 3 {
+            self.map = Default::default();
+            self.bytes = 0;
+        }
+    }
+}
+
 /// See the module.
 pub struct LinkCache {
-    links: RwLock<foldhash::HashMap<CodeKey, (Instant, Arc<Resolved>)>>,
+    links: RwLock<Links>,
     /// Bumped, under the write lock, whenever links are forgotten: a lookup that started
     /// before does not put in what it read (it may be the link as it was before the change).
     generation: AtomicU64,
@@ -59,7 +97,7 @@ impl LinkCache {
     pub fn get(&self, code: &str) -> Option<Arc<Resolved>> {
         let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
         let links = self.links.read().expect("cache lock");
-        let (at, link) = links.get(code)?;
+        let (at, link) = links.map.get(code)?;
         (at.elapsed() < ttl).then(|| link.clone())
     }
 
@@ -72,17 +110,19 @@ impl LinkCache {
     /// [`LinkCache::generation`] answered `generation` (the lookup may have read it before
     /// its change).
     pub fn put(&self, code: &str, link: Arc<Resolved>, generation: u64) {
-        if self.ttl_ms.load(Ordering::Relaxed) == 0 {
+        let ttl = self.ttl_ms.load(Ordering::Relaxed);
+        if ttl == 0 {
             return;
         }
         let mut links = self.links.write().expect("cache lock");
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
-        if links.len() >= MAX {
-            links.clear();
-        }
-        links.insert(CodeKey::new(code), (Instant::now(), link));
+        links.remove(code);
+        let bytes = footprint(&link);
+        links.make_room(bytes, Duration::from_millis(ttl));
+        links.map.insert(CodeKey::new(code), (Instant::now(), link));
+        links.bytes += bytes;
     }
 
     /// Forgets the links of these codes and slugs.
@@ -96,8 +136,7 @@ impl LinkCache {
 
     /// Forgets every link.
     pub fn forget_all(&self) {
-        let mut links = self.links.write().expect("cache lock");
-        links.clear();
+        *self.links.write().expect("cache lock") = Links::default();
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -221,6 +260,34 @@ mod tests {
         assert!(cache.get("abc").is_some());
         cache.forget_all();
         assert!(cache.get("abc").is_none());
+    }
+
+    #[test]
+    fn links_clicked_once_each_cannot_grow_the_cache_past_its_bound() {
+        let cache = LinkCache::new(None, true);
+        let one = footprint(&resolved("c0000000"));
+        let n = 3 * MAX_BYTES / one;
+        for i in 0..n {
+            let code = format!("c{i:07}");
+            cache.put(&code, resolved(&code), cache.generation());
+            let links = cache.links.read().unwrap();
+            assert!(
+                links.bytes <= MAX_BYTES,
+                "{} bytes after {i} links",
+                links.bytes
+            );
+        }
+        let links = cache.links.read().unwrap();
+        let counted: usize = links.map.values().map(|(_, l)| footprint(l)).sum();
+        assert_eq!(links.bytes, counted, "the count is kept exactly");
+        assert!(!links.map.is_empty());
+        drop(links);
+        // The last link put is there; forgetting it gives its bytes back.
+        let last = format!("c{:07}", n - 1);
+        assert!(cache.get(&last).is_some());
+        let before = cache.links.read().unwrap().bytes;
+        cache.forget([last.as_str()]);
+        assert_eq!(cache.links.read().unwrap().bytes, before - one);
     }
 
     #[test]

@@ -151,6 +151,37 @@ impl InlineTemplate {
 }
 
 impl Resolved {
+    /// About how much memory this link takes, with the allocator's overhead: what the link
+    /// cache counts.
+    pub fn footprint(&self) -> usize {
+        const ALLOC: usize = 16;
+        let text = |s: &str| s.len() + ALLOC;
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, text);
+        let targets: usize = self
+            .targets
+            .iter()
+            .map(|t| {
+                let stored = t.stored.as_ref().map_or(0, |s| {
+                    text(&s.bot)
+                        + s.text.as_deref().map_or(0, text)
+                        + s.template.as_ref().map_or(0, |t| text(&t.url))
+                });
+                std::mem::size_of::<Target>() + text(&t.url) + stored
+            })
+            .sum();
+        std::mem::size_of::<Resolved>()
+            + 2 * std::mem::size_of::<usize>()
+            + ALLOC
+            + text(self.id.as_str())
+            + text(&self.code)
+            + opt(&self.slug)
+            + opt(&self.title)
+            + self.channels.len()
+            + ALLOC
+            + targets
+            + ALLOC
+    }
+
     pub fn new(link: Link, secret: &SecretKey, public_url: &str) -> Self {
         let stored = link.scheme == "stored";
         let mut targets: Vec<Target> = link
