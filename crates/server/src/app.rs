@@ -127,9 +127,20 @@ impl AppState {
         crate::crypto::visitor_hash_with(&salt, ip, user_agent)
     }
 
-    /// A short link from memory, when it was looked up recently (see [`Self::resolve_link`]).
-    pub fn cached_link(&self, code: &str) -> Option<Arc<Resolved>> {
-        self.0.link_cache.get(code)
+    /// A short link without waiting: from the link cache, or (SQLite) read on this thread.
+    /// `None` when it cannot be had without waiting (then [`Self::resolve_link`]);
+    /// `Some(None)` when there is no such link.
+    pub fn link_now(&self, code: &str) -> Option<Option<Arc<Resolved>>> {
+        let cache = &self.0.link_cache;
+        if let Some(link) = cache.get(code) {
+            return Some(Some(link));
+        }
+        let generation = cache.generation();
+        match self.0.store.link_by_code_or_slug_now(code)? {
+            Ok(link) => Some(link.map(|l| self.keep_link(code, l, generation))),
+            // The pool will be asked, and say what failed.
+            Err(_) => None,
+        }
     }
 
     /// Resolves a short-link code or slug, from memory when it was looked up recently.
@@ -139,12 +150,16 @@ impl AppState {
             return Ok(Some(link));
         }
         let generation = cache.generation();
-        let Some(link) = self.links().link_by_code_or_slug(code).await? else {
-            return Ok(None);
-        };
+        let link = self.links().link_by_code_or_slug(code).await?;
+        Ok(link.map(|l| self.keep_link(code, l, generation)))
+    }
+
+    /// A link looked up by `code`, made ready to follow and cached (see [`LinkCache::put`]
+    /// for `generation`).
+    fn keep_link(&self, code: &str, link: Link, generation: u64) -> Arc<Resolved> {
         let link = Arc::new(Resolved::new(link, &self.0.secret, self.public_url()));
-        cache.put(code, link.clone(), generation);
-        Ok(Some(link))
+        self.0.link_cache.put(code, link.clone(), generation);
+        link
     }
 
     /// Forgets a link's cached copy after it changed (on PostgreSQL, other instances hear of

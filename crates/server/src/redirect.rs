@@ -498,8 +498,9 @@ fn preview_page(state: &AppState, link: &Resolved, code: &str) -> Response {
 }
 
 /// Follows the link `code` (and the path's channel) as far as it can without waiting: `None`
-/// when it must wait, for the database (a link not in the link cache, a use of a capped link
-/// to take) or for room in the click queue. Then [`follow_waiting`] answers.
+/// when it must wait, for the database (a link neither in the link cache nor readable at once,
+/// a use of a capped link to take) or for room in the click queue. Then [`follow_waiting`]
+/// answers.
 fn follow_now(
     state: &AppState,
     code: &str,
@@ -507,7 +508,10 @@ fn follow_now(
     req: &RequestView<'_>,
     peer: SocketAddr,
 ) -> Option<Response> {
-    let link = match followable(state.cached_link(code)?) {
+    let Some(link) = state.link_now(code)? else {
+        return Some(not_found());
+    };
+    let link = match followable(link) {
         Ok(l) => l,
         Err(ended) => return Some(ended.page()),
     };

@@ -910,6 +910,18 @@ async fn story(store: Arc<Store>) {
         "codes are case-sensitive"
     );
     assert_eq!(links.link_by_code_or_slug("").await.unwrap(), None);
+    // The same lookup without waiting (a SQLite file: on the caller's thread) answers the
+    // same; PostgreSQL declines it, and the pool is asked.
+    for code in ["Ab3dE9x", "spring", "ab3de9x", ""] {
+        let pooled = links.link_by_code_or_slug(code).await.unwrap();
+        match store.link_by_code_or_slug_now(code) {
+            Some(now) => assert_eq!(now.unwrap(), pooled, "{code:?}"),
+            None => assert_eq!(store.backend(), store::Backend::Postgres, "{code:?}"),
+        }
+    }
+    if store.backend() == store::Backend::Sqlite {
+        assert!(store.link_by_code_or_slug_now("spring").is_some());
+    }
 
     // Listing: newest first (ties by id, newest first), in pages, with filters.
     let mut l4_new = telegram_link(&support.id, "sUpP0rt");

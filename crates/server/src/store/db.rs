@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::click_writer::{ClickWriter, Target};
+use super::link_reader::LinkReader;
 use super::seen::SeenVisitors;
 use super::{StoreError, StoreResult};
 
@@ -46,6 +47,8 @@ pub struct Store {
     pub(crate) seen_visitors: Arc<Mutex<SeenVisitors>>,
     /// SQLite only: the thread that writes clicks.
     pub(crate) click_writer: Option<Arc<ClickWriter>>,
+    /// SQLite files only: links looked up on the caller's thread.
+    pub(crate) link_reader: Option<Arc<LinkReader>>,
 }
 
 /// Most connections in a SQLite pool (the click writer has one more of its own). Each is a
@@ -113,6 +116,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
             pool: Pool::Postgres(pool),
             seen_visitors: Arc::default(),
             click_writer: None,
+            link_reader: None,
         });
     }
 
@@ -177,7 +181,13 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         })
         .connect_with(sqlite)
         .await?;
+    let link_reader = match &target {
+        Target::File(path) => Some(Arc::new(LinkReader::new(path.clone()))),
+        // A memdb database's readers wait for its writer (see above): through the pool.
+        Target::Memory(_) => None,
+    };
     Ok(Store {
+        link_reader,
         click_writer: Some(Arc::new(ClickWriter::start(
             target,
             options.click_fold_every,
@@ -291,6 +301,12 @@ impl Store {
             Backend::Sqlite => "BEGIN",
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         }
+    }
+
+    /// The link with this code or slug, when it can be read on this thread without waiting
+    /// (SQLite files: see [`LinkReader`]); `None`: ask [`super::LinkStore::link_by_code_or_slug`].
+    pub fn link_by_code_or_slug_now(&self, s: &str) -> Option<StoreResult<Option<super::Link>>> {
+        self.link_reader.as_ref()?.link_by_code_or_slug(s)
     }
 
     /// Checks that the database answers (for a readiness probe).

@@ -19,7 +19,16 @@ macro_rules! link_cols {
     };
 }
 
-fn link_from<R: Cols>(r: &R) -> StoreResult<Link> {
+/// The link with the code or slug `$1` (a code before a slug, should one link's slug be
+/// another's code).
+pub(super) const LINK_BY_CODE_OR_SLUG: &str = concat!(
+    "SELECT ",
+    link_cols!(),
+    " FROM links WHERE code = $1 OR slug = $1 \
+     ORDER BY CASE WHEN code = $1 THEN 0 ELSE 1 END LIMIT 1"
+);
+
+pub(super) fn link_from<R: Cols>(r: &R) -> StoreResult<Link> {
     Ok(Link {
         id: r.text("id")?.into(),
         workspace_id: r.text("workspace_id")?.into(),
@@ -210,10 +219,7 @@ impl LinkStore for Store {
 
     async fn link_by_code_or_slug(&self, s: &str) -> StoreResult<Option<Link>> {
         with_pool!(self, pool => {
-            let row = sqlx::query(concat!(
-                "SELECT ", link_cols!(), " FROM links WHERE code = $1 OR slug = $1 \
-                 ORDER BY CASE WHEN code = $1 THEN 0 ELSE 1 END LIMIT 1"
-            ))
+            let row = sqlx::query(LINK_BY_CODE_OR_SLUG)
             .bind(s)
             .fetch_optional(pool)
             .await?;

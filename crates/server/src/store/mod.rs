@@ -35,6 +35,7 @@ mod clicks;
 mod db;
 mod ids;
 mod link_changes;
+mod link_reader;
 mod links;
 mod model;
 mod seen;
