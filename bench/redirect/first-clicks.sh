@@ -85,9 +85,13 @@ for _ in $(seq 30); do
     sleep 0.1
 done
 
+# SQLite: the database's size on disk with its WAL, links and clicks together.
+db_mb=
+[ -z "$PG_DB" ] && db_mb=$(du -cm "$WORK"/botlink.db* | awk 'END { print $1 }')
+
 awk -F= -v n="$N" -v rate="$RATE" -v cpu=$((cpu1 - cpu0)) -v sq=$((sq1 - sq0)) -v tck="$TCK" \
     -v setup="$rss_setup" -v after="$(rss VmRSS)" -v hwm="$(rss VmHWM)" \
-    -v answered="$answered" -v counted="$counted" -v db="${db%%:*}" '
+    -v answered="$answered" -v counted="$counted" -v db="${db%%:*}" -v db_mb="$db_mb" '
     { v[$1] = $2 }
     END {
         r = v["responses"]
@@ -97,4 +101,5 @@ awk -F= -v n="$N" -v rate="$RATE" -v cpu=$((cpu1 - cpu0)) -v sq=$((sq1 - sq0)) -
             cpu * 1e6 / tck / r, sq * 1e6 / tck / r, v["p99_us"] / 1000, v["p50_us"] / 1000
         printf "RSS %d MB after setup, %d MB after (peak %d MB)\n", setup, after, hwm
         printf "clicks counted %d of %d answered\n", counted, answered
+        if (db_mb != "") printf "SQLite file with its WAL: %d MB\n", db_mb
     }' "$WORK/load.txt"
