@@ -69,8 +69,9 @@ pub struct ServeArgs {
     #[arg(long, env = "BOTLINK_CLICK_BATCH", default_value_t = 500,
           value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub click_batch: u16,
-    /// How long a resolved short link is kept in memory, in ms (default: 600000 on SQLite,
-    /// 2000 on PostgreSQL, where other instances may change links).
+    /// How long a resolved short link is kept in memory, in ms (default: 600000; a changed
+    /// link is forgotten at once, on PostgreSQL by every instance; 2000 while an instance
+    /// cannot hear of other instances' changes).
     #[arg(long, env = "BOTLINK_LINK_CACHE_MS")]
     pub link_cache_ms: Option<u64>,
     /// Seconds a connection may go without sending a whole request head (counted from when it
