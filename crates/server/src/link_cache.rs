@@ -165,6 +165,8 @@ pub async fn follow_changes(
     mut listening: Option<crate::store::LinkChanges>,
     stop: CancellationToken,
 ) {
+    let listening_gauge = metrics::gauge!(crate::metrics::LINK_CHANGES_LISTENING);
+    listening_gauge.set(if listening.is_some() { 1.0 } else { 0.0 });
     let mut retry = Duration::from_millis(100);
     loop {
         let Some(changes) = listening.as_mut() else {
@@ -177,6 +179,7 @@ pub async fn follow_changes(
                     listening = Some(changes);
                     cache.forget_all();
                     cache.hears_changes(true);
+                    listening_gauge.set(1.0);
                     retry = Duration::from_millis(100);
                     tracing::info!("listening to link changes again");
                 }
@@ -202,6 +205,7 @@ pub async fn follow_changes(
                 }
                 cache.hears_changes(false);
                 cache.forget_all();
+                listening_gauge.set(0.0);
                 listening = None;
             }
         }

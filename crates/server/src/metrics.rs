@@ -18,6 +18,9 @@ pub const CLICK_FLUSH_ERRORS: &str = "botlink_click_flush_errors_total";
 /// then statistics lag behind the clicks).
 pub const CLICK_FOLD_ERRORS: &str = "botlink_click_fold_errors_total";
 pub const CLICK_QUEUE_DEPTH: &str = "botlink_click_queue_depth";
+/// PostgreSQL: 1 while this instance hears of the links other instances change (see
+/// `link_cache`), 0 while it cannot listen (its cached links then live 2 s).
+pub const LINK_CHANGES_LISTENING: &str = "botlink_link_changes_listening";
 const REQUESTS: &str = "botlink_http_requests_total";
 const LATENCY: &str = "botlink_http_request_duration_seconds";
 
@@ -108,6 +111,10 @@ fn describe() {
     describe_gauge!(
         CLICK_QUEUE_DEPTH,
         "Clicks waiting in the queue to be written"
+    );
+    describe_gauge!(
+        LINK_CHANGES_LISTENING,
+        "PostgreSQL: 1 while this instance hears of links changed by others, 0 while it cannot listen (cached links then live 2 s)"
     );
     for name in [
         CLICKS_QUEUED,
