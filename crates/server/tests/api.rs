@@ -939,15 +939,7 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly() {
     assert_eq!(bot_stats["clicks"], n);
     assert_eq!(bot_stats["links"][0]["link_id"], id);
     assert_eq!(bot_stats["links"][0]["clicks"], n);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.text("/metrics").await;
     assert!(
         metrics.contains("botlink_clicks_flushed_total"),
         "{metrics}"

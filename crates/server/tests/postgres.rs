@@ -206,15 +206,7 @@ async fn a_link_changed_on_one_instance_is_forgotten_by_the_others() {
     assert!(st.is_success(), "{st} {body}");
     answers_soon(&a, &format!("/l/{slug}"), StatusCode::NOT_FOUND).await;
     answers_soon(&a, &format!("/l/{code}"), StatusCode::NOT_FOUND).await;
-    let metrics = a
-        .client
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.text("/metrics").await;
     assert!(
         metrics.contains("botlink_link_changes_listening 1"),
         "{metrics}"

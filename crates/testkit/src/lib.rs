@@ -136,6 +136,15 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The body of a GET of `path` without a key, as text (e.g. `/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let resp = self.client.get(self.url(path)).send().await;
+        resp.expect("the server answers")
+            .text()
+            .await
+            .expect("a body")
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(key), None).await
     }
