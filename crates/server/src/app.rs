@@ -220,7 +220,7 @@ pub async fn run(
     let changes = match store.listen_link_changes().await {
         Ok(changes) => changes.map(Some),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen to link changes; cached links live 2 s");
+            tracing::warn!(error = %e, "cannot listen to link changes; cached links live briefly");
             Some(None)
         }
     };

@@ -174,7 +174,12 @@ pub async fn follow_changes(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(retry) => {}
             }
-            match store.listen_link_changes().await {
+            // Not past a stop: a database that does not answer must not hold up shutdown.
+            let listened = tokio::select! {
+                _ = stop.cancelled() => return,
+                listened = store.listen_link_changes() => listened,
+            };
+            match listened {
                 Ok(Some(changes)) => {
                     listening = Some(changes);
                     cache.forget_all();
@@ -185,7 +190,12 @@ pub async fn follow_changes(
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64, "cannot listen to link changes; cached links live 2 s");
+                    tracing::warn!(
+                        error = %e,
+                        retry_ms = retry.as_millis() as u64,
+                        link_cache_ms = cache.ttl_ms(),
+                        "cannot listen to link changes; cached links live briefly"
+                    );
                     retry = (retry * 2).min(Duration::from_secs(5));
                 }
             }
