@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::db::Cols;
-use super::links::{LINK_BY_CODE_OR_SLUG, link_from};
+use super::links::{LINK_BY_CODE, LINK_BY_SLUG, LINK_COLUMNS, link_from};
 use super::{Link, StoreResult};
 
 /// Connections kept for the next lookups: one per thread that looks links up at once.
@@ -49,9 +49,15 @@ impl LinkReader {
                 }
             },
         };
-        let found = conn
-            .prepare_cached(LINK_BY_CODE_OR_SLUG)
-            .and_then(|mut q| q.query_row([s], |row| Ok(link_from(&Row(row)))).optional());
+        let by = |sql| {
+            conn.prepare_cached(sql)
+                .and_then(|mut q| q.query_row([s], |row| Ok(link_from(&Row(row)))).optional())
+        };
+        // A code before a slug, should one link's slug be another's code (as the pool's query).
+        let found = match by(LINK_BY_CODE) {
+            Ok(None) => by(LINK_BY_SLUG),
+            found => found,
+        };
         let answer = match found {
             Ok(link) => Some(link.transpose()),
             Err(e) if is_busy(&e) => None,
@@ -82,30 +88,41 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// A row as [`link_from`] reads it.
+/// A row of [`LINK_BY_CODE`] or [`LINK_BY_SLUG`] as [`link_from`] reads it: by the column's
+/// place in the query (rusqlite finds a column by name through every column's name in turn).
 struct Row<'a, 'b>(&'a rusqlite::Row<'b>);
 
-fn decode(e: rusqlite::Error) -> sqlx::Error {
-    sqlx::Error::Decode(Box::new(e))
+/// The queries' columns, in order.
+static COLUMNS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| LINK_COLUMNS.split(", ").map(str::trim).collect());
+
+impl Row<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, col: &str) -> Result<T, sqlx::Error> {
+        let got = match COLUMNS.iter().position(|c| *c == col) {
+            Some(i) => self.0.get(i),
+            None => self.0.get(col),
+        };
+        got.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
 }
 
 impl Cols for Row<'_, '_> {
     fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
     fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
     fn boolean(&self, col: &str) -> Result<bool, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
     fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        self.0.get(col).map_err(decode)
+        self.get(col)
     }
 }

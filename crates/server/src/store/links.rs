@@ -28,6 +28,17 @@ pub(super) const LINK_BY_CODE_OR_SLUG: &str = concat!(
      ORDER BY CASE WHEN code = $1 THEN 0 ELSE 1 END LIMIT 1"
 );
 
+/// The columns of a link, in the order the queries below select them.
+pub(super) const LINK_COLUMNS: &str = link_cols!();
+
+/// The link with the code `$1`, and the link with the slug `$1`: one index search each, where
+/// SQLite answers [`LINK_BY_CODE_OR_SLUG`] with two and a sort (for the redirects that look a
+/// link up on their own thread, first by code, then by slug).
+pub(super) const LINK_BY_CODE: &str =
+    concat!("SELECT ", link_cols!(), " FROM links WHERE code = $1");
+pub(super) const LINK_BY_SLUG: &str =
+    concat!("SELECT ", link_cols!(), " FROM links WHERE slug = $1");
+
 pub(super) fn link_from<R: Cols>(r: &R) -> StoreResult<Link> {
     Ok(Link {
         id: r.text("id")?.into(),
