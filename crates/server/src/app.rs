@@ -215,25 +215,15 @@ pub async fn run(
         },
         clicks_stop.clone(),
     );
-    // PostgreSQL: listen to link changes before serving, so that nothing cached misses one
-    // (`Some(None)`: not yet, the follower keeps trying). SQLite: `None`, nothing to hear.
-    let changes = match store.listen_link_changes().await {
-        Ok(changes) => changes.map(Some),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen to link changes; cached links live briefly");
-            Some(None)
-        }
-    };
-    let link_cache = Arc::new(LinkCache::new(
-        config.link_cache_ms,
-        matches!(changes, None | Some(Some(_))),
-    ));
+    // SQLite: one instance makes every change itself. PostgreSQL: links live briefly until
+    // the follower listens to the other instances' changes (at once, as a rule).
+    let postgres = store.backend() == store::Backend::Postgres;
+    let link_cache = Arc::new(LinkCache::new(config.link_cache_ms, !postgres));
     let changes_stop = CancellationToken::new();
-    let following = changes.map(|listening| {
+    let following = postgres.then(|| {
         tokio::spawn(crate::link_cache::follow_changes(
             store.clone(),
             link_cache.clone(),
-            listening,
             changes_stop.clone(),
         ))
     });

@@ -156,69 +156,69 @@ impl LinkCache {
 }
 
 /// PostgreSQL: forgets every link another instance (or anything else) changes, until `stop`.
-/// While it cannot listen, links live briefly; once it listens again it forgets every link,
-/// since changes made in between went unheard. `listening` is the listener started with the
-/// server, if that worked.
-pub async fn follow_changes(
-    store: Arc<Store>,
-    cache: Arc<LinkCache>,
-    mut listening: Option<crate::store::LinkChanges>,
-    stop: CancellationToken,
-) {
-    let listening_gauge = metrics::gauge!(crate::metrics::LINK_CHANGES_LISTENING);
-    listening_gauge.set(if listening.is_some() { 1.0 } else { 0.0 });
-    let mut retry = Duration::from_millis(100);
+/// Until it listens, and while it cannot, links live briefly; each time it starts listening
+/// it forgets every link, since changes made before went unheard.
+pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: CancellationToken) {
+    let listening = metrics::gauge!(crate::metrics::LINK_CHANGES_LISTENING);
+    listening.set(0.0);
+    // The pause before the next try to listen: none at the start.
+    let mut retry: Option<Duration> = None;
     loop {
-        let Some(changes) = listening.as_mut() else {
+        if let Some(pause) = retry {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(retry) => {}
-            }
-            // Not past a stop: a database that does not answer must not hold up shutdown.
-            let listened = tokio::select! {
-                _ = stop.cancelled() => return,
-                listened = store.listen_link_changes() => listened,
-            };
-            match listened {
-                Ok(Some(changes)) => {
-                    listening = Some(changes);
-                    cache.forget_all();
-                    cache.hears_changes(true);
-                    listening_gauge.set(1.0);
-                    retry = Duration::from_millis(100);
-                    tracing::info!("listening to link changes again");
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(
-                        error = %e,
-                        retry_ms = retry.as_millis() as u64,
-                        link_cache_ms = cache.ttl_ms(),
-                        "cannot listen to link changes; cached links live briefly"
-                    );
-                    retry = (retry * 2).min(Duration::from_secs(5));
-                }
-            }
-            continue;
-        };
-        let heard = tokio::select! {
-            _ = stop.cancelled() => return,
-            heard = changes.next() => heard,
-        };
-        match heard {
-            Ok(LinkChange::Changed(codes)) => cache.forget(codes.iter().map(String::as_str)),
-            Ok(LinkChange::Missed) | Err(_) => {
-                if let Err(e) = heard {
-                    tracing::warn!(error = %e, "listening to link changes failed");
-                } else {
-                    tracing::warn!("lost the connection that listens to link changes");
-                }
-                cache.hears_changes(false);
-                cache.forget_all();
-                listening_gauge.set(0.0);
-                listening = None;
+                _ = tokio::time::sleep(pause) => {}
             }
         }
+        // Not past a stop: a database that does not answer must not hold up shutdown.
+        let listened = tokio::select! {
+            _ = stop.cancelled() => return,
+            listened = store.listen_link_changes() => listened,
+        };
+        let mut changes = match listened {
+            Ok(Some(changes)) => changes,
+            Ok(None) => return,
+            Err(e) => {
+                let pause = retry.map_or(Duration::from_millis(100), |p| {
+                    (p * 2).min(Duration::from_secs(5))
+                });
+                tracing::warn!(
+                    error = %e,
+                    retry_ms = pause.as_millis() as u64,
+                    link_cache_ms = cache.ttl_ms(),
+                    "cannot listen to link changes; cached links live briefly"
+                );
+                retry = Some(pause);
+                continue;
+            }
+        };
+        cache.forget_all();
+        cache.hears_changes(true);
+        listening.set(1.0);
+        if retry.is_some() {
+            tracing::info!("listening to link changes again");
+        }
+        loop {
+            let heard = tokio::select! {
+                _ = stop.cancelled() => return,
+                heard = changes.next() => heard,
+            };
+            match heard {
+                Ok(LinkChange::Changed(codes)) => cache.forget(codes.iter().map(String::as_str)),
+                Ok(LinkChange::Missed) => {
+                    tracing::warn!("lost the connection that listens to link changes");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening to link changes failed");
+                    break;
+                }
+            }
+        }
+        cache.hears_changes(false);
+        cache.forget_all();
+        listening.set(0.0);
+        retry = Some(Duration::from_millis(100));
     }
 }
 

@@ -38,10 +38,17 @@ async fn schema_url() -> Option<(String, String, String)> {
     Some((base, schema, url))
 }
 
-/// Two servers on the database at `url`, and a Telegram bot made on the first.
+/// Two servers on the database at `url`, and a Telegram bot made on the first. They keep
+/// links 10 min whether or not they hear of changes, so that a change another instance made
+/// can only be seen in time through its announcement.
 async fn two_instances(url: &str) -> (TestServer, TestServer, serde_json::Value) {
-    let a = TestServer::start_with(|c| c.database_url = url.to_owned()).await;
-    let b = TestServer::start_with(|c| c.database_url = url.to_owned()).await;
+    let start = || {
+        TestServer::start_with(|c| {
+            c.database_url = url.to_owned();
+            c.link_cache_ms = Some(600_000);
+        })
+    };
+    let (a, b) = (start().await, start().await);
     let (st, bot) = a
         .post("/api/v1/bots", ADMIN_KEY, json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot", "token": "1:x"}}}))
         .await;
