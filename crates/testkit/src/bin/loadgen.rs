@@ -9,7 +9,15 @@
 //!   previous answer has its latency measured from its *scheduled* send time, so a stalled
 //!   server shows up in the percentiles instead of slowing the generator down (no coordinated
 //!   omission). When the connection was idle, latency is from the actual send, and how late
-//!   the generator's own timer fired is reported separately (`lag_*`).
+//!   the generator's own timer fired is reported separately (`lag_*`). The schedule is kept
+//!   to the microsecond (see [`pace`]): tokio's timers round up to the next millisecond,
+//!   which sent each millisecond's requests in one burst (41 at once at 41,000 req/s), so
+//!   that even a server answering in 10 µs showed a p50 of 0.3 ms.
+//!
+//! An answer's latency ends when it arrived, as the kernel stamped it (`SO_TIMESTAMPNS`, on
+//! Linux), not when this thread got round to reading it: the generator's own delays (another
+//! process on its CPU, its work on other connections) are not the server's. How long answers
+//! waited to be read is reported as `read_lag_*`.
 //!
 //! Paths come from `--paths FILE` (one per line, taken round-robin, so every path is asked
 //! for equally) or `--path P`. Every request comes from one visitor (one user agent), unless
@@ -28,8 +36,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[cfg(not(target_os = "linux"))]
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::time::timeout_at;
 
 /// A phone browser's user agent: link-preview crawlers are served differently.
@@ -130,6 +141,8 @@ struct Tally {
     /// With `--timeline`: (ms from the start to the latency's start, latency µs) per answer.
     timed: Vec<(u32, u32)>,
     lags_us: Vec<u32>,
+    /// How long each answer waited in the socket before this thread read it (Linux).
+    read_lags_us: Vec<u32>,
     last_answer: Option<Instant>,
 }
 
@@ -183,14 +196,25 @@ fn request(path: &str, host: &str, user_agent: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One response read.
+struct Answer {
+    status: u16,
+    /// The server will close the connection.
+    close: bool,
+    /// When its last bytes arrived: the kernel's receive time where there is one, else when
+    /// they were read.
+    arrived: Instant,
+}
+
 /// Reads one response off `stream` (status line, headers, a `Content-Length` or chunked
-/// body). `buf` keeps any bytes past it. Returns the status and whether the server will close.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, bool)> {
+/// body). `buf` keeps any bytes past it.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Answer> {
+    let mut arrived = Instant::now();
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        fill(stream, buf).await?;
+        arrived = fill(stream, buf).await?;
     };
     let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
@@ -223,26 +247,83 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16
             if let Some(i) = find(buf, b"0\r\n\r\n") {
                 break i + 5;
             }
-            fill(stream, buf).await?;
+            arrived = fill(stream, buf).await?;
         };
         buf.drain(..end);
     } else {
         while buf.len() < length {
-            fill(stream, buf).await?;
+            arrived = fill(stream, buf).await?;
         }
         buf.drain(..length);
     }
-    Ok((status, close))
+    Ok(Answer {
+        status,
+        close,
+        arrived,
+    })
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+/// Reads what has arrived on `stream` into `buf`, and returns when it arrived: on Linux the
+/// kernel's receive time of those bytes (`SO_TIMESTAMPNS`, see [`stamp_arrivals`]), so that
+/// the time this thread spent off its CPU (another process on it, or its own work on other
+/// connections) is not counted as the server's; elsewhere, now.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Instant> {
     let mut chunk = [0u8; 4096];
-    let n = stream.read(&mut chunk).await?;
+    #[cfg(target_os = "linux")]
+    let (n, arrived) = loop {
+        use std::os::fd::AsRawFd as _;
+        stream.readable().await?;
+        let fd = stream.as_raw_fd();
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            recv_stamped(fd, &mut chunk)
+        }) {
+            Ok(read) => break read,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let (n, arrived) = (stream.read(&mut chunk).await?, None);
     if n == 0 {
         bail!("connection closed by the server");
     }
     buf.extend_from_slice(&chunk[..n]);
+    let now = Instant::now();
+    // The stamp is wall-clock time; how long ago it was, on the monotonic clock.
+    let ago = arrived.and_then(|at| std::time::SystemTime::now().duration_since(at).ok());
+    Ok(ago.and_then(|ago| now.checked_sub(ago)).unwrap_or(now))
+}
+
+/// Asks the kernel to stamp every received segment with its arrival time.
+#[cfg(target_os = "linux")]
+fn stamp_arrivals(stream: &TcpStream) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+    Ok(setsockopt(stream, ReceiveTimestampns, &true)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stamp_arrivals(_: &TcpStream) -> std::io::Result<()> {
     Ok(())
+}
+
+/// One `recvmsg`: the bytes read, and the arrival time of the last of them, if stamped.
+#[cfg(target_os = "linux")]
+fn recv_stamped(
+    fd: std::os::fd::RawFd,
+    chunk: &mut [u8],
+) -> std::io::Result<(usize, Option<std::time::SystemTime>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(chunk)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut control), MsgFlags::empty())?;
+    let stamp = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(ts) => Some(
+            std::time::UNIX_EPOCH
+                + Duration::new(ts.tv_sec().try_into().ok()?, ts.tv_nsec().try_into().ok()?),
+        ),
+        _ => None,
+    });
+    Ok((msg.bytes, stamp))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -253,35 +334,26 @@ fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
 }
 
-/// One connection's loop. `interval` is `Some` in open-loop mode; `offset` spreads the
-/// connections' schedules over one interval.
+/// One connection's loop. In open-loop mode `schedule` hands it each request's send time when
+/// that time has come (see [`pace`]); it ends when the schedule does.
 async fn connection(
     shared: Arc<Shared>,
     start: Instant,
     end: Instant,
     give_up: Instant,
-    interval: Option<Duration>,
-    offset: Duration,
+    mut schedule: Option<mpsc::UnboundedReceiver<Instant>>,
 ) -> Tally {
     let mut t = Tally::default();
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(4096);
-    let mut k: u32 = 0;
     let mut prev_done = start;
     loop {
         // When this request should go out, and from when its latency counts.
-        let scheduled = match interval {
-            Some(iv) => {
-                let s = start + offset + iv * k;
-                k += 1;
-                if s >= end {
-                    break;
-                }
-                if Instant::now() < s {
-                    tokio::time::sleep_until(s.into()).await;
-                }
-                Some(s)
-            }
+        let scheduled = match schedule.as_mut() {
+            Some(rx) => match rx.recv().await {
+                Some(s) => Some(s),
+                None => break,
+            },
             None => None,
         };
         let now = Instant::now();
@@ -301,6 +373,11 @@ async fn connection(
             match timeout_at(give_up.into(), TcpStream::connect(shared.addr)).await {
                 Ok(Ok(s)) => {
                     t.connects += 1;
+                    if let Err(e) = stamp_arrivals(&s) {
+                        eprintln!(
+                            "loadgen: no receive timestamps, latencies include its own delays: {e}"
+                        );
+                    }
                     stream = Some(s);
                 }
                 _ => {
@@ -319,10 +396,17 @@ async fn connection(
             read_response(s, &mut buf).await
         })
         .await;
-        let done = Instant::now();
+        let read_at = Instant::now();
+        let done = match &answered {
+            Ok(Ok(a)) => {
+                t.read_lags_us.push(micros(read_at - a.arrived));
+                a.arrived
+            }
+            _ => read_at,
+        };
         prev_done = done;
         match answered {
-            Ok(Ok((status, close))) => {
+            Ok(Ok(Answer { status, close, .. })) => {
                 t.status(status);
                 t.latencies_us.push(micros(done - from));
                 if shared.timeline {
@@ -341,11 +425,53 @@ async fn connection(
                 buf.clear();
             }
         }
-        if done >= give_up {
+        if read_at >= give_up {
             break;
         }
     }
     t
+}
+
+/// The open loop's clock: connection `c` of `n` sends every `interval`, starting at
+/// `start + interval * c / n`, so the requests of all connections are spread evenly. Each send
+/// time is handed to its connection when it comes; a connection still waiting for its last
+/// answer finds it queued and sends late, with its latency counted from this time. Returning
+/// at `end` drops the senders, which ends the connections' loops.
+///
+/// Within a millisecond of a send time it yields to the runtime until the time comes instead
+/// of sleeping (each yield also polls the sockets), so requests leave within microseconds of
+/// their time: tokio's timers round up to the next millisecond, which sent each millisecond's
+/// requests in one burst. So at any rate over about 1,000 req/s the generator's thread is
+/// always busy, and its CPU share says nothing about its load.
+async fn pace(
+    start: Instant,
+    end: Instant,
+    interval: Duration,
+    senders: Vec<UnboundedSender<Instant>>,
+) {
+    const SPIN: Duration = Duration::from_millis(1);
+    let n = senders.len() as u32;
+    for k in 0u32.. {
+        for (c, tx) in (0u32..).zip(&senders) {
+            let at = start + interval * k + interval * c / n;
+            if at >= end {
+                return;
+            }
+            loop {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if left > SPIN * 2 {
+                    tokio::time::sleep(left - SPIN).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+            // A connection that gave up (past `give_up`) has dropped its receiver.
+            let _ = tx.send(at);
+        }
+    }
 }
 
 /// The p-th percentile (0-100) of sorted values, nearest rank.
@@ -398,22 +524,28 @@ fn main() -> Result<()> {
             .rate
             .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
         let mut tasks = Vec::with_capacity(args.connections);
-        for c in 0..args.connections {
-            let offset = interval
-                .map(|iv| iv.mul_f64(c as f64 / args.connections as f64))
-                .unwrap_or_default();
+        let mut senders = Vec::with_capacity(args.connections);
+        for _ in 0..args.connections {
+            let schedule = interval.map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                senders.push(tx);
+                rx
+            });
             tasks.push(tokio::spawn(connection(
                 shared.clone(),
                 start,
                 end,
                 give_up,
-                interval,
-                offset,
+                schedule,
             )));
         }
+        let pacer = interval.map(|iv| tokio::spawn(pace(start, end, iv, senders)));
         let mut tallies = Vec::with_capacity(tasks.len());
         for t in tasks {
             tallies.push(t.await.expect("connection task"));
+        }
+        if let Some(p) = pacer {
+            p.await.expect("pacer task");
         }
         (tallies, start)
     });
@@ -462,11 +594,13 @@ impl Report {
             }
             total.latencies_us.extend(t.latencies_us);
             total.lags_us.extend(t.lags_us);
+            total.read_lags_us.extend(t.read_lags_us);
             total.timed.extend(t.timed);
             total.last_answer = total.last_answer.max(t.last_answer);
         }
         total.latencies_us.sort_unstable();
         total.lags_us.sort_unstable();
+        total.read_lags_us.sort_unstable();
         // The run lasts until its last answer (at least the nominal duration).
         let elapsed = total
             .last_answer
@@ -538,6 +672,11 @@ impl Report {
         println!("max_us={}", l.last().copied().unwrap_or(0));
         println!("lag_p99_us={}", percentile(&t.lags_us, 99.0));
         println!("lag_max_us={}", t.lags_us.last().copied().unwrap_or(0));
+        println!("read_lag_p99_us={}", percentile(&t.read_lags_us, 99.0));
+        println!(
+            "read_lag_max_us={}",
+            t.read_lags_us.last().copied().unwrap_or(0)
+        );
         if let Some(cpu) = self.cpu {
             println!("loadgen_cpu_pct={:.0}", 100.0 * cpu / secs);
         }
