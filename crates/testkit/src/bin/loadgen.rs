@@ -36,9 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-#[cfg(not(target_os = "linux"))]
-use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::time::timeout_at;
@@ -171,6 +169,8 @@ struct Shared {
     next: AtomicUsize,
     /// Whether answers are kept with their times, for `--timeline`.
     timeline: bool,
+    /// Open loop: answers' arrival times come from the kernel (see [`fill`]).
+    stamped: bool,
 }
 
 impl Shared {
@@ -208,13 +208,13 @@ struct Answer {
 
 /// Reads one response off `stream` (status line, headers, a `Content-Length` or chunked
 /// body). `buf` keeps any bytes past it.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Answer> {
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, stamped: bool) -> Result<Answer> {
     let mut arrived = Instant::now();
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        arrived = fill(stream, buf).await?;
+        arrived = fill(stream, buf, stamped).await?;
     };
     let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
@@ -247,12 +247,12 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Answ
             if let Some(i) = find(buf, b"0\r\n\r\n") {
                 break i + 5;
             }
-            arrived = fill(stream, buf).await?;
+            arrived = fill(stream, buf, stamped).await?;
         };
         buf.drain(..end);
     } else {
         while buf.len() < length {
-            arrived = fill(stream, buf).await?;
+            arrived = fill(stream, buf, stamped).await?;
         }
         buf.drain(..length);
     }
@@ -263,27 +263,36 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Answ
     })
 }
 
-/// Reads what has arrived on `stream` into `buf`, and returns when it arrived: on Linux the
-/// kernel's receive time of those bytes (`SO_TIMESTAMPNS`, see [`stamp_arrivals`]), so that
-/// the time this thread spent off its CPU (another process on it, or its own work on other
-/// connections) is not counted as the server's; elsewhere, now.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Instant> {
+/// Reads what has arrived on `stream` into `buf`, and returns when it arrived. When `stamped`
+/// (the open loop, on Linux), that is the kernel's receive time of those bytes
+/// (`SO_TIMESTAMPNS`, see [`stamp_arrivals`]), so that the time this thread spent off its CPU
+/// (another process on it, or its own work on other connections) is not counted as the
+/// server's. Otherwise it is now: the closed loop's latency is queueing by design, and a plain
+/// read keeps the generator's cost per request, and so the peak it can drive, as it was.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, stamped: bool) -> Result<Instant> {
     let mut chunk = [0u8; 4096];
     #[cfg(target_os = "linux")]
-    let (n, arrived) = loop {
-        use std::os::fd::AsRawFd as _;
-        stream.readable().await?;
-        let fd = stream.as_raw_fd();
-        match stream.try_io(tokio::io::Interest::READABLE, || {
-            recv_stamped(fd, &mut chunk)
-        }) {
-            Ok(read) => break read,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.into()),
+    let (n, arrived) = if !stamped {
+        (stream.read(&mut chunk).await?, None)
+    } else {
+        loop {
+            use std::os::fd::AsRawFd as _;
+            stream.readable().await?;
+            let fd = stream.as_raw_fd();
+            match stream.try_io(tokio::io::Interest::READABLE, || {
+                recv_stamped(fd, &mut chunk)
+            }) {
+                Ok(read) => break read,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     #[cfg(not(target_os = "linux"))]
-    let (n, arrived) = (stream.read(&mut chunk).await?, None);
+    let (n, arrived) = {
+        let _ = stamped;
+        (stream.read(&mut chunk).await?, None)
+    };
     if n == 0 {
         bail!("connection closed by the server");
     }
@@ -373,7 +382,9 @@ async fn connection(
             match timeout_at(give_up.into(), TcpStream::connect(shared.addr)).await {
                 Ok(Ok(s)) => {
                     t.connects += 1;
-                    if let Err(e) = stamp_arrivals(&s) {
+                    if shared.stamped
+                        && let Err(e) = stamp_arrivals(&s)
+                    {
                         eprintln!(
                             "loadgen: no receive timestamps, latencies include its own delays: {e}"
                         );
@@ -393,7 +404,7 @@ async fn connection(
         t.sent += 1;
         let answered = timeout_at(give_up.into(), async {
             s.write_all(&shared.next_request()).await?;
-            read_response(s, &mut buf).await
+            read_response(s, &mut buf, shared.stamped).await
         })
         .await;
         let read_at = Instant::now();
@@ -510,6 +521,7 @@ fn main() -> Result<()> {
         visitors: args.visitors,
         next: AtomicUsize::new(0),
         timeline: args.timeline.is_some(),
+        stamped: args.rate.is_some(),
     });
     // One thread: pin it with taskset and it stays on its core.
     let rt = tokio::runtime::Builder::new_current_thread()
