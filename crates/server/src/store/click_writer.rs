@@ -295,7 +295,48 @@ fn open(target: &Target) -> StoreResult<Connection> {
         "wal_autocheckpoint",
         super::db::SQLITE_WAL_AUTOCHECKPOINT,
     )?;
+    conn.progress_handler(YIELD_CHECK_OPS, Some(yielding()))?;
     Ok(conn)
+}
+
+/// How long the writer works at most before it offers the CPU to whatever else waits for it
+/// (see [`pace`]).
+const YIELD_EVERY: Duration = Duration::from_micros(100);
+
+/// SQLite's virtual-machine steps between two calls of [`pace`] in a statement (a few µs of
+/// work).
+const YIELD_CHECK_OPS: std::ffi::c_int = 1000;
+
+/// The progress handler of the writer's connection: [`pace`], never interrupting the
+/// statement.
+fn yielding() -> impl FnMut() -> bool + Send + 'static {
+    || {
+        pace();
+        false
+    }
+}
+
+thread_local! {
+    /// When this thread last offered the CPU (see [`pace`]).
+    static OFFERED_AT: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
+}
+
+/// Offers the CPU (`sched_yield`) once [`YIELD_EVERY`] has passed since this thread last did:
+/// what the writer's loops call between clicks, and SQLite between steps of a statement.
+///
+/// The writer runs at a lower priority than the threads that answer requests, but Linux lets
+/// a thread it has just picked run out a slice (0.75 ms or more, up to the next tick) before a
+/// thread that wakes can preempt it. A batch of 500 clicks is about that much work, so each
+/// batch held back the redirects that arrived while it ran, on a server with one CPU to spare;
+/// a yield gives them the CPU within 100 µs, and costs nothing when nothing waits. Measured in
+/// BENCHMARKS.md (2026-12-07, eighth session).
+pub(super) fn pace() {
+    OFFERED_AT.with(|at| {
+        if at.get().elapsed() >= YIELD_EVERY {
+            std::thread::yield_now();
+            at.set(Instant::now());
+        }
+    });
 }
 
 /// Writes a batch in one transaction: the clicks to the log (see [`click_log`]: a click whose
@@ -319,6 +360,7 @@ fn write_batch(conn: &mut Connection, clicks: &[NewClick], kept: &mut Kept) -> S
             // A visitor's first click on a link on a day is unique. The visitors this writer
             // committed are known without asking (most clicks stop there); an insert finds
             // the others, once per batch.
+            pace();
             let (ClickKind::Click, Some(v)) = (c.kind, c.visitor) else {
                 return Ok(false);
             };
@@ -335,6 +377,7 @@ fn write_batch(conn: &mut Connection, clicks: &[NewClick], kept: &mut Kept) -> S
     if let Some(rows) = logged.rows {
         kept.unfolded.rows.push(rows);
         for &(c, unique) in &logged.clicks {
+            pace();
             let n = Counts::of(c.kind, unique);
             kept.unfolded
                 .sums
@@ -405,6 +448,7 @@ fn fold_log(conn: &mut Connection) -> StoreResult<()> {
                 match decoded {
                     Ok(clicks) => {
                         for c in clicks {
+                            pace();
                             let n = Counts::of(c.kind, c.unique);
                             sums.add((c.link_id, day_of(c.at), c.channel), n);
                         }
