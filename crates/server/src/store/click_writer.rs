@@ -5,7 +5,7 @@
 //! with the batch's values built into argument lists on the threads that answer requests
 //! first: at thousands of clicks a second that was most of a click's cost. Here the request
 //! side only hands the batch over; the work happens beside SQLite, on a thread of lower
-//! priority, so redirects get the CPU first.
+//! priority that offers the CPU every 100 µs (see [`pace`]), so redirects get the CPU first.
 //!
 //! A batch goes to the click log (see [`click_log`]): a row per millisecond of its click ids,
 //! with each click marked unique or not. Its counts are not added to `click_counts` then: the
@@ -295,7 +295,14 @@ fn open(target: &Target) -> StoreResult<Connection> {
         "wal_autocheckpoint",
         super::db::SQLITE_WAL_AUTOCHECKPOINT,
     )?;
-    conn.progress_handler(YIELD_CHECK_OPS, Some(yielding()))?;
+    // Within a statement too: SQLite calls this every YIELD_CHECK_OPS steps (never interrupting).
+    conn.progress_handler(
+        YIELD_CHECK_OPS,
+        Some(|| {
+            pace();
+            false
+        }),
+    )?;
     Ok(conn)
 }
 
@@ -306,15 +313,6 @@ const YIELD_EVERY: Duration = Duration::from_micros(100);
 /// SQLite's virtual-machine steps between two calls of [`pace`] in a statement (a few µs of
 /// work).
 const YIELD_CHECK_OPS: std::ffi::c_int = 1000;
-
-/// The progress handler of the writer's connection: [`pace`], never interrupting the
-/// statement.
-fn yielding() -> impl FnMut() -> bool + Send + 'static {
-    || {
-        pace();
-        false
-    }
-}
 
 thread_local! {
     /// When this thread last offered the CPU (see [`pace`]).
@@ -328,9 +326,9 @@ thread_local! {
 /// a thread it has just picked run out a slice (0.75 ms or more, up to the next tick) before a
 /// thread that wakes can preempt it. A batch of 500 clicks is about that much work, so each
 /// batch held back the redirects that arrived while it ran, on a server with one CPU to spare;
-/// a yield gives them the CPU within 100 µs, and costs nothing when nothing waits. Measured in
-/// BENCHMARKS.md (2026-12-07, eighth session).
-pub(super) fn pace() {
+/// a yield gives them the CPU within 100 µs, and costs a look at the clock (and, every 100 µs,
+/// a system call) when nothing waits. Measured in BENCHMARKS.md (2026-12-07, eighth session).
+fn pace() {
     OFFERED_AT.with(|at| {
         if at.get().elapsed() >= YIELD_EVERY {
             std::thread::yield_now();
@@ -357,10 +355,10 @@ fn write_batch(conn: &mut Connection, clicks: &[NewClick], kept: &mut Kept) -> S
              ON CONFLICT DO NOTHING",
         )?;
         click_log::log_batch(&tx, clicks, |c| {
+            pace();
             // A visitor's first click on a link on a day is unique. The visitors this writer
             // committed are known without asking (most clicks stop there); an insert finds
             // the others, once per batch.
-            pace();
             let (ClickKind::Click, Some(v)) = (c.kind, c.visitor) else {
                 return Ok(false);
             };
