@@ -1,8 +1,13 @@
 //! Test helpers for botlink: start the real server on `127.0.0.1:0` with a temporary SQLite
-//! database and drive it over HTTP.
+//! database, or in a schema of its own on PostgreSQL, and drive it over HTTP.
 //!
 //! The listener is bound before the server task starts, so a test can send requests at once:
 //! they wait in the accept queue until the server is ready. No fixed ports, no sleeps.
+//!
+//! PostgreSQL comes from `BOTLINK_TEST_POSTGRES_URL` (default the local
+//! `postgres://postgres@127.0.0.1:5432/test`). Without one, a PostgreSQL test prints
+//! `skipped: ...` and returns; with `CI=true` it fails instead, so that CI never passes a
+//! PostgreSQL test that did not run.
 
 use std::net::SocketAddr;
 
@@ -14,6 +19,84 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// The database a [`TestServer`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A schema of its own in the test PostgreSQL database.
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// The test PostgreSQL database's URL (`BOTLINK_TEST_POSTGRES_URL`, else the local default).
+pub fn postgres_base_url() -> String {
+    std::env::var("BOTLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// How long a test schema is kept: schemas older than this are dropped when a new one is made
+/// (a test that failed, or a server still running when its test ended, leaves its schema).
+const STALE_SCHEMA_SECS: u64 = 3_600;
+
+/// A URL to a new, empty schema of the test PostgreSQL database, in which a server sees only
+/// its own tables (`search_path`). `None`, after printing `skipped: ...`, when PostgreSQL
+/// cannot be reached; with `CI=true` that is a failure instead.
+pub async fn postgres_schema_url() -> Option<String> {
+    use sqlx::Connection as _;
+    let base = postgres_base_url();
+    let mut conn = match sqlx::PgConnection::connect(&base).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PostgreSQL must be reachable in CI at {base}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: PostgreSQL not reachable at {base}: {e}");
+            return None;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    // Schemas left by earlier runs: `t_srv_<seconds>_<random>`.
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_srv\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("list the test schemas");
+    for name in old {
+        let made = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
+        if made.is_some_and(|t| t + STALE_SCHEMA_SECS < now) {
+            // Another run may be dropping it too: what matters is that it goes.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+    let schema = format!(
+        "t_srv_{now}_{}",
+        botlink_server::util::random_code(10).to_lowercase()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create a test schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
 
 /// An HTTP client as tests need one: it does not follow redirects, so a test sees the 302.
 pub fn client() -> reqwest::Client {
@@ -77,6 +160,23 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let database_url = format!("sqlite://{}", dir.path().join("botlink.db").display());
         TestServer::start_in(dir, database_url, adjust).await
+    }
+
+    /// Starts a server on `backend` after `adjust` has changed the test configuration; `None`
+    /// when that backend is PostgreSQL and it cannot be reached outside CI (the test then
+    /// returns, having said `skipped`).
+    pub async fn start_on(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Option<TestServer> {
+        match backend {
+            Backend::Sqlite => Some(TestServer::start_with(adjust).await),
+            Backend::Postgres => {
+                let url = postgres_schema_url().await?;
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                Some(TestServer::start_in(dir, url, adjust).await)
+            }
+        }
     }
 
     /// Starts a server on an existing directory and database (e.g. to restart one).
@@ -179,4 +279,29 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Makes each named test, an `async fn(Backend)`, run on SQLite and on PostgreSQL: a module
+/// `sqlite` and a module `postgres`, each with a `#[tokio::test]` of the same name, so the
+/// output names the backend (`sqlite::links_in_every_scheme`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
 }
