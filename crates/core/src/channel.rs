@@ -1,5 +1,5 @@
 //! The messengers botlink links into, and each one's rules for the bot identifier and the
-//! deep-link parameter (DESIGN.md §2).
+//! deep-link parameter (`docs/messengers.md`).
 
 use std::fmt;
 use std::str::FromStr;

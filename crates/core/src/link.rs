@@ -1,4 +1,4 @@
-//! Building and parsing deep links for every channel (DESIGN.md §2).
+//! Building and parsing deep links for every channel (`docs/messengers.md`).
 //!
 //! A builder checks the bot identifier and the parameter against the channel's rules and
 //! refuses, with an error naming the rule, the length and the limit, anything that a client

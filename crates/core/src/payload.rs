@@ -1,4 +1,4 @@
-//! Payload schemes: what goes into a deep link's parameter (DESIGN.md §3).
+//! Payload schemes: what goes into a deep link's parameter (`docs/payload-schemes.md`).
 //!
 //! | scheme  | example                                   |
 //! |---------|-------------------------------------------|
@@ -580,7 +580,7 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// The variables a scenario sees, in DESIGN.md's names: `messenger_input_param`,
+    /// The variables a scenario sees, by the names scenarios use: `messenger_input_param`,
     /// `clientExternalId`, `phone`, `email`, then the `v` variables and field values.
     pub fn scenario_variables(&self) -> Vec<(String, String)> {
         let mut out = vec![("messenger_input_param".to_string(), self.inner.clone())];

@@ -1,4 +1,4 @@
-//! Property tests for the core rules (STYLE.md: "property tests for every encode/decode pair").
+//! Property tests for the core rules: every encode/decode pair round-trips.
 //!
 //! 1. Every payload scheme round-trips, and auto-detection names the scheme its encoder made.
 //! 2. Every link `build_link` makes parses back to the same channel, bot, kind and parameter,

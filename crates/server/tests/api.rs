@@ -353,7 +353,7 @@ async fn links_in_every_scheme(b: Backend) {
     );
     assert_eq!(link["payload"]["external_id"], "12345");
 
-    // json: exactly DESIGN.md's vector.
+    // json: exactly the documented vector (docs/payload-schemes.md).
     let (_, link) = create(json!({"bot_id": bot, "channels": ["telegram"], "scheme": "json", "payload": {"email": "email@gmail.com"}})).await;
     assert_eq!(
         url_of(&link, "telegram"),
