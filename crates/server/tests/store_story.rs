@@ -234,8 +234,19 @@ async fn counts_are_added_once_whichever_process_adds_them() {
     );
     // Unread, the deltas wait; each writer adds its own within its second, and once.
     assert_eq!(raw_counts(&dir).await, (2, 2, 2));
-    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-    assert_eq!(raw_counts(&dir).await, (0, 5, 4));
+    // Nothing to await from outside the writers: watch the table until they have folded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let counts = raw_counts(&dir).await;
+        if counts == (0, 5, 4) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unread deltas not folded within 5 s: {counts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(link_clicks(&first, &ws, &link.id).await, (5, 4));
     assert_eq!(link_clicks(&second, &ws, &link.id).await, (5, 4));
 
