@@ -2,23 +2,23 @@
 //!
 //! The library exposes [`app::run`], which serves until a cancellation token fires; `main.rs`
 //! only parses the command line. Tests call the same `run` on port 0.
+//!
+//! A folder per concern:
+//! - [`app`]: `run`, the state handlers share, the router, configuration, metrics, health;
+//! - [`api`]: the JSON API under `/api/v1`, a module per resource, keys and errors;
+//! - [`domain`]: the product's rules, callable from the API, the command line and workers;
+//! - [`redirect`]: the public side (short links, the link cache, click recording, pages, QR);
+//! - [`store`]: storage behind traits, on SQLite or PostgreSQL;
+//! - [`cli`]: the `botlink` command line.
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod cli;
-pub mod clicks;
-pub mod config;
 pub mod crypto;
-pub mod error;
-pub mod link_cache;
-pub mod linkgen;
-pub mod metrics;
-pub mod pages;
-pub mod qr;
+pub mod domain;
 pub mod redirect;
 pub mod store;
 pub mod util;
 
+pub use app::config::Config;
 pub use app::{AppState, ServeError, run};
-pub use config::Config;

@@ -1120,21 +1120,14 @@ async fn a_link_that_expires_in_the_cache_is_gone(b: Backend) {
     s.stop().await;
 }
 
-/// A click queue with room for two: a burst of redirects finds it full, waits for room
-/// instead of answering at once, and every click is counted.
-///
-/// SQLite only: the queue is the same on both backends, but a redirect waits at most 200 ms
-/// for room, and on PostgreSQL a hundred two-click transactions (each a round trip and a
-/// commit) outlast that, so some clicks are dropped, as documented for a queue that stays full.
-#[tokio::test]
-async fn a_full_click_queue_slows_redirects_and_loses_no_click_sqlite() {
-    a_full_click_queue_slows_redirects_and_loses_no_click(Backend::Sqlite).await
-}
-
+/// A click queue with room for ten: a burst of 200 redirects finds it full, waits for room
+/// instead of answering at once, and every click is counted. (A redirect waits at most 200 ms
+/// for room: the queue holds enough clicks for the writer to drain the burst within that on a
+/// busy machine, in twenty transactions, each a commit and on PostgreSQL a round trip.)
 async fn a_full_click_queue_slows_redirects_and_loses_no_click(b: Backend) {
     let Some(s) = TestServer::start_on(b, |c| {
-        c.click_queue = 2;
-        c.click_batch = 2;
+        c.click_queue = 10;
+        c.click_batch = 10;
     })
     .await
     else {
@@ -1404,6 +1397,7 @@ async fn an_oversized_body_is_a_413_with_the_error_body_and_creates_nothing(b: B
 }
 
 on_both_backends!(
+    a_full_click_queue_slows_redirects_and_loses_no_click,
     keys_roles_and_workspace_isolation,
     secrets_are_sealed_and_never_returned,
     links_in_every_scheme,

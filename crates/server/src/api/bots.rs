@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::auth::Auth;
+use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::auth::Auth;
-use crate::error::{ApiError, ErrorBody, Json};
 use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
 use crate::util::format_rfc3339;
 

@@ -7,10 +7,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::auth::Auth;
 use crate::api::bots::{load_bot, not_found};
+use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::auth::Auth;
-use crate::error::{ApiError, ErrorBody, Json};
 use crate::store::{EntryPoint, EntryPointPatch, NewEntryPoint, Role, Utm};
 use crate::util::format_rfc3339;
 

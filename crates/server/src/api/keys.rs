@@ -7,10 +7,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::auth::Auth;
+use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::auth::Auth;
 use crate::crypto::{api_key_hash, new_api_key};
-use crate::error::{ApiError, ErrorBody, Json};
 use crate::store::{ApiKey, ApiKeyId, NewApiKey, Role, WorkspaceId, WorkspaceStore};
 use crate::util::{format_rfc3339, now_ms};
 

@@ -6,8 +6,10 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
+pub mod auth;
 pub mod bots;
 pub mod entry_points;
+pub mod error;
 pub mod keys;
 pub mod links;
 pub mod stats;

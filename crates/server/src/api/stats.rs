@@ -6,12 +6,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::auth::Auth;
 use crate::api::bots::{load_bot, not_found};
 use crate::api::entry_points::load_entry;
+use crate::api::error::{ApiError, ErrorBody, Query};
 use crate::api::links::load_link;
 use crate::app::AppState;
-use crate::auth::Auth;
-use crate::error::{ApiError, ErrorBody, Query};
 use crate::store::{LinkCount, Role, Stats, StatsRange, StatsScope};
 use crate::util::parse_day;
 

@@ -1,4 +1,4 @@
-//! `botlink qr`: draw a link's QR code with [`crate::qr`].
+//! `botlink qr`: draw a link's QR code with [`crate::redirect::qr`].
 
 use std::fs;
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{CliError, print_line};
-use crate::qr::{DEFAULT_MODULE_PX, qr_png, qr_svg, qr_terminal};
+use crate::redirect::qr::{DEFAULT_MODULE_PX, qr_png, qr_svg, qr_terminal};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("file").args(["svg", "png"]))]

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::CliError;
-use crate::config::Config;
+use crate::app::config::Config;
 use crate::store::Store;
 
 /// Where the database is.

@@ -16,8 +16,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::click_log::{bucket_of, decode_row};
 use super::db::{Cols, Pool, Store};
+use super::sqlite::click_log::{bucket_of, decode_row};
 use super::{
     BotId, Bucket, Click, ClickId, ClickKind, ClickStore, LinkCount, NONE_KEY, NewClick, Stats,
     StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,

@@ -18,9 +18,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
-use super::click_writer::{ClickWriter, Target};
-use super::link_reader::LinkReader;
 use super::seen::SeenVisitors;
+use super::sqlite::click_writer::{ClickWriter, Target};
+use super::sqlite::link_reader::LinkReader;
 use super::{StoreError, StoreResult};
 
 /// The active pool.

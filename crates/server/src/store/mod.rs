@@ -29,27 +29,25 @@ macro_rules! with_pool {
 }
 
 mod bots;
-mod click_log;
-mod click_writer;
 mod clicks;
 mod db;
 mod ids;
-mod link_changes;
-mod link_reader;
 mod links;
 mod model;
+mod postgres;
 mod seen;
+mod sqlite;
 mod workspaces;
 
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
-pub use link_changes::{LinkChange, LinkChanges};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
     EntryPointPatch, InlineClickId, InlineLinkId, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY,
     NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope,
     UnknownRole, Utm, Workspace, day_of, day_to_date,
 };
+pub use postgres::link_changes::{LinkChange, LinkChanges};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

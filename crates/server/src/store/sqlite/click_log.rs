@@ -13,8 +13,8 @@
 use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Transaction, params};
 
-use super::clicks::channel_of;
-use super::{ClickKind, NewClick, StoreResult};
+use crate::store::clicks::channel_of;
+use crate::store::{ClickKind, NewClick, StoreResult};
 use crate::util::{CLICK_TIME_LEN, click_id_time};
 
 /// The version byte that starts a row of the log.

@@ -31,10 +31,10 @@ use tokio::sync::oneshot;
 
 use super::click_log::{self, Undecodable, take};
 #[cfg(test)]
-use super::clicks::CountKey;
-use super::clicks::{Counts, channel_of};
-use super::seen::{self, SeenVisitors};
-use super::{ClickKind, NewClick, StoreError, StoreResult, day_of};
+use crate::store::clicks::CountKey;
+use crate::store::clicks::{Counts, channel_of};
+use crate::store::seen::{self, SeenVisitors};
+use crate::store::{ClickKind, NewClick, StoreError, StoreResult, day_of};
 
 /// Where the writer connects: the pool's database.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ impl ClickWriter {
         Ok(ClickWriter { jobs })
     }
 
-    /// Writes a batch (see [`super::ClickStore::insert_clicks`]).
+    /// Writes a batch (see [`crate::store::ClickStore::insert_clicks`]).
     pub(crate) async fn write(&self, clicks: Arc<[NewClick]>) -> StoreResult<u64> {
         if clicks.is_empty() {
             return Ok(0);
@@ -239,7 +239,7 @@ impl Writer<'_> {
         self.unfolded_since = match result {
             Ok(()) => None,
             Err(_) => {
-                metrics::counter!(crate::metrics::CLICK_FOLD_ERRORS).increment(1);
+                metrics::counter!(crate::app::metrics::CLICK_FOLD_ERRORS).increment(1);
                 self.unfolded_since.map(|_| Instant::now())
             }
         };
@@ -282,7 +282,7 @@ fn open(target: &Target) -> StoreResult<Connection> {
         // SQLite keeps a memdb database's journal in memory by itself.
         Target::Memory(name) => Connection::open_with_flags_and_vfs(name, flags, "memdb")?,
     };
-    conn.busy_timeout(super::db::SQLITE_BUSY_TIMEOUT)?;
+    conn.busy_timeout(crate::store::db::SQLITE_BUSY_TIMEOUT)?;
     // No foreign-key checks: the writer adds counts only for links that exist, checked in
     // the same statement under the write lock (see `fold`); the check would look the link up
     // a second time and make each of those statements keep a journal of its own.
@@ -293,7 +293,7 @@ fn open(target: &Target) -> StoreResult<Connection> {
     conn.pragma_update(
         None,
         "wal_autocheckpoint",
-        super::db::SQLITE_WAL_AUTOCHECKPOINT,
+        crate::store::db::SQLITE_WAL_AUTOCHECKPOINT,
     )?;
     // Within a statement too: SQLite calls this every YIELD_CHECK_OPS steps (never interrupting).
     conn.progress_handler(
@@ -722,10 +722,10 @@ mod tests {
     fn migrated() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         for sql in [
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-            include_str!("../../migrations/sqlite/0002_click_counts.sql"),
-            include_str!("../../migrations/sqlite/0003_click_count_deltas.sql"),
-            include_str!("../../migrations/sqlite/0004_click_log.sql"),
+            include_str!("../../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../../migrations/sqlite/0002_click_counts.sql"),
+            include_str!("../../../migrations/sqlite/0003_click_count_deltas.sql"),
+            include_str!("../../../migrations/sqlite/0004_click_log.sql"),
         ] {
             c.execute_batch(sql).unwrap();
         }

@@ -8,8 +8,8 @@
 
 use sqlx::postgres::PgListener;
 
-use super::db::Pool;
-use super::{Store, StoreResult};
+use crate::store::db::Pool;
+use crate::store::{Store, StoreResult};
 
 /// The channel the trigger notifies.
 const CHANNEL: &str = "botlink_links";

@@ -13,9 +13,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::db::Cols;
-use super::links::{LINK_BY_CODE, LINK_BY_SLUG, LINK_COLUMNS, link_from};
-use super::{Link, StoreResult};
+use crate::store::db::Cols;
+use crate::store::links::{LINK_BY_CODE, LINK_BY_SLUG, LINK_COLUMNS, link_from};
+use crate::store::{Link, StoreResult};
 
 /// Connections kept for the next lookups: one per thread that looks links up at once.
 const KEEP: usize = 4;

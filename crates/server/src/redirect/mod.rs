@@ -3,6 +3,11 @@
 //! get OpenGraph tags and count as previews; HEAD counts as nothing. Every click is queued for
 //! the click worker, never written on the request path.
 
+pub mod cache;
+pub mod clicks;
+pub mod pages;
+pub mod qr;
+
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,8 +23,7 @@ use botlink_core::Channel;
 use crate::app::AppState;
 
 use crate::crypto::SecretKey;
-use crate::linkgen;
-use crate::pages;
+use crate::domain::linkgen;
 use crate::store::{ClickKind, InlineClickId, InlineLinkId, Link, LinkId, NewClick};
 use crate::util::{CLICK_ID_LEN, InlineStr, NewClickId, click_id, day_of, now_ms};
 
@@ -687,20 +691,20 @@ fn observe(
             FastRoute::Open => ROUTE_OPEN,
             FastRoute::Channel => ROUTE_CHANNEL,
         };
-        crate::metrics::observe(template, method, status.as_u16(), started);
+        crate::app::metrics::observe(template, method, status.as_u16(), started);
     }
 }
 
 /// The metrics series of redirects that went to a messenger (`GET`, 302), by route: what
 /// [`serve_fast`] records nearly every time.
 pub struct RedirectSeries {
-    open: crate::metrics::Series,
-    channel: crate::metrics::Series,
+    open: crate::app::metrics::Series,
+    channel: crate::app::metrics::Series,
 }
 
 impl Default for RedirectSeries {
     fn default() -> Self {
-        let series = |route| crate::metrics::Series::new(route, &Method::GET, 302);
+        let series = |route| crate::app::metrics::Series::new(route, &Method::GET, 302);
         RedirectSeries {
             open: series(ROUTE_OPEN),
             channel: series(ROUTE_CHANNEL),
@@ -709,7 +713,7 @@ impl Default for RedirectSeries {
 }
 
 impl RedirectSeries {
-    pub fn of(&self, route: FastRoute) -> &crate::metrics::Series {
+    pub fn of(&self, route: FastRoute) -> &crate::app::metrics::Series {
         match route {
             FastRoute::Open => &self.open,
             FastRoute::Channel => &self.channel,
@@ -842,8 +846,10 @@ async fn qr(state: &AppState, code: &str, format: QrFormat) -> Response {
     };
     let url = short_url(state, &link);
     let rendered = match format {
-        QrFormat::Svg => crate::qr::qr_svg(&url, 8).map(|svg| ("image/svg+xml", svg.into_bytes())),
-        QrFormat::Png => crate::qr::qr_png(&url, 8).map(|png| ("image/png", png)),
+        QrFormat::Svg => {
+            crate::redirect::qr::qr_svg(&url, 8).map(|svg| ("image/svg+xml", svg.into_bytes()))
+        }
+        QrFormat::Png => crate::redirect::qr::qr_png(&url, 8).map(|png| ("image/png", png)),
     };
     match rendered {
         Ok((content_type, body)) => (

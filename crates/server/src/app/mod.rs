@@ -1,6 +1,9 @@
 //! The service: state shared by handlers, the router, and `run`, which serves until a
 //! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
 
+pub mod config;
+pub mod metrics;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +23,12 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{KeyLimiter, keys_equal};
-use crate::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
-use crate::config::Config;
+use crate::api::auth::{KeyLimiter, keys_equal};
+use crate::app::config::Config;
 use crate::crypto::{KeyError, SecretKey};
-use crate::link_cache::LinkCache;
 use crate::redirect::Resolved;
+use crate::redirect::cache::LinkCache;
+use crate::redirect::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
 use crate::store::{
     self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
 };
@@ -98,7 +101,10 @@ impl AppState {
     }
 
     /// The metrics series of a redirect route's 302s.
-    pub fn redirect_series(&self, route: crate::redirect::FastRoute) -> &crate::metrics::Series {
+    pub fn redirect_series(
+        &self,
+        route: crate::redirect::FastRoute,
+    ) -> &crate::app::metrics::Series {
         self.0.redirect_series.of(route)
     }
 
@@ -163,7 +169,7 @@ impl AppState {
     }
 
     /// Forgets a link's cached copy after it changed (on PostgreSQL, other instances hear of
-    /// the change from the database: see [`crate::link_cache`]).
+    /// the change from the database: see [`crate::redirect::cache`]).
     pub fn forget_link(&self, link: &Link) {
         let slug = link.slug.as_deref();
         self.0
@@ -200,7 +206,7 @@ pub async fn run(
     }
     let secret = load_secret(&config)?;
     // Before anything that must be stopped: it fails only when no thread can be started.
-    let upkeep = crate::metrics::start_upkeep()?;
+    let upkeep = crate::app::metrics::start_upkeep()?;
     let store = open_store(&config).await?;
     let now = crate::util::now_ms();
     let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE, now).await?.id;
@@ -221,7 +227,7 @@ pub async fn run(
     let link_cache = Arc::new(LinkCache::new(config.link_cache_ms, !postgres));
     let changes_stop = CancellationToken::new();
     let following = postgres.then(|| {
-        tokio::spawn(crate::link_cache::follow_changes(
+        tokio::spawn(crate::redirect::cache::follow_changes(
             store.clone(),
             link_cache.clone(),
             changes_stop.clone(),
@@ -401,7 +407,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi))
-        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(crate::app::metrics::track))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -451,7 +457,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// Unknown paths: a JSON error under `/api`, a human page elsewhere.
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/") {
-        crate::error::ApiError::NotFound(format!(
+        crate::api::error::ApiError::NotFound(format!(
             "no endpoint {}: see /api-docs for the API",
             uri.path()
         ))
@@ -459,7 +465,7 @@ async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
     } else {
         (
             StatusCode::NOT_FOUND,
-            axum::response::Html(crate::pages::message(
+            axum::response::Html(crate::redirect::pages::message(
                 "Not found",
                 "There is nothing at this address.",
             )),
@@ -471,6 +477,6 @@ async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::app::metrics::handle().render(),
     )
 }

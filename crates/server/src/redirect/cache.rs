@@ -159,7 +159,7 @@ impl LinkCache {
 /// Until it listens, and while it cannot, links live briefly; each time it starts listening
 /// it forgets every link, since changes made before went unheard.
 pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: CancellationToken) {
-    let listening = metrics::gauge!(crate::metrics::LINK_CHANGES_LISTENING);
+    let listening = metrics::gauge!(crate::app::metrics::LINK_CHANGES_LISTENING);
     listening.set(0.0);
     // The pause before the next try to listen: none at the start.
     let mut retry: Option<Duration> = None;

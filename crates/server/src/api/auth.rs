@@ -10,9 +10,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 
+use crate::api::error::ApiError;
 use crate::app::AppState;
 use crate::crypto::api_key_hash;
-use crate::error::ApiError;
 use crate::store::{Role, WorkspaceId};
 
 /// The caller, once its key checked out.
