@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr as _;
+
+use crate::crypto::{KeyError, KeySource, SecretKey};
 
 /// Everything `botlink serve` needs. Tests build it directly; the CLI fills it from flags.
 #[derive(Debug, Clone)]
@@ -113,6 +116,148 @@ impl Config {
             None => PathBuf::from("botlink.key"),
         }
     }
+}
+
+/// What is wrong with a configuration, found before anything starts (see [`Config::validate`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "BOTLINK_ADMIN_KEY must start with `blk_`, as every botlink API key does: the API refuses any other bearer token, so this key would never work. Use `blk_` and 32 random characters, e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyPrefix,
+    #[error(
+        "BOTLINK_ADMIN_KEY is too short ({0} characters): use at least 24, e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyShort(usize),
+    #[error(
+        "BOTLINK_ADMIN_KEY is too long ({0} characters): the API takes keys of up to 128, so it would never work; use e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyLong(usize),
+    #[error(
+        "BOTLINK_ADMIN_KEY has a character that is not visible ASCII (a space or a line break, say), which no Authorization header carries: use e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyChars,
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "--public-url {url:?} is not a base URL: {reason}; give one such as https://links.example.com"
+    )]
+    PublicUrl { url: String, reason: &'static str },
+    #[error(
+        "BOTLINK_DATABASE_URL is not a valid PostgreSQL URL ({reason}): expected postgres://user[:password]@host[:port]/database"
+    )]
+    PostgresUrl { reason: String },
+    #[error(
+        "BOTLINK_DATABASE_URL {url:?} is not a valid SQLite URL ({reason}): expected sqlite://<path>, or a file path"
+    )]
+    SqliteUrl { url: String, reason: String },
+    #[error(
+        "unsupported BOTLINK_DATABASE_URL {0:?}: use sqlite://<path>, a file path, or postgres://user@host/db"
+    )]
+    UnsupportedDatabaseUrl(String),
+}
+
+/// A configuration that passed [`Config::validate`], with the secret key as far as it can be
+/// known before the database is opened.
+#[derive(Debug)]
+pub struct Checked {
+    config: Config,
+    key: KeySource,
+}
+
+impl Checked {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where short links point, once the port is known (`serve --listen ...:0`).
+    pub(crate) fn set_public_url(&mut self, url: String) {
+        self.config.public_url = url;
+    }
+
+    pub(crate) fn into_parts(self) -> (Config, KeySource) {
+        (self.config, self.key)
+    }
+}
+
+impl Config {
+    /// Checks everything that can be checked without the network or the database: the admin
+    /// key, the secret key (or the key file, read when it exists), the forms of the database
+    /// and public URLs. `botlink serve` calls it before it binds its address, so that a bad
+    /// setting is reported as such, not as whatever binding would have run into.
+    pub fn validate(self) -> Result<Checked, ConfigError> {
+        if let Some(k) = &self.admin_key {
+            check_admin_key(k)?;
+        }
+        check_public_url(&self.public_url)?;
+        check_database_url(&self.database_url)?;
+        let key = match &self.secret_key {
+            Some(k) => KeySource::Given(SecretKey::parse(k)?),
+            None if self.is_postgres() => return Err(KeyError::Required.into()),
+            None => {
+                let path = self.resolved_key_file();
+                let key = SecretKey::read_file(&path)?;
+                KeySource::File { path, key }
+            }
+        };
+        Ok(Checked { config: self, key })
+    }
+}
+
+/// The admin key must be one the API would accept: it takes `Bearer blk_...` tokens of up to
+/// 128 visible ASCII characters (see `auth`), and anything shorter than 24 is guessable.
+fn check_admin_key(k: &str) -> Result<(), ConfigError> {
+    let len = k.chars().count();
+    if !k.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(ConfigError::AdminKeyChars)
+    } else if !k.starts_with("blk_") {
+        Err(ConfigError::AdminKeyPrefix)
+    } else if len < 24 {
+        Err(ConfigError::AdminKeyShort(len))
+    } else if len > 128 {
+        Err(ConfigError::AdminKeyLong(len))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_public_url(u: &str) -> Result<(), ConfigError> {
+    let bad = |reason| ConfigError::PublicUrl {
+        url: u.to_owned(),
+        reason,
+    };
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(bad("it must start with http:// or https://"));
+    }
+    let parsed = url::Url::parse(u).map_err(|_| bad("it does not parse as a URL"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(
+            "short links are appended to it, so it cannot have a query or a fragment",
+        ));
+    }
+    Ok(())
+}
+
+/// The forms [`crate::store::connect`] takes, parsed as it will parse them.
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let u = url.trim();
+    if is_postgres_url(u) {
+        // The error never quotes the URL: it may hold a password.
+        sqlx::postgres::PgConnectOptions::from_str(u).map_err(|e| ConfigError::PostgresUrl {
+            reason: e.to_string(),
+        })?;
+    } else if u.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(u).map_err(|e| ConfigError::SqliteUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    } else if u.is_empty() || u.contains("://") {
+        return Err(ConfigError::UnsupportedDatabaseUrl(url.to_owned()));
+    }
+    Ok(())
 }
 
 /// Whether a database URL selects PostgreSQL.

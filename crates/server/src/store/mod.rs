@@ -39,6 +39,7 @@ mod link_reader;
 mod links;
 mod model;
 mod seen;
+mod settings;
 mod workspaces;
 
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
