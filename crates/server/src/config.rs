@@ -140,19 +140,19 @@ pub enum ConfigError {
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error(
-        "--public-url {url:?} is not a base URL: {reason}; give one such as https://links.example.com"
+        "--public-url (BOTLINK_PUBLIC_URL) {url:?} is not a base URL: {reason}; give one such as https://links.example.com"
     )]
     PublicUrl { url: String, reason: &'static str },
     #[error(
-        "BOTLINK_DATABASE_URL is not a valid PostgreSQL URL ({reason}): expected postgres://user[:password]@host[:port]/database"
+        "--database-url (BOTLINK_DATABASE_URL) is not a valid PostgreSQL URL ({reason}): expected postgres://user[:password]@host[:port]/database"
     )]
     PostgresUrl { reason: String },
     #[error(
-        "BOTLINK_DATABASE_URL {url:?} is not a valid SQLite URL ({reason}): expected sqlite://<path>, or a file path"
+        "--database-url (BOTLINK_DATABASE_URL) {url:?} is not a valid SQLite URL ({reason}): expected sqlite://<path>, or a file path"
     )]
     SqliteUrl { url: String, reason: String },
     #[error(
-        "unsupported BOTLINK_DATABASE_URL {0:?}: use sqlite://<path>, a file path, or postgres://user@host/db"
+        "unsupported --database-url (BOTLINK_DATABASE_URL) {0:?}: use sqlite://<path>, a file path, or postgres://user@host/db"
     )]
     UnsupportedDatabaseUrl(String),
 }
@@ -268,6 +268,49 @@ pub fn is_postgres_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_forms() {
+        assert!(check_admin_key("blk_0123456789abcdef0123").is_ok());
+        for (key, says) in [
+            ("0123456789abcdef0123456789", "blk_"),
+            ("blk_short", "too short"),
+            ("blk_0123456789abcdef0123 ", "visible ASCII"),
+        ] {
+            let err = check_admin_key(key).unwrap_err().to_string();
+            assert!(err.contains(says) && !err.contains(key.trim()), "{err}");
+        }
+        assert!(check_admin_key(&format!("blk_{}", "a".repeat(125))).is_err());
+        for ok in [
+            "http://127.0.0.1:0",
+            "https://links.example.com",
+            "https://x.io/go",
+        ] {
+            assert!(check_public_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "links.example.com",
+            "https://",
+            "https://x.io/?a=1",
+            "ftp://x.io",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "sqlite://botlink.db",
+            "sqlite::memory:",
+            "data/botlink.db",
+            "postgres://u@h/db",
+        ] {
+            assert!(check_database_url(ok).is_ok(), "{ok}");
+        }
+        let err = check_database_url("postgres://u:hunter2@h:x/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "a password is never shown: {err}");
+        assert!(check_database_url("mysql://u@h/db").is_err());
+        assert!(check_database_url("").is_err());
+    }
 
     #[test]
     fn key_file_sits_beside_the_database() {

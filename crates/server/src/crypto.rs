@@ -400,6 +400,38 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_checked_against_the_recorded_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("botlink.key");
+        let key = SecretKey::generate();
+        let fp = key.fingerprint();
+        assert_eq!(fp, key.fingerprint());
+        assert!(!fp.contains(&hex::encode(key.0)));
+        assert_ne!(fp, SecretKey::generate().fingerprint());
+
+        let (k, origin) = KeySource::Given(key.clone()).open(Some(&fp)).unwrap();
+        origin.check(&k, &fp).unwrap();
+        let err = origin.check(&SecretKey::generate(), &fp).unwrap_err();
+        assert!(matches!(err, KeyError::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains("BOTLINK_SECRET_KEY"), "{err}");
+
+        // No key file: made for a database without a fingerprint, refused for one with.
+        let missing = KeySource::File {
+            path: path.clone(),
+            key: None,
+        };
+        let err = missing.open(Some(&fp)).unwrap_err();
+        assert!(matches!(err, KeyError::FileMissing { .. }), "{err}");
+        assert!(!path.exists());
+        let missing = KeySource::File {
+            path: path.clone(),
+            key: None,
+        };
+        let (made, _) = missing.open(None).unwrap();
+        assert_eq!(SecretKey::read_file(&path).unwrap().unwrap().0, made.0);
+    }
+
+    #[test]
     fn visitor_salt_rotates_daily() {
         let k = SecretKey::generate();
         let ip: IpAddr = "1.2.3.4".parse().unwrap();
