@@ -262,6 +262,57 @@ pub fn check_param(channel: Channel, rule: ParamRule, param: &str) -> Result<usi
     Ok(len)
 }
 
+/// A parameter read from a link that breaks its channel's rule only by the `=` padding of
+/// Base64 at its end: Base64 encoders pad by default (Python's `base64.urlsafe_b64encode`,
+/// JavaScript's `btoa`), and links built with them carry it. The link as given does not work,
+/// since the messenger refuses `=` in a parameter (Telegram opens the bot without it), but the
+/// parameter reads the same without the padding, which Base64 decoding does not need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaddedParam {
+    pub channel: Channel,
+    /// The characters the channel allows.
+    pub allowed: &'static str,
+    /// The parameter without its padding: what the link should carry.
+    pub unpadded: String,
+}
+
+impl fmt::Display for PaddedParam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the link as given does not work: {} takes only {} in a parameter, so it drops this \
+             one for its trailing '=' (Base64 padding, which decoding does not need); without \
+             it the parameter is {} and the link works",
+            self.channel, self.allowed, self.unpadded
+        )
+    }
+}
+
+/// [`check_param`] for a parameter read from a link rather than built: one that breaks the
+/// rule only by Base64 padding (one or two `=` at its end) is accepted, with a
+/// [`PaddedParam`] that says why the link does not work as given. Building stays strict.
+pub fn check_read_param(
+    channel: Channel,
+    rule: ParamRule,
+    param: &str,
+) -> Result<Option<PaddedParam>, LinkError> {
+    let strict = match check_param(channel, rule, param) {
+        Ok(_) => return Ok(None),
+        Err(e) => e,
+    };
+    let unpadded = param.trim_end_matches('=');
+    let padding = param.len() - unpadded.len();
+    if (1..=2).contains(&padding) && check_param(channel, rule, unpadded).is_ok() {
+        Ok(Some(PaddedParam {
+            channel,
+            allowed: rule.charset.describe(),
+            unpadded: unpadded.to_owned(),
+        }))
+    } else {
+        Err(strict)
+    }
+}
+
 /// The rule that applies to a link of `kind` on `channel`.
 pub fn rule_for(channel: Channel, kind: LinkKind) -> ParamRule {
     match (channel, kind) {
@@ -909,6 +960,61 @@ mod tests {
 
     fn link(channel: Channel, bot: &str, param: Option<&str>) -> Result<String, LinkError> {
         build_link(&LinkSpec::new(channel, bot, param)).map(|l| l.url)
+    }
+
+    #[test]
+    fn a_read_parameter_may_carry_base64_padding_and_a_built_one_may_not() {
+        let tg = ParamRule::TELEGRAM;
+        // Base64URL of {"eId":"crm-77"}, as a padding encoder writes it.
+        let padded = "eyJlSWQiOiJjcm0tNzcifQ==";
+        assert!(matches!(
+            check_param(Channel::Telegram, tg, padded),
+            Err(LinkError::BadChar { ch: '=', .. })
+        ));
+        assert!(
+            link(Channel::Telegram, "shopbot", Some(padded)).is_err(),
+            "building stays strict"
+        );
+        let note = check_read_param(Channel::Telegram, tg, padded)
+            .unwrap()
+            .expect("a note about the padding");
+        assert_eq!(note.unpadded, "eyJlSWQiOiJjcm0tNzcifQ");
+        let text = note.to_string();
+        assert!(
+            text.contains("does not work") && text.contains("eyJlSWQiOiJjcm0tNzcifQ and"),
+            "{text}"
+        );
+        assert_eq!(
+            check_read_param(Channel::Telegram, tg, "eyJlSWQiOiJjcm0tNzcifQ"),
+            Ok(None)
+        );
+        assert_eq!(
+            check_read_param(Channel::Telegram, tg, "abc="),
+            Ok(Some(PaddedParam {
+                channel: Channel::Telegram,
+                allowed: "[A-Za-z0-9_-]",
+                unpadded: "abc".into(),
+            }))
+        );
+        // More than Base64's two, an `=` inside, nothing but padding, another bad character:
+        // the strict error.
+        for bad in [
+            "abc===",
+            "a=bc",
+            "==",
+            "a.b=",
+            &format!("{}=", "a".repeat(65)),
+        ] {
+            assert!(
+                check_read_param(Channel::Telegram, tg, bad).is_err(),
+                "{bad}"
+            );
+        }
+        // A channel whose parameters may carry `=` needs no note.
+        assert_eq!(
+            check_read_param(Channel::Messenger, Channel::Messenger.param_rule(), "abc="),
+            Ok(None)
+        );
     }
 
     #[test]

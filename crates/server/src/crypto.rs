@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -32,9 +32,117 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
+        "the key file {path} does not hold a key (32 bytes as 64 hex characters, as botlink writes it): restore it from your backup"
+    )]
+    BadFile { path: String },
+    #[error(
         "a PostgreSQL deployment needs BOTLINK_SECRET_KEY (the same on every instance); create one with `openssl rand -hex 32`"
     )]
     Required,
+    #[error(
+        "the key file {path} is missing, but this database was set up with a secret key (fingerprint {recorded}): without it the stored bot secrets cannot be decrypted, and signed links and unique-visitor counts would change. Restore {path} from your backup (or set BOTLINK_SECRET_KEY to that key); botlink does not make a new key for a database that has one"
+    )]
+    FileMissing { path: String, recorded: String },
+    #[error(
+        "the secret key ({from}, fingerprint {actual}) is not the one this database was set up with (fingerprint {recorded}): with it the stored bot secrets cannot be decrypted, and signed links and unique-visitor counts would change. {remedy}"
+    )]
+    Mismatch {
+        /// Where the key came from: `BOTLINK_SECRET_KEY` or the key file's path.
+        from: String,
+        recorded: String,
+        actual: String,
+        /// How to recover.
+        remedy: String,
+    },
+}
+
+/// Where the server secret comes from, as far as it is known before the database is opened.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `BOTLINK_SECRET_KEY`.
+    Given(SecretKey),
+    /// The key file: its key when it exists, `None` when it does not (yet).
+    File {
+        path: PathBuf,
+        key: Option<SecretKey>,
+    },
+}
+
+impl KeySource {
+    /// The key to run with, given the fingerprint the database recorded (`None`: a database
+    /// that has none yet), and where it came from, to check it with [`KeyOrigin::check`]. A
+    /// missing key file is created only for a database that has no fingerprint: one that has
+    /// was set up with a key that a new one cannot replace.
+    pub fn open(self, recorded: Option<&str>) -> Result<(SecretKey, KeyOrigin), KeyError> {
+        match self {
+            KeySource::Given(key) => Ok((
+                key,
+                KeyOrigin {
+                    from: "BOTLINK_SECRET_KEY".to_owned(),
+                    remedy: "Set BOTLINK_SECRET_KEY to the key the database was set up with \
+                             (on PostgreSQL, the one the other instances use)."
+                        .to_owned(),
+                },
+            )),
+            KeySource::File { path, key } => {
+                let shown = path.display().to_string();
+                let key = match (key, recorded) {
+                    (Some(key), _) => key,
+                    (None, Some(recorded)) => {
+                        return Err(KeyError::FileMissing {
+                            path: shown,
+                            recorded: short_fingerprint(recorded).to_owned(),
+                        });
+                    }
+                    (None, None) => SecretKey::create_file(&path)?,
+                };
+                let remedy = format!(
+                    "Restore the key file {shown} from your backup (or set BOTLINK_SECRET_KEY to \
+                     the key the database was set up with)."
+                );
+                Ok((
+                    key,
+                    KeyOrigin {
+                        from: format!("the key file {shown}"),
+                        remedy,
+                    },
+                ))
+            }
+        }
+    }
+}
+
+/// Where the server secret came from, for the message that refuses it.
+#[derive(Debug)]
+pub struct KeyOrigin {
+    from: String,
+    remedy: String,
+}
+
+impl KeyOrigin {
+    /// Refuses `key` unless its fingerprint is the one the database recorded.
+    pub fn check(&self, key: &SecretKey, recorded: &str) -> Result<(), KeyError> {
+        let actual = key.fingerprint();
+        if keys_match(recorded, &actual) {
+            return Ok(());
+        }
+        Err(KeyError::Mismatch {
+            from: self.from.clone(),
+            recorded: short_fingerprint(recorded).to_owned(),
+            actual: short_fingerprint(&actual).to_owned(),
+            remedy: self.remedy.clone(),
+        })
+    }
+}
+
+fn keys_match(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The first characters of a fingerprint: enough to tell two keys apart in a message.
+fn short_fingerprint(fp: &str) -> &str {
+    fp.get(..12).unwrap_or(fp)
 }
 
 /// Why a sealed secret could not be opened.
@@ -80,30 +188,73 @@ impl SecretKey {
         SecretKey(k)
     }
 
-    /// Reads the key file, or creates it (mode 0600) with a fresh key on first start.
+    /// Reads the key file, or creates it (mode 0600) with a fresh key when there is none.
     pub fn load_or_create(path: &Path) -> Result<SecretKey, KeyError> {
+        match SecretKey::read_file(path)? {
+            Some(key) => Ok(key),
+            None => SecretKey::create_file(path),
+        }
+    }
+
+    /// Reads the key file; `None` when there is none. Logs a warning when other users may
+    /// read it (the key opens every stored bot secret).
+    pub fn read_file(path: &Path) -> Result<Option<SecretKey>, KeyError> {
         let file_err = |source| KeyError::File {
             path: path.display().to_string(),
             source,
         };
-        match std::fs::read_to_string(path) {
-            Ok(s) => SecretKey::parse(&s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = SecretKey::generate();
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    opts.mode(0o600);
-                }
-                use std::io::Write as _;
-                let mut f = opts.open(path).map_err(file_err)?;
-                writeln!(f, "{}", hex::encode(key.0)).map_err(file_err)?;
-                Ok(key)
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(file_err(e)),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path)
+                .map_err(file_err)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the key file can be read by other users, and the key opens every stored bot secret: chmod 600 it"
+                );
             }
-            Err(e) => Err(file_err(e)),
         }
+        SecretKey::parse(&text)
+            .map(Some)
+            .map_err(|_| KeyError::BadFile {
+                path: path.display().to_string(),
+            })
+    }
+
+    /// Creates the key file (mode 0600) with a fresh key; fails if it exists.
+    pub fn create_file(path: &Path) -> Result<SecretKey, KeyError> {
+        let file_err = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let key = SecretKey::generate();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        use std::io::Write as _;
+        let mut f = opts.open(path).map_err(file_err)?;
+        writeln!(f, "{}", hex::encode(key.0)).map_err(file_err)?;
+        f.sync_all().map_err(file_err)?;
+        Ok(key)
+    }
+
+    /// What the database keeps to recognise the key: an HMAC of a fixed label under it, from
+    /// which the key cannot be recovered. Hex.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.derive("botlink/key-fingerprint", b""))
     }
 
     fn derive(&self, label: &str, context: &[u8]) -> [u8; 32] {
@@ -246,6 +397,38 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn a_key_is_checked_against_the_recorded_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("botlink.key");
+        let key = SecretKey::generate();
+        let fp = key.fingerprint();
+        assert_eq!(fp, key.fingerprint());
+        assert!(!fp.contains(&hex::encode(key.0)));
+        assert_ne!(fp, SecretKey::generate().fingerprint());
+
+        let (k, origin) = KeySource::Given(key.clone()).open(Some(&fp)).unwrap();
+        origin.check(&k, &fp).unwrap();
+        let err = origin.check(&SecretKey::generate(), &fp).unwrap_err();
+        assert!(matches!(err, KeyError::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains("BOTLINK_SECRET_KEY"), "{err}");
+
+        // No key file: made for a database without a fingerprint, refused for one with.
+        let missing = KeySource::File {
+            path: path.clone(),
+            key: None,
+        };
+        let err = missing.open(Some(&fp)).unwrap_err();
+        assert!(matches!(err, KeyError::FileMissing { .. }), "{err}");
+        assert!(!path.exists());
+        let missing = KeySource::File {
+            path: path.clone(),
+            key: None,
+        };
+        let (made, _) = missing.open(None).unwrap();
+        assert_eq!(SecretKey::read_file(&path).unwrap().unwrap().0, made.0);
     }
 
     #[test]

@@ -494,6 +494,7 @@ const DECODE_KEYS: &[&str] = &[
     "inner_scheme",
     "text",
     "scenario_variables",
+    "note",
 ];
 
 #[track_caller]
@@ -994,7 +995,7 @@ fn links_raw_rows_that_do_not_fit_get_their_error() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).starts_with("3 rows: 2 links, 1 errors"),
+        text(&out.stderr).starts_with("3 rows: 2 links, 1 error, in "),
         "{}",
         text(&out.stderr)
     );
@@ -1229,4 +1230,224 @@ fn short_signing_keys_are_refused() {
         err.contains("6 bytes") && err.contains("at least 16"),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values that start with `-`, empty QR codes, unclosed CSV quotes, padded parameters
+
+#[test]
+fn option_values_may_start_with_a_hyphen() {
+    // A Telegram chat id, as a raw parameter.
+    assert_eq!(
+        ok(&["link", "telegram", "mybot", "--param", "-100"]),
+        "https://t.me/mybot?start=-100"
+    );
+    let url = ok(&["link", "telegram", "mybot", "--external-id", "-77"]);
+    let d = decoded(&[&url, "--json"]);
+    assert_eq!(d["external_id"], "-77", "{d}");
+    let url = ok(&[
+        "link", "telegram", "mybot", "--phone", "-1", "--email", "-a@b.c",
+    ]);
+    let d = decoded(&[&url, "--json"]);
+    assert_eq!(
+        (d["phone"].as_str(), d["email"].as_str()),
+        (Some("-1"), Some("-a@b.c"))
+    );
+    let url = ok(&["link", "telegram", "mybot", "--encode", "-5 degrees"]);
+    assert_eq!(decoded(&[&url, "--json"])["text"], "-5 degrees");
+    // The value reaches the fields rule, which says why it cannot be carried (not clap, which
+    // took it for an option).
+    let err = fails(&["link", "messenger", "shop", "--entry", "7", "--value", "-5"]);
+    assert!(err.contains("fields rule"), "{err}");
+    assert_eq!(
+        ok(&["link", "viber", "mybot", "--param", "x1", "--text", "-hi"]),
+        "viber://pa?chatURI=mybot&context=x1&text=-hi"
+    );
+}
+
+#[test]
+fn a_qr_code_of_nothing_is_refused() {
+    for empty in ["", "  "] {
+        let err = fails(&["qr", empty]);
+        assert!(
+            err.contains("empty") && err.contains("botlink qr https://"),
+            "{err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("qr.png");
+    fails(&["qr", "", "--png", png.to_str().unwrap()]);
+    assert!(!png.exists(), "no image of nothing");
+}
+
+#[test]
+fn an_unclosed_quote_in_the_csv_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let output = dir.path().join("out.csv");
+    // Row 2's cell opens a quote that nothing closes: the csv crate would read rows 2 and 3 as
+    // one cell.
+    std::fs::write(
+        &input,
+        "id,email\n1,a@example.com\n2,\"b@example.com\n3,c@example.com\n",
+    )
+    .unwrap();
+    let args = [
+        "links",
+        "--csv",
+        input.to_str().unwrap(),
+        "--out",
+        output.to_str().unwrap(),
+        "--channel",
+        "telegram",
+        "--bot",
+        "mybot",
+        "--email-col",
+        "email",
+    ];
+    let err = fails(&args);
+    assert!(
+        err.contains("in.csv") && err.contains("line 3") && err.contains("never closed"),
+        "{err}"
+    );
+    assert!(!output.exists(), "no half-written output: {err}");
+    // From stdin too, in the header.
+    let mut child = botlink()
+        .args([
+            "links",
+            "--csv",
+            "-",
+            "--out",
+            "-",
+            "--channel",
+            "telegram",
+            "--bot",
+            "mybot",
+        ])
+        .args(["--email-col", "email"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"id,\"email\n1,a@example.com\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("line 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Quotes that close, doubled quotes inside them, a quote inside an unquoted cell, CRLF:
+    // read as before.
+    std::fs::write(
+        &input,
+        "id,email\r\n1,\"a\"\"b@example.com\"\r\n2,c\"d@example.com\r\n\"3\",\"e@example.com\"",
+    )
+    .unwrap();
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("3 rows: 3 links, 0 errors, in "),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, rows) = read_csv(&std::fs::read(&output).unwrap());
+    let emails: Vec<_> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(
+        emails,
+        ["a\"b@example.com", "c\"d@example.com", "e@example.com"]
+    );
+}
+
+#[test]
+fn one_row_one_link_one_error_in_the_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id\ncustomer.1\n").unwrap();
+    let out = run(&[
+        "links",
+        "--csv",
+        input.to_str().unwrap(),
+        "--out",
+        dir.path().join("out.csv").to_str().unwrap(),
+        "--channel",
+        "telegram",
+        "--bot",
+        "mybot",
+        "--param-col",
+        "id",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary = text(&out.stderr);
+    assert!(
+        summary.starts_with("1 row: 0 links, 1 error, in "),
+        "{summary}"
+    );
+    std::fs::write(&input, "id\ncustomer_1\n").unwrap();
+    let out = run(&[
+        "links",
+        "--csv",
+        input.to_str().unwrap(),
+        "--out",
+        dir.path().join("out.csv").to_str().unwrap(),
+        "--channel",
+        "telegram",
+        "--bot",
+        "mybot",
+        "--param-col",
+        "id",
+    ]);
+    let summary = text(&out.stderr);
+    assert!(
+        summary.starts_with("1 row: 1 link, 0 errors, in "),
+        "{summary}"
+    );
+}
+
+/// Links made with a padding Base64 encoder carry `=`, which Telegram does not take: they are
+/// read, with a note that the link does not work as given; building one stays refused.
+#[test]
+fn a_padded_parameter_is_read_with_a_note() {
+    let url = "https://telegram.me/shopbot?start=eyJlSWQiOiJjcm0tNzcifQ==";
+    let human = ok(&["decode", url]);
+    assert!(human.contains("crm-77"), "{human}");
+    let note = human
+        .lines()
+        .find(|l| l.starts_with("note:"))
+        .unwrap_or_else(|| panic!("a note: {human}"));
+    assert!(
+        note.contains("does not work") && note.contains("eyJlSWQiOiJjcm0tNzcifQ and"),
+        "{note}"
+    );
+    let d = decoded(&[url, "--json"]);
+    assert_eq!(d["external_id"], "crm-77");
+    assert!(d["note"].as_str().unwrap().contains("'='"), "{d}");
+    // A bare parameter checked against Telegram's rule: the same.
+    let d = decoded(&["eyJlSWQiOiJjcm0tNzcifQ=", "--channel", "telegram", "--json"]);
+    assert_eq!(d["external_id"], "crm-77");
+    assert!(d["note"].is_string(), "{d}");
+    // Without padding: no note.
+    let d = decoded(&[
+        "https://t.me/shopbot?start=eyJlSWQiOiJjcm0tNzcifQ",
+        "--json",
+    ]);
+    assert!(d["note"].is_null(), "{d}");
+    // Building stays strict.
+    let err = fails(&[
+        "link",
+        "telegram",
+        "shopbot",
+        "--param",
+        "eyJlSWQiOiJjcm0tNzcifQ==",
+    ]);
+    assert!(err.contains("'='"), "{err}");
+    // Anything else outside the rule is still an error.
+    let err = fails(&["decode", "https://t.me/shopbot?start=a.b="]);
+    assert!(err.contains("'.'"), "{err}");
 }

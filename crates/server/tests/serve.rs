@@ -73,12 +73,14 @@ fn bad_server_flags_are_clear() {
     let out = botlink(dir.path())
         .args([
             "serve",
+            "--listen",
+            "127.0.0.1:0",
             "--database-url",
             "postgres://nobody@127.0.0.1:1/none",
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("BOTLINK_SECRET_KEY"),
         "{}",

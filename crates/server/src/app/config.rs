@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr as _;
+
+use crate::crypto::{KeyError, KeySource, SecretKey};
 
 /// Everything `botlink serve` needs. Tests build it directly; the CLI fills it from flags.
 #[derive(Debug, Clone)]
@@ -115,6 +118,148 @@ impl Config {
     }
 }
 
+/// What is wrong with a configuration, found before anything starts (see [`Config::validate`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "BOTLINK_ADMIN_KEY must start with `blk_`, as every botlink API key does: the API refuses any other bearer token, so this key would never work. Use `blk_` and 32 random characters, e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyPrefix,
+    #[error(
+        "BOTLINK_ADMIN_KEY is too short ({0} characters): use at least 24, e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyShort(usize),
+    #[error(
+        "BOTLINK_ADMIN_KEY is too long ({0} characters): the API takes keys of up to 128, so it would never work; use e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyLong(usize),
+    #[error(
+        "BOTLINK_ADMIN_KEY has a character that is not visible ASCII (a space or a line break, say), which no Authorization header carries: use e.g. blk_$(openssl rand -hex 16)"
+    )]
+    AdminKeyChars,
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "--public-url (BOTLINK_PUBLIC_URL) {url:?} is not a base URL: {reason}; give one such as https://links.example.com"
+    )]
+    PublicUrl { url: String, reason: &'static str },
+    #[error(
+        "--database-url (BOTLINK_DATABASE_URL) is not a valid PostgreSQL URL ({reason}): expected postgres://user[:password]@host[:port]/database"
+    )]
+    PostgresUrl { reason: String },
+    #[error(
+        "--database-url (BOTLINK_DATABASE_URL) {url:?} is not a valid SQLite URL ({reason}): expected sqlite://<path>, or a file path"
+    )]
+    SqliteUrl { url: String, reason: String },
+    #[error(
+        "unsupported --database-url (BOTLINK_DATABASE_URL) {0:?}: use sqlite://<path>, a file path, or postgres://user@host/db"
+    )]
+    UnsupportedDatabaseUrl(String),
+}
+
+/// A configuration that passed [`Config::validate`], with the secret key as far as it can be
+/// known before the database is opened.
+#[derive(Debug)]
+pub struct Checked {
+    config: Config,
+    key: KeySource,
+}
+
+impl Checked {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where short links point, once the port is known (`serve --listen ...:0`).
+    pub(crate) fn set_public_url(&mut self, url: String) {
+        self.config.public_url = url;
+    }
+
+    pub(crate) fn into_parts(self) -> (Config, KeySource) {
+        (self.config, self.key)
+    }
+}
+
+impl Config {
+    /// Checks everything that can be checked without the network or the database: the admin
+    /// key, the secret key (or the key file, read when it exists), the forms of the database
+    /// and public URLs. `botlink serve` calls it before it binds its address, so that a bad
+    /// setting is reported as such, not as whatever binding would have run into.
+    pub fn validate(self) -> Result<Checked, ConfigError> {
+        if let Some(k) = &self.admin_key {
+            check_admin_key(k)?;
+        }
+        check_public_url(&self.public_url)?;
+        check_database_url(&self.database_url)?;
+        let key = match &self.secret_key {
+            Some(k) => KeySource::Given(SecretKey::parse(k)?),
+            None if self.is_postgres() => return Err(KeyError::Required.into()),
+            None => {
+                let path = self.resolved_key_file();
+                let key = SecretKey::read_file(&path)?;
+                KeySource::File { path, key }
+            }
+        };
+        Ok(Checked { config: self, key })
+    }
+}
+
+/// The admin key must be one the API would accept: it takes `Bearer blk_...` tokens of up to
+/// 128 visible ASCII characters (see `auth`), and anything shorter than 24 is guessable.
+fn check_admin_key(k: &str) -> Result<(), ConfigError> {
+    let len = k.chars().count();
+    if !k.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(ConfigError::AdminKeyChars)
+    } else if !k.starts_with("blk_") {
+        Err(ConfigError::AdminKeyPrefix)
+    } else if len < 24 {
+        Err(ConfigError::AdminKeyShort(len))
+    } else if len > 128 {
+        Err(ConfigError::AdminKeyLong(len))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_public_url(u: &str) -> Result<(), ConfigError> {
+    let bad = |reason| ConfigError::PublicUrl {
+        url: u.to_owned(),
+        reason,
+    };
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(bad("it must start with http:// or https://"));
+    }
+    let parsed = url::Url::parse(u).map_err(|_| bad("it does not parse as a URL"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(
+            "short links are appended to it, so it cannot have a query or a fragment",
+        ));
+    }
+    Ok(())
+}
+
+/// The forms [`crate::store::connect`] takes, parsed as it will parse them.
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let u = url.trim();
+    if is_postgres_url(u) {
+        // The error never quotes the URL: it may hold a password.
+        sqlx::postgres::PgConnectOptions::from_str(u).map_err(|e| ConfigError::PostgresUrl {
+            reason: e.to_string(),
+        })?;
+    } else if u.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(u).map_err(|e| ConfigError::SqliteUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    } else if u.is_empty() || u.contains("://") {
+        return Err(ConfigError::UnsupportedDatabaseUrl(url.to_owned()));
+    }
+    Ok(())
+}
+
 /// Whether a database URL selects PostgreSQL.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -123,6 +268,49 @@ pub fn is_postgres_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_forms() {
+        assert!(check_admin_key("blk_0123456789abcdef0123").is_ok());
+        for (key, says) in [
+            ("0123456789abcdef0123456789", "blk_"),
+            ("blk_short", "too short"),
+            ("blk_0123456789abcdef0123 ", "visible ASCII"),
+        ] {
+            let err = check_admin_key(key).unwrap_err().to_string();
+            assert!(err.contains(says) && !err.contains(key.trim()), "{err}");
+        }
+        assert!(check_admin_key(&format!("blk_{}", "a".repeat(125))).is_err());
+        for ok in [
+            "http://127.0.0.1:0",
+            "https://links.example.com",
+            "https://x.io/go",
+        ] {
+            assert!(check_public_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "links.example.com",
+            "https://",
+            "https://x.io/?a=1",
+            "ftp://x.io",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "sqlite://botlink.db",
+            "sqlite::memory:",
+            "data/botlink.db",
+            "postgres://u@h/db",
+        ] {
+            assert!(check_database_url(ok).is_ok(), "{ok}");
+        }
+        let err = check_database_url("postgres://u:hunter2@h:x/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "a password is never shown: {err}");
+        assert!(check_database_url("mysql://u@h/db").is_err());
+        assert!(check_database_url("").is_err());
+    }
 
     #[test]
     fn key_file_sits_beside_the_database() {

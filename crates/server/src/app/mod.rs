@@ -24,8 +24,8 @@ use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::auth::{KeyLimiter, keys_equal};
-use crate::app::config::Config;
-use crate::crypto::{KeyError, SecretKey};
+use crate::app::config::{Checked, Config, ConfigError};
+use crate::crypto::{KeyError, KeySource, SecretKey};
 use crate::redirect::Resolved;
 use crate::redirect::cache::LinkCache;
 use crate::redirect::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
@@ -36,14 +36,12 @@ use crate::store::{
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
     Key(#[from] KeyError),
-    #[error(
-        "BOTLINK_ADMIN_KEY is too short: use at least 24 characters, e.g. `blk_` and 32 random ones"
-    )]
-    WeakAdminKey,
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -178,13 +176,24 @@ impl AppState {
     }
 }
 
-/// Loads the server secret: `BOTLINK_SECRET_KEY`, else (SQLite only) the key file.
-pub fn load_secret(config: &Config) -> Result<SecretKey, KeyError> {
-    match &config.secret_key {
-        Some(k) => SecretKey::parse(k),
-        None if config.is_postgres() => Err(KeyError::Required),
-        None => SecretKey::load_or_create(&config.resolved_key_file()),
-    }
+/// The secret key to run with, checked against the fingerprint of the key the database was
+/// set up with, which the first start records (see [`KeySource::open`]). `botlink migrate`
+/// and `api-key create` need no key and neither read nor record one, so that a key file they
+/// would have made cannot become the database's key by mistake.
+async fn unlock(store: &Store, key: KeySource) -> Result<SecretKey, ServeError> {
+    let recorded = store.key_fingerprint().await?;
+    let (secret, origin) = key.open(recorded.as_deref())?;
+    let recorded = match recorded {
+        Some(recorded) => recorded,
+        // Of instances starting at once with different keys, the first to write stands.
+        None => {
+            store
+                .record_key_fingerprint(&secret.fingerprint(), crate::util::now_ms())
+                .await?
+        }
+    };
+    origin.check(&secret, &recorded)?;
+    Ok(secret)
 }
 
 /// Connects to the database and runs the migrations.
@@ -201,13 +210,27 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    if config.admin_key.as_deref().is_some_and(|k| k.len() < 24) {
-        return Err(ServeError::WeakAdminKey);
-    }
-    let secret = load_secret(&config)?;
+    run_checked(config.validate()?, listener, shutdown).await
+}
+
+/// [`run`] with a configuration already validated (`botlink serve` validates it before it
+/// binds its address).
+pub async fn run_checked(
+    checked: Checked,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let (config, key) = checked.into_parts();
     // Before anything that must be stopped: it fails only when no thread can be started.
     let upkeep = crate::app::metrics::start_upkeep()?;
     let store = open_store(&config).await?;
+    let secret = match unlock(&store, key).await {
+        Ok(secret) => secret,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
     let now = crate::util::now_ms();
     let default_workspace = store.ensure_workspace(DEFAULT_WORKSPACE, now).await?.id;
 

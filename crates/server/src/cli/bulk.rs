@@ -339,6 +339,81 @@ impl Maker {
     }
 }
 
+/// Where the input stands with respect to quotes, as the csv crate reads them with its
+/// defaults (RFC 4180: `,` between fields, a `"` inside a quoted field doubled, CR, LF or CRLF
+/// ending a row; a `"` inside an unquoted field is a character like another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: the field's end, or the first half of a doubled `"`.
+    QuoteInQuoted,
+}
+
+/// The input CSV, watched for a quoted field that the end of the input leaves open: the csv
+/// crate reads one as if it were closed there, which would make the rest of the file, rows and
+/// all, one cell. Reading fails instead, with [`UnclosedQuote`].
+struct QuoteWatch<R> {
+    inner: R,
+    state: Quoting,
+    /// The line being read (1 for the first, as the csv crate counts: by LF).
+    line: u64,
+    /// The line where the quoted field being read opened.
+    opened_on: u64,
+}
+
+impl<R> QuoteWatch<R> {
+    fn new(inner: R) -> Self {
+        QuoteWatch {
+            inner,
+            state: Quoting::FieldStart,
+            line: 1,
+            opened_on: 1,
+        }
+    }
+}
+
+/// A quoted field that the input's end left open.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "line {line}: a quoted field opens here and is never closed (its closing \" is missing), so the rest of the file would be read as one cell: close it (a \" inside a quoted field is written \"\")"
+)]
+struct UnclosedQuote {
+    line: u64,
+}
+
+impl<R: Read> Read for QuoteWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.state == Quoting::Quoted {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                UnclosedQuote {
+                    line: self.opened_on,
+                },
+            ));
+        }
+        for &b in &buf[..n] {
+            self.state = match (self.state, b) {
+                (Quoting::FieldStart, b'"') => {
+                    self.opened_on = self.line;
+                    Quoting::Quoted
+                }
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
+                (_, b',' | b'\r' | b'\n') => Quoting::FieldStart,
+                _ => Quoting::Unquoted,
+            };
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// What a run did, for the summary line.
 struct Counts {
     rows: u64,
@@ -353,10 +428,10 @@ fn summary(c: &Counts, elapsed: Duration) -> String {
         c.rows
     };
     let mut line = format!(
-        "{} rows: {} links, {} errors, in {secs:.1} s ({} rows/s)",
-        c.rows,
-        c.rows - c.errors,
-        c.errors,
+        "{}: {}, {}, in {secs:.1} s ({} rows/s)",
+        count(c.rows, "row"),
+        count(c.rows - c.errors, "link"),
+        count(c.errors, "error"),
         thousands(rate)
     );
     if c.rows == 0 {
@@ -367,6 +442,15 @@ fn summary(c: &Counts, elapsed: Duration) -> String {
         line.push_str("; see the error column for the failed rows");
     }
     line
+}
+
+/// `1 error`, `2 errors`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn is_stdio(p: &Path) -> bool {
@@ -411,18 +495,21 @@ pub fn run(args: LinksArgs) -> Result<(), CliError> {
 
     let in_name = args.csv.display().to_string();
     let (input, input_len): (Box<dyn Read>, Option<u64>) = if is_stdio(&args.csv) {
-        (Box::new(io::stdin().lock()), None)
+        (Box::new(QuoteWatch::new(io::stdin().lock())), None)
     } else {
         let file =
             File::open(&args.csv).map_err(|e| CliError::io(format!("opening {in_name}"), e))?;
         let len = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), len)
+        (Box::new(QuoteWatch::new(file)), len)
     };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(BUFFER)
         .from_reader(input);
     let read_error = |e: csv::Error| match e.kind() {
+        csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|e| e.is::<UnclosedQuote>()) => {
+            CliError::input(format!("{in_name}: {io}"))
+        }
         csv::ErrorKind::Io(io) => CliError::io(
             format!("reading {in_name}"),
             io::Error::new(io.kind(), io.to_string()),
@@ -483,32 +570,42 @@ pub fn run(args: LinksArgs) -> Result<(), CliError> {
     let mut counts = Counts { rows: 0, errors: 0 };
     let mut record = ByteRecord::new();
     let mut error = String::new();
-    while reader.read_byte_record(&mut record).map_err(read_error)? {
-        counts.rows += 1;
-        error.clear();
-        let made = maker.make(&record);
-        let (url, param) = match &made {
-            Ok((url, param)) => (url.as_bytes(), param.as_bytes()),
-            Err(e) => {
-                counts.errors += 1;
-                // Writing into a String cannot fail.
-                let _ = write!(error, "{e}");
-                (&b""[..], &b""[..])
+    let write_all = || -> Result<(), CliError> {
+        while reader.read_byte_record(&mut record).map_err(read_error)? {
+            counts.rows += 1;
+            error.clear();
+            let made = maker.make(&record);
+            let (url, param) = match &made {
+                Ok((url, param)) => (url.as_bytes(), param.as_bytes()),
+                Err(e) => {
+                    counts.errors += 1;
+                    // Writing into a String cannot fail.
+                    let _ = write!(error, "{e}");
+                    (&b""[..], &b""[..])
+                }
+            };
+            writer
+                .write_record(record.iter().chain([url, param, error.as_bytes()]))
+                .map_err(write_error)?;
+            if counts.rows.is_multiple_of(PROGRESS_EVERY) && !bar.is_hidden() {
+                bar.set_position(reader.position().byte());
+                bar.set_message(format!("{} rows", thousands(counts.rows)));
             }
-        };
-        writer
-            .write_record(record.iter().chain([url, param, error.as_bytes()]))
-            .map_err(write_error)?;
-        if counts.rows.is_multiple_of(PROGRESS_EVERY) && !bar.is_hidden() {
-            bar.set_position(reader.position().byte());
-            bar.set_message(format!("{} rows", thousands(counts.rows)));
         }
+        writer
+            .into_inner()
+            .map_err(|e| CliError::io(format!("writing {out_name}"), e.into_error()))?
+            .flush()
+            .map_err(|e| CliError::io(format!("writing {out_name}"), e))
+    };
+    if let Err(e) = write_all() {
+        bar.finish_and_clear();
+        // No half-written file that looks like a result.
+        if !is_stdio(&args.out) {
+            let _ = std::fs::remove_file(&args.out);
+        }
+        return Err(e);
     }
-    writer
-        .into_inner()
-        .map_err(|e| CliError::io(format!("writing {out_name}"), e.into_error()))?
-        .flush()
-        .map_err(|e| CliError::io(format!("writing {out_name}"), e))?;
     bar.finish_and_clear();
     eprintln!("{}", summary(&counts, started.elapsed()));
     Ok(())

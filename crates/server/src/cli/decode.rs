@@ -1,6 +1,6 @@
 //! `botlink decode`: read a deep link or a parameter back.
 
-use botlink_core::link::{MESSENGER_URL_PREFIXES, check_param, rule_for};
+use botlink_core::link::{MESSENGER_URL_PREFIXES, PaddedParam, check_read_param, rule_for};
 use botlink_core::{Channel, Decoded, LinkKind, ParsedLink, Scheme, decode, parse_link};
 use clap::Args;
 use serde_json::{Map, Value, json};
@@ -21,7 +21,8 @@ pub struct DecodeArgs {
         long,
         value_name = "KEY",
         env = "BOTLINK_SIGN_KEY",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub sign_key: Option<String>,
     /// Decode as this scheme instead of detecting it: raw, json, entry, fields, stored,
@@ -53,6 +54,9 @@ fn as_link(input: &str) -> Result<Option<ParsedLink>, CliError> {
 
 pub fn run(args: DecodeArgs) -> Result<(), CliError> {
     let link = as_link(&args.input)?;
+    // A parameter that breaks its channel's rule does not work: an error, except for Base64
+    // padding, which is read with a note saying why the link does not work as given.
+    let mut padded: Option<PaddedParam> = None;
     let param = match &link {
         Some(l) => {
             if let Some(c) = args.channel.filter(|c| *c != l.channel) {
@@ -61,15 +65,14 @@ pub fn run(args: DecodeArgs) -> Result<(), CliError> {
                     l.channel
                 )));
             }
-            // A link whose parameter breaks its channel's rule does not work: say so.
             if let Some(p) = &l.param {
-                check_param(l.channel, rule_for(l.channel, l.kind), p)?;
+                padded = check_read_param(l.channel, rule_for(l.channel, l.kind), p)?;
             }
             l.param.clone()
         }
         None => {
             if let Some(c) = args.channel {
-                check_param(c, c.param_rule(), &args.input)?;
+                padded = check_read_param(c, c.param_rule(), &args.input)?;
             }
             Some(args.input.clone())
         }
@@ -80,10 +83,17 @@ pub fn run(args: DecodeArgs) -> Result<(), CliError> {
         None => None,
     };
     let channel = link.as_ref().map(|l| l.channel).or(args.channel);
+    let note = padded.map(|p| p.to_string());
     if args.json {
-        print_line(&to_json(channel, link.as_ref(), decoded.as_ref()).to_string())
+        let mut v = to_json(channel, link.as_ref(), decoded.as_ref());
+        v["note"] = note.map_or(Value::Null, Value::String);
+        print_line(&v.to_string())
     } else {
-        print_line(&human(channel, link.as_ref(), decoded.as_ref()))
+        let mut text = human(channel, link.as_ref(), decoded.as_ref());
+        if let Some(note) = note {
+            text.push_str(&format!("\nnote: {note}"));
+        }
+        print_line(&text)
     }
 }
 

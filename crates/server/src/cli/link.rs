@@ -16,6 +16,9 @@ pub struct LinkArgs {
     pub bot: String,
 
     /// Carry this parameter as is (raw scheme), e.g. customer_12345.
+    //
+    // The values of this and the other payload options may start with `-` (a chat id such as
+    // -100..., a Base64URL text): clap takes them as values rather than as options.
     #[arg(
         long,
         value_name = "P",
@@ -24,26 +27,56 @@ pub struct LinkArgs {
     )]
     pub param: Option<String>,
     /// Carry this text Base64URL-encoded, as aiogram's encode_payload does (text scheme).
-    #[arg(long, value_name = "TEXT", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub encode: Option<String>,
     /// Phone for the json scheme (key p).
-    #[arg(long, value_name = "P", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "P",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub phone: Option<String>,
     /// E-mail for the json scheme (key e).
-    #[arg(long, value_name = "E", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "E",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub email: Option<String>,
     /// The customer's id in your CRM, for the json scheme (key eId).
-    #[arg(long, value_name = "X", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "X",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub external_id: Option<String>,
     /// A variable for the json scheme (object v); repeat for more.
     #[arg(long = "var", value_name = "KEY=VALUE", help_heading = "Payload")]
     pub vars: Vec<String>,
     /// Start the scenario at this entry point: n__<ID> (entry scheme), or with --value,
     /// <ID>--<V>[--<field>--<value>...] (fields scheme).
-    #[arg(long, value_name = "ID", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "ID",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub entry: Option<String>,
     /// The value for the entry point's default field (fields scheme, needs --entry).
-    #[arg(long, value_name = "V", help_heading = "Payload")]
+    #[arg(
+        long,
+        value_name = "V",
+        allow_hyphen_values = true,
+        help_heading = "Payload"
+    )]
     pub value: Option<String>,
     /// A field id (or email, phone, external_id) and its value (fields scheme); repeat for more.
     #[arg(long = "field", value_name = "ID=VALUE", help_heading = "Payload")]
@@ -76,7 +109,12 @@ pub struct TargetArgs {
     #[arg(long, help_heading = "Link")]
     pub startapp: bool,
     /// Pre-filled message text (Viber, WhatsApp, LINE).
-    #[arg(long, value_name = "T", help_heading = "Link")]
+    #[arg(
+        long,
+        value_name = "T",
+        allow_hyphen_values = true,
+        help_heading = "Link"
+    )]
     pub text: Option<String>,
     /// Sign the parameter with this key (signed scheme), so that nobody can edit it.
     #[arg(
@@ -84,6 +122,7 @@ pub struct TargetArgs {
         value_name = "KEY",
         env = "BOTLINK_SIGN_KEY",
         hide_env_values = true,
+        allow_hyphen_values = true,
         help_heading = "Link"
     )]
     pub sign_key: Option<String>,

@@ -26,6 +26,12 @@ pub struct QrArgs {
 
 pub fn run(args: QrArgs) -> Result<(), CliError> {
     let input = CliError::input;
+    // A code that scans to nothing (an unset shell variable, say) is never what was meant.
+    if args.url.trim().is_empty() {
+        return Err(CliError::input(
+            "the link to encode is empty: give the link or text, e.g. botlink qr https://t.me/mybot",
+        ));
+    }
     let (path, bytes) = match (&args.svg, &args.png) {
         (Some(path), _) => (
             path,

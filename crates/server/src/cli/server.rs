@@ -1,5 +1,6 @@
 //! The server's commands: `serve`, `migrate`, `api-key create`, `openapi`.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -43,12 +44,18 @@ pub struct ServeArgs {
     pub db: DbArgs,
     /// Server secret: 32 bytes as hex or Base64 (`openssl rand -hex 32`). Without it, SQLite
     /// deployments keep a key file beside the database, created on first start.
-    #[arg(long, env = "BOTLINK_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BOTLINK_SECRET_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub secret_key: Option<String>,
     /// Key file used when no secret key is given (default: beside the SQLite file).
     #[arg(long, env = "BOTLINK_KEY_FILE")]
     pub key_file: Option<PathBuf>,
-    /// An admin API key of the default workspace (at least 24 characters).
+    /// An admin API key of the default workspace: `blk_` and at least 20 more characters
+    /// (e.g. blk_$(openssl rand -hex 16)).
     #[arg(long, env = "BOTLINK_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
     /// API requests per second allowed per key (bursts of twice that).
@@ -130,8 +137,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a file or a log collector would keep
+    // them as text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| LogSink(std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -184,13 +194,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let mut config = Config::new(args.listen, args.db.database_url);
     let explicit_public_url = args.public_url.is_some();
     if let Some(url) = args.public_url {
-        let url = url.trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(CliError::input(format!(
-                "--public-url {url:?} must start with http:// or https://"
-            )));
-        }
-        config.public_url = url;
+        config.public_url = url.trim_end_matches('/').to_string();
     }
     config.secret_key = args.secret_key;
     config.key_file = args.key_file;
@@ -202,16 +206,20 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
+    // Everything that can be checked without the network, before binding: a bad setting is
+    // reported as itself, not as whatever binding the address runs into.
+    let mut checked = config.validate().map_err(CliError::input)?;
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen_addr())
+        let listen = checked.config().listen_addr();
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| CliError::io(format!("listening on {}", config.listen_addr()), e))?;
+            .map_err(|e| CliError::io(format!("listening on {listen}"), e))?;
         if !explicit_public_url {
             // With port 0 the real port is known only now.
             let addr = listener
                 .local_addr()
                 .map_err(|e| CliError::io("reading the listening address", e))?;
-            config.public_url = format!("http://{addr}");
+            checked.set_public_url(format!("http://{addr}"));
         }
         let token = CancellationToken::new();
         let t = token.clone();
@@ -220,7 +228,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
             t.cancel();
             tracing::info!("shutting down: finishing requests and writing queued clicks");
         });
-        crate::app::run(config, listener, token)
+        crate::app::run_checked(checked, listener, token)
             .await
             .map_err(|e| CliError::failed(format!("botlink serve: {e}")))
     })

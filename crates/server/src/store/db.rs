@@ -152,6 +152,7 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
         )
     } else {
         let path = sqlite.get_filename().to_owned();
+        create_private(&path);
         (
             sqlite.journal_mode(SqliteJournalMode::Wal),
             Target::File(path),
@@ -198,7 +199,8 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
 }
 
 /// The migrations, append-only: add `000N_<what>.sql` to a backend's folder and a line to its
-/// list (the numbers of the two lists need not match: SQLite's 3 has no PostgreSQL twin).
+/// list (the numbers of the two lists need not match: SQLite's 3 has no PostgreSQL twin; nor
+/// need they be consecutive).
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -220,6 +222,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "click log",
         include_str!("../../migrations/sqlite/0004_click_log.sql"),
     ),
+    (
+        5,
+        "settings",
+        include_str!("../../migrations/sqlite/0005_settings.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -236,6 +243,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "link changes",
         include_str!("../../migrations/postgres/0003_link_changes.sql"),
+    ),
+    // 5, not 4: the number the SQLite twin has (versions need only be unique and ascending:
+    // the migrator applies every one it has not applied yet, gaps or not).
+    (
+        5,
+        "settings",
+        include_str!("../../migrations/postgres/0005_settings.sql"),
     ),
 ];
 
@@ -413,6 +427,22 @@ pub(crate) fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Creates a missing database file readable by its owner alone (0600), as the key file is: it
+/// holds the API keys' hashes, the sealed bot secrets and the click log. SQLite would create it
+/// with the umask's mode (0644, as a rule); it gives the `-wal` and `-shm` files it makes
+/// beside it the database file's own mode, so they follow. Best effort: if this fails, SQLite
+/// tries to create the file itself and says why it cannot.
+fn create_private(path: &Path) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let _ = opts.open(path);
 }
 
 /// Lowers the priority of the process's SQLite threads (sqlx names them

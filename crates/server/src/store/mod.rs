@@ -36,6 +36,7 @@ mod links;
 mod model;
 mod postgres;
 mod seen;
+mod settings;
 mod sqlite;
 mod workspaces;
 
