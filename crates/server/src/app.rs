@@ -162,6 +162,11 @@ impl AppState {
         link
     }
 
+    /// Forgets every cached link, after a change that may reach many (a bot's).
+    pub fn forget_all_links(&self) {
+        self.0.link_cache.forget_all();
+    }
+
     /// Forgets a link's cached copy after it changed (on PostgreSQL, other instances hear of
     /// the change from the database: see [`crate::link_cache`]).
     pub fn forget_link(&self, link: &Link) {

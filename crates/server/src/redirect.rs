@@ -369,6 +369,8 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Respon
 enum Ended {
     SwitchedOff,
     Expired,
+    /// Its bot no longer has any of its channels.
+    NoChannels,
 }
 
 impl Ended {
@@ -377,6 +379,9 @@ impl Ended {
         gone(match self {
             Ended::SwitchedOff => "The owner of this link has switched it off.",
             Ended::Expired => "This link has expired.",
+            Ended::NoChannels => {
+                "This link's chat is no longer open in any of the messengers it offered."
+            }
         })
     }
 }
@@ -388,6 +393,10 @@ fn followable(link: Arc<Resolved>) -> Result<Arc<Resolved>, Ended> {
     }
     if link.expires_at.is_some_and(|t| t <= now_ms()) {
         return Err(Ended::Expired);
+    }
+    // A one-channel link's channel is in place: its list would be a cache miss more.
+    if link.only.is_none() && link.channels.is_empty() {
+        return Err(Ended::NoChannels);
     }
     Ok(link)
 }
