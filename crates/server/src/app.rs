@@ -402,6 +402,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::redirect::router())
+        .merge(crate::webchat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)

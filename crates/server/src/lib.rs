@@ -19,6 +19,7 @@ pub mod qr;
 pub mod redirect;
 pub mod store;
 pub mod util;
+pub mod webchat;
 
 pub use app::{AppState, ServeError, run};
 pub use config::Config;

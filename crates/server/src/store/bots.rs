@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::db::{Cols, Store, conflict_or, from_json, is_unique_violation, to_json, violated};
+use super::db::{
+    Cols, Store, conflict_or, from_json, is_unique_violation, like_escape, to_json, violated,
+};
 use super::links::{LINKS_OF_BOT, link_from};
 use super::{
     Bot, BotChannel, BotId, BotPatch, BotStore, EntryPoint, EntryPointId, EntryPointPatch, Link,
@@ -279,6 +281,51 @@ impl BotStore for Store {
             tx.commit().await?;
         });
         Ok((self.get_bot(ws, id).await?, relinked))
+    }
+
+    async fn bot_by_webchat_id(&self, id: &str) -> StoreResult<Option<Bot>> {
+        // The settings are JSON text: the pattern narrows the rows, the check below decides.
+        let pattern = format!("%\"id\":\"{}\"%", like_escape(id));
+        let found = with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT c.bot_id, c.channel, c.settings, c.secrets FROM bot_channels c \
+                 JOIN bots b ON b.id = c.bot_id \
+                 WHERE c.channel = 'webchat' AND (c.bot_id = $1 OR c.settings LIKE $2 ESCAPE '\\') \
+                 ORDER BY b.created_at, b.id",
+            )
+            .bind(id)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            let mut found = None;
+            for r in &rows {
+                let (bot_id, channel) = channel_from(r)?;
+                let own = channel.settings.get("id").and_then(|v| v.as_str());
+                if own.unwrap_or(&bot_id) == id {
+                    found = Some(bot_id);
+                    break;
+                }
+            }
+            found
+        });
+        let Some(bot_id) = found else {
+            return Ok(None);
+        };
+        let ws: String = with_pool!(self, pool => {
+            match sqlx::query_scalar("SELECT workspace_id FROM bots WHERE id = $1")
+                .bind(&bot_id)
+                .fetch_optional(pool)
+                .await?
+            {
+                Some(ws) => ws,
+                // Deleted meanwhile.
+                None => return Ok(None),
+            }
+        });
+        match self.get_bot(&ws.into(), &bot_id.into()).await {
+            Err(StoreError::NotFound) => Ok(None),
+            found => found.map(Some),
+        }
     }
 
     async fn delete_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<()> {

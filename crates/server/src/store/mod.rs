@@ -143,6 +143,10 @@ pub trait BotStore: Send + Sync {
         relink: Option<&Relink>,
         now_ms: i64,
     ) -> StoreResult<(Bot, Vec<Link>)>;
+    /// The bot whose web chat is `id` (its webchat channel's `id` setting, else the bot's id),
+    /// in any workspace: the public web chat's lookup. Should two bots share a web chat id,
+    /// the older.
+    async fn bot_by_webchat_id(&self, id: &str) -> StoreResult<Option<Bot>>;
     /// Deletes a bot with its channels, entry points, links and their clicks.
     async fn delete_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<()>;
 
