@@ -149,6 +149,30 @@ impl LinkCache {
         self.ttl_ms.store(ttl, Ordering::Relaxed);
     }
 
+    /// This instance no longer hears of changes (a PostgreSQL instance that lost its
+    /// listening connection, as when the database is away): links live briefly from now on
+    /// (unless the operator fixed their lifetime), each counted from now, since until now it
+    /// heard of every change to them. So they go on being served while the database is away,
+    /// stale by at most the lifetime in force, which bounds how long a change made meanwhile
+    /// elsewhere may go unseen.
+    pub fn stops_hearing(&self) {
+        self.hears_changes(false);
+        let ttl = Duration::from_millis(self.ttl_ms());
+        let now = Instant::now();
+        let mut links = self.links.write().expect("cache lock");
+        let links = &mut *links;
+        let mut bytes = 0;
+        links.map.retain(|_, (at, link)| {
+            let live = at.elapsed() < ttl;
+            if live {
+                *at = now;
+                bytes += footprint(link);
+            }
+            live
+        });
+        links.bytes = bytes;
+    }
+
     /// The lifetime of a cached link now, in milliseconds.
     pub fn ttl_ms(&self) -> u64 {
         self.ttl_ms.load(Ordering::Relaxed)
@@ -156,13 +180,17 @@ impl LinkCache {
 }
 
 /// PostgreSQL: forgets every link another instance (or anything else) changes, until `stop`.
-/// Until it listens, and while it cannot, links live briefly; each time it starts listening
-/// it forgets every link, since changes made before went unheard.
+/// Until it listens, and while it cannot, links live briefly (see [`LinkCache::stops_hearing`]:
+/// those it had go on being served); each time it starts listening it forgets every link,
+/// since changes made before went unheard. An outage is logged once when it starts and once
+/// when it ends, however many tries to listen again it takes.
 pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: CancellationToken) {
     let listening = metrics::gauge!(crate::metrics::LINK_CHANGES_LISTENING);
     listening.set(0.0);
     // The pause before the next try to listen: none at the start.
     let mut retry: Option<Duration> = None;
+    // Whether this outage (or the failure to listen at the start) has been logged.
+    let mut logged = false;
     loop {
         if let Some(pause) = retry {
             tokio::select! {
@@ -182,12 +210,17 @@ pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: Canc
                 let pause = retry.map_or(Duration::from_millis(100), |p| {
                     (p * 2).min(Duration::from_secs(5))
                 });
-                tracing::warn!(
-                    error = %e,
-                    retry_ms = pause.as_millis() as u64,
-                    link_cache_ms = cache.ttl_ms(),
-                    "cannot listen to link changes; cached links live briefly"
-                );
+                if logged {
+                    tracing::debug!(error = %e, retry_ms = pause.as_millis() as u64, "cannot listen to link changes yet");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        retry_ms = pause.as_millis() as u64,
+                        link_cache_ms = cache.ttl_ms(),
+                        "cannot listen to link changes; cached links live briefly until it can"
+                    );
+                    logged = true;
+                }
                 retry = Some(pause);
                 continue;
             }
@@ -195,29 +228,29 @@ pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: Canc
         cache.forget_all();
         cache.hears_changes(true);
         listening.set(1.0);
-        if retry.is_some() {
+        if logged {
             tracing::info!("listening to link changes again");
         }
-        loop {
+        let lost = loop {
             let heard = tokio::select! {
                 _ = stop.cancelled() => return,
                 heard = changes.next() => heard,
             };
             match heard {
                 Ok(LinkChange::Changed(codes)) => cache.forget(codes.iter().map(String::as_str)),
-                Ok(LinkChange::Missed) => {
-                    tracing::warn!("lost the connection that listens to link changes");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening to link changes failed");
-                    break;
-                }
+                Ok(LinkChange::Missed) => break "the connection closed".to_owned(),
+                Err(e) => break e.to_string(),
             }
-        }
-        cache.hears_changes(false);
-        cache.forget_all();
+        };
+        cache.stops_hearing();
         listening.set(0.0);
+        tracing::warn!(
+            error = %lost,
+            link_cache_ms = cache.ttl_ms(),
+            "lost the connection that listens to link changes; the links in memory are served \
+             for up to link_cache_ms while it listens again"
+        );
+        logged = true;
         retry = Some(Duration::from_millis(100));
     }
 }

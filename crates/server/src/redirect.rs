@@ -299,7 +299,7 @@ fn unavailable() -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         pages::message(
             "Try again in a moment",
-            "The link service is busy. Please retry.",
+            "This link cannot be opened just now. Please try again in a minute.",
         ),
     )
 }
@@ -358,7 +358,7 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Respon
         Ok(Some(l)) => followable(l).map_err(Ended::page),
         Ok(None) => Err(not_found()),
         Err(e) => {
-            tracing::error!(error = %e, "resolving a short link");
+            state.redirect_db_failed("resolving a short link", &e);
             Err(unavailable())
         }
     }
@@ -567,7 +567,7 @@ async fn follow_waiting(
                 Ok(true) => use_taken = true,
                 Ok(false) => return gone("This link has been used as many times as it allows."),
                 Err(e) => {
-                    tracing::error!(error = %e, "counting a capped link's click");
+                    state.redirect_db_failed("counting a capped link's click", &e);
                     return unavailable();
                 }
             },
