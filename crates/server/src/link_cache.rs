@@ -1,8 +1,9 @@
 //! The link cache: short links resolved recently, kept in memory so that a redirect needs no
 //! database. A link that changes is forgotten at once: by the instance that changed it, and on
 //! PostgreSQL by every other instance too, which hears of the change from the database (see
-//! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen, what
-//! it keeps expires after a short lifetime instead.
+//! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen (the
+//! database is away, say), what it keeps expires after a short lifetime instead, or the
+//! operator's, and is served until then: redirects go on through an outage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -335,6 +336,33 @@ mod tests {
         let before = cache.links.read().unwrap().bytes;
         cache.forget([last.as_str()]);
         assert_eq!(cache.links.read().unwrap().bytes, before - one);
+    }
+
+    #[test]
+    fn links_kept_when_changes_stop_being_heard_live_on_from_then() {
+        // The margins are wide: a loaded machine may sleep longer than asked.
+        let ttl = Duration::from_millis(800);
+        let cache = LinkCache::new(Some(ttl.as_millis() as u64), true);
+        cache.put("old", resolved("old"), cache.generation());
+        std::thread::sleep(ttl);
+        // Expired before the loss: stays expired.
+        cache.put("abc", resolved("abc"), cache.generation());
+        std::thread::sleep(ttl / 2);
+        cache.stops_hearing();
+        std::thread::sleep(ttl * 3 / 4);
+        assert!(cache.get("old").is_none());
+        // Put longer ago than its lifetime, but heard of until the loss.
+        assert!(
+            cache.get("abc").is_some(),
+            "a kept link lives on from the loss"
+        );
+        let links = cache.links.read().unwrap();
+        assert_eq!(links.map.len(), 1);
+        assert_eq!(
+            links.bytes,
+            footprint(&resolved("abc")),
+            "the count is kept exactly"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn chat(
             );
         }
         Err(e) => {
-            tracing::error!(error = %e, "looking up a web chat's bot");
+            state.redirect_db_failed("looking up a web chat's bot", &e);
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 pages::message(

@@ -368,10 +368,12 @@ pub fn not_found(e: crate::store::StoreError, what: &str, id: &str) -> ApiError 
     }
 }
 
-/// Rename a bot, set or remove channels.
+/// Rename a bot, set or remove channels. Its links follow at once: a channel removed leaves
+/// them, a channel changed gets their deep links made again (409, and nothing changed, when a
+/// link cannot open with the new settings).
 #[utoipa::path(patch, path = "/api/v1/bots/{bot_id}", tag = "bots", request_body = BotPatchIn,
     security(("api_key" = [])), params(("bot_id" = String, Path)),
-    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_bot(
     State(state): State<AppState>,
     auth: Auth,
