@@ -258,7 +258,8 @@ async fn goes_soon(server: &TestServer, path: &str, want: &str) {
 
 /// A bot changed or deleted on one instance: every instance's cached links follow at once
 /// (they keep links 10 min): a removed channel is no longer followed, a changed Viber account
-/// is, and a deleted bot's links answer 404, short links and QR codes alike.
+/// is, and a deleted bot's links answer 404, short links and QR codes alike. (And its web
+/// chat page, on PostgreSQL.)
 #[tokio::test]
 async fn a_bot_changed_or_deleted_on_one_instance_reaches_its_links_everywhere() {
     let Some((base, schema, url)) = schema_url().await else {
@@ -312,8 +313,32 @@ async fn a_bot_changed_or_deleted_on_one_instance_reaches_its_links_everywhere()
         goes_soon(s, "/l/pg-both", "viber://pa?chatURI=twonew&").await;
     }
 
+    // Its web chat, named by an id of its own (with a character LIKE would take for any),
+    // is found on either instance.
+    let (st, body) = a
+        .patch(
+            &format!("/api/v1/bots/{bot}"),
+            ADMIN_KEY,
+            json!({"channels": {"webchat": {"id": "two_chat"}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    for s in [&a, &b] {
+        let page = s
+            .client
+            .get(s.url("/chat/two_chat?ref=l_x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+        assert!(page.contains("chatURI=twonew&amp;context=l_x"), "{page}");
+        assert_eq!(status_of(s, "/chat/two-chat").await, StatusCode::NOT_FOUND);
+    }
+
     let (st, body) = a.delete(&format!("/api/v1/bots/{bot}"), ADMIN_KEY).await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(status_of(&b, "/chat/two_chat").await, StatusCode::NOT_FOUND);
     for s in [&a, &b] {
         for path in [
             "/l/pg-both".to_owned(),

@@ -405,7 +405,7 @@ pub async fn update_bot(
         .filter_map(|name| name.parse().ok())
         .collect();
     let relink = relink(state.public_url().to_owned(), changed);
-    let (bot, _) = state
+    let (bot, relinked) = state
         .bots()
         .update_bot_and_links(
             &auth.workspace_id,
@@ -419,10 +419,10 @@ pub async fn update_bot(
             crate::util::now_ms(),
         )
         .await?;
-    // Its links changed with it. Bot changes are rare: forgetting every cached link is
-    // simpler than forgetting these (on PostgreSQL the other instances hear of each link
-    // changed, from its trigger).
-    state.forget_all_links();
+    // On PostgreSQL the other instances hear of each link changed, from its trigger.
+    for link in &relinked {
+        state.forget_link(link);
+    }
     Ok(axum::Json(bot_out(&bot)))
 }
 

@@ -288,7 +288,7 @@ impl BotStore for Store {
         let pattern = format!("%\"id\":\"{}\"%", like_escape(id));
         let found = with_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT c.bot_id, c.channel, c.settings, c.secrets FROM bot_channels c \
+                "SELECT c.bot_id, c.channel, c.settings, c.secrets, b.workspace_id FROM bot_channels c \
                  JOIN bots b ON b.id = c.bot_id \
                  WHERE c.channel = 'webchat' AND (c.bot_id = $1 OR c.settings LIKE $2 ESCAPE '\\') \
                  ORDER BY b.created_at, b.id",
@@ -302,27 +302,17 @@ impl BotStore for Store {
                 let (bot_id, channel) = channel_from(r)?;
                 let own = channel.settings.get("id").and_then(|v| v.as_str());
                 if own.unwrap_or(&bot_id) == id {
-                    found = Some(bot_id);
+                    found = Some((r.text("workspace_id")?, bot_id));
                     break;
                 }
             }
             found
         });
-        let Some(bot_id) = found else {
+        let Some((ws, bot_id)) = found else {
             return Ok(None);
         };
-        let ws: String = with_pool!(self, pool => {
-            match sqlx::query_scalar("SELECT workspace_id FROM bots WHERE id = $1")
-                .bind(&bot_id)
-                .fetch_optional(pool)
-                .await?
-            {
-                Some(ws) => ws,
-                // Deleted meanwhile.
-                None => return Ok(None),
-            }
-        });
         match self.get_bot(&ws.into(), &bot_id.into()).await {
+            // Deleted meanwhile.
             Err(StoreError::NotFound) => Ok(None),
             found => found.map(Some),
         }
