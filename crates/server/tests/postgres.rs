@@ -226,3 +226,136 @@ async fn a_link_changed_on_one_instance_is_forgotten_by_the_others() {
         .await
         .unwrap();
 }
+
+/// Where `path` sends a browser on `server`, once it sends it somewhere starting with `want`,
+/// for up to 3 s (as [`answers_soon`]).
+async fn goes_soon(server: &TestServer, path: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let resp = server
+            .client
+            .get(server.url(path))
+            .header("user-agent", "Mozilla/5.0")
+            .send()
+            .await
+            .unwrap();
+        let to = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if resp.status() == StatusCode::FOUND && to.as_deref().is_some_and(|t| t.starts_with(want))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {} to {to:?}, not {want}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A bot changed or deleted on one instance: every instance's cached links follow at once
+/// (they keep links 10 min): a removed channel is no longer followed, a changed Viber account
+/// is, and a deleted bot's links answer 404, short links and QR codes alike. (And its web
+/// chat page, on PostgreSQL.)
+#[tokio::test]
+async fn a_bot_changed_or_deleted_on_one_instance_reaches_its_links_everywhere() {
+    let Some((base, schema, url)) = schema_url().await else {
+        return;
+    };
+    let (a, b, _) = two_instances(&url).await;
+    let (st, bot) = b
+        .post(
+            "/api/v1/bots",
+            ADMIN_KEY,
+            json!({"name": "Two", "channels": {
+                "telegram": {"username": "two_bot", "token": "1:x"},
+                "viber": {"uri": "twoshop", "token": "v"},
+            }}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    let bot = bot["id"].as_str().unwrap().to_owned();
+    let (st, link) = b
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "slug": "pg-both"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{link}");
+    let code = link["code"].as_str().unwrap().to_owned();
+    // Both instances cache it.
+    for s in [&a, &b] {
+        goes_soon(s, "/l/pg-both/telegram", "https://t.me/two_bot?start=").await;
+        goes_soon(
+            s,
+            &format!("/l/{code}/viber"),
+            "viber://pa?chatURI=twoshop&",
+        )
+        .await;
+        assert_eq!(status_of(s, "/l/pg-both/qr.svg").await, StatusCode::OK);
+    }
+
+    let (st, body) = a
+        .patch(
+            &format!("/api/v1/bots/{bot}"),
+            ADMIN_KEY,
+            json!({"channels": {"telegram": null, "viber": {"uri": "twonew"}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    for s in [&a, &b] {
+        answers_soon(s, "/l/pg-both/telegram", StatusCode::NOT_FOUND).await;
+        goes_soon(s, &format!("/l/{code}/viber"), "viber://pa?chatURI=twonew&").await;
+        goes_soon(s, "/l/pg-both", "viber://pa?chatURI=twonew&").await;
+    }
+
+    // Its web chat, named by an id of its own (with a character LIKE would take for any),
+    // is found on either instance.
+    let (st, body) = a
+        .patch(
+            &format!("/api/v1/bots/{bot}"),
+            ADMIN_KEY,
+            json!({"channels": {"webchat": {"id": "two_chat"}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    for s in [&a, &b] {
+        let page = s
+            .client
+            .get(s.url("/chat/two_chat?ref=l_x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+        assert!(page.contains("chatURI=twonew&amp;context=l_x"), "{page}");
+        assert_eq!(status_of(s, "/chat/two-chat").await, StatusCode::NOT_FOUND);
+    }
+
+    let (st, body) = a.delete(&format!("/api/v1/bots/{bot}"), ADMIN_KEY).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(status_of(&b, "/chat/two_chat").await, StatusCode::NOT_FOUND);
+    for s in [&a, &b] {
+        for path in [
+            "/l/pg-both".to_owned(),
+            format!("/l/{code}"),
+            format!("/l/{code}/viber"),
+            "/l/pg-both/qr.svg".to_owned(),
+            "/l/pg-both/qr.png".to_owned(),
+        ] {
+            answers_soon(s, &path, StatusCode::NOT_FOUND).await;
+        }
+    }
+
+    a.stop().await;
+    b.stop().await;
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}

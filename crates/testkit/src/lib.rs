@@ -305,3 +305,90 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A TCP proxy on `127.0.0.1:0` in front of a server (a database, say) that a test can cut
+/// and restore, to make that server go away for whoever connects through the proxy and come
+/// back.
+pub mod cut_proxy {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::{AbortHandle, JoinSet};
+
+    /// See the module. Dropped, it stops and closes every connection.
+    pub struct CutProxy {
+        addr: SocketAddr,
+        state: Arc<Mutex<State>>,
+        accepting: AbortHandle,
+    }
+
+    #[derive(Default)]
+    struct State {
+        cut: bool,
+        /// The connections being relayed.
+        relays: JoinSet<()>,
+    }
+
+    impl CutProxy {
+        /// Starts relaying every connection to `target`.
+        pub async fn start(target: SocketAddr) -> CutProxy {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            let addr = listener.local_addr().expect("local address");
+            let state = Arc::new(Mutex::new(State::default()));
+            let shared = state.clone();
+            let accepting = tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let mut state = shared.lock().expect("proxy lock");
+                    if state.cut {
+                        // Refused: closed at once, before a byte of the protocol.
+                        drop(client);
+                        continue;
+                    }
+                    state.relays.spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                }
+            })
+            .abort_handle();
+            CutProxy {
+                addr,
+                state,
+                accepting,
+            }
+        }
+
+        /// Where to connect to reach the target through the proxy.
+        pub fn addr(&self) -> SocketAddr {
+            self.addr
+        }
+
+        /// Closes every connection relayed so far and refuses new ones until
+        /// [`CutProxy::restore`].
+        pub fn cut(&self) {
+            let mut state = self.state.lock().expect("proxy lock");
+            state.cut = true;
+            // Aborted, a relay drops both of its sockets: each end sees the other close.
+            state.relays.abort_all();
+        }
+
+        /// Relays new connections again.
+        pub fn restore(&self) {
+            self.state.lock().expect("proxy lock").cut = false;
+        }
+    }
+
+    impl Drop for CutProxy {
+        fn drop(&mut self) {
+            self.accepting.abort();
+            self.state.lock().expect("proxy lock").relays.abort_all();
+        }
+    }
+}

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::api::auth::Auth;
 use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
+use crate::store::{Bot, BotChannel, BotId, BotPatch, Link, NewBot, Role};
 use crate::util::format_rfc3339;
 
 /// One channel's settings. Which fields apply depends on the channel:
@@ -368,10 +368,12 @@ pub fn not_found(e: crate::store::StoreError, what: &str, id: &str) -> ApiError 
     }
 }
 
-/// Rename a bot, set or remove channels.
+/// Rename a bot, set or remove channels. Its links follow at once: a channel removed leaves
+/// them, a channel changed gets their deep links made again (409, and nothing changed, when a
+/// link cannot open with the new settings).
 #[utoipa::path(patch, path = "/api/v1/bots/{bot_id}", tag = "bots", request_body = BotPatchIn,
     security(("api_key" = [])), params(("bot_id" = String, Path)),
-    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_bot(
     State(state): State<AppState>,
     auth: Auth,
@@ -397,9 +399,15 @@ pub async fn update_bot(
             None => remove.push(channel.as_str().to_string()),
         }
     }
-    let bot = state
+    let changed: Vec<Channel> = input
+        .channels
+        .keys()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    let relink = relink(state.public_url().to_owned(), changed);
+    let (bot, relinked) = state
         .bots()
-        .update_bot(
+        .update_bot_and_links(
             &auth.workspace_id,
             &bot.id,
             BotPatch {
@@ -407,10 +415,60 @@ pub async fn update_bot(
                 upsert_channels: upsert,
                 remove_channels: remove,
             },
+            Some(&relink),
             crate::util::now_ms(),
         )
         .await?;
+    // On PostgreSQL the other instances hear of each link changed, from its trigger.
+    for link in &relinked {
+        state.forget_link(link);
+    }
     Ok(axum::Json(bot_out(&bot)))
+}
+
+/// How a change to the bot's channels named in `changed` reaches each of its links, whose
+/// deep links were stored when it was made: a channel the bot no longer has leaves the link
+/// (its short link no longer offers or follows it; adding the channel back does not return
+/// it to old links), and a channel whose settings changed gets its deep link built again with
+/// the bot's identifier there now, keeping the link's parameter and visible text.
+fn relink(
+    public_url: String,
+    changed: Vec<Channel>,
+) -> impl Fn(&BotId, &[BotChannel], &mut Link) -> Result<bool, String> + Send + Sync {
+    move |bot_id, channels, link| {
+        let mut touched = false;
+        for c in &changed {
+            let name = c.as_str();
+            if !link.channels.iter().any(|l| l == name) {
+                continue;
+            }
+            let Some(bc) = channels.iter().find(|bc| bc.channel == name) else {
+                link.channels.retain(|l| l != name);
+                link.deep_links.remove(name);
+                touched = true;
+                continue;
+            };
+            let Some(deep) = link.deep_links.get_mut(name) else {
+                continue;
+            };
+            let ident = identifier(bot_id, bc)
+                .ok_or_else(|| format!("needs the bot's identifier in {c}: set it"))?;
+            let text = link.payload.get("text").and_then(|t| t.as_str());
+            let url = crate::domain::linkgen::deep_link(*c, &ident, &deep.param, text, &public_url)
+                .map_err(|e| {
+                    format!(
+                        "cannot open in {c} with these settings ({e}); nothing was changed: \
+                         keep the old settings, or delete the link first"
+                    )
+                })?
+                .url;
+            if url != deep.url {
+                deep.url = url;
+                touched = true;
+            }
+        }
+        Ok(touched)
+    }
 }
 
 /// Delete a bot with its entry points, links and their clicks.
@@ -428,5 +486,9 @@ pub async fn delete_bot(
         .delete_bot(&auth.workspace_id, &BotId::from(bot_id.clone()))
         .await
         .map_err(|e| not_found(e, "bot", &bot_id))?;
+    // Its links went with it (on PostgreSQL the other instances hear of each one deleted,
+    // from its trigger). Bots are rarely deleted: forgetting every cached link is simpler
+    // than finding the bot's first.
+    state.forget_all_links();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ struct Inner {
     /// Today's visitor-hash salt, derived once a day rather than on every click.
     visitor_salt: Mutex<(i64, [u8; 32])>,
     redirect_series: crate::redirect::RedirectSeries,
+    /// Whether the database failed the redirects' last lookup: such failures are logged once
+    /// per outage, not once per request.
+    redirect_db_down: AtomicBool,
 }
 
 impl AppState {
@@ -155,7 +159,29 @@ impl AppState {
         }
         let generation = cache.generation();
         let link = self.links().link_by_code_or_slug(code).await?;
+        self.redirect_db_answered();
         Ok(link.map(|l| self.keep_link(code, l, generation)))
+    }
+
+    /// Logs a database failure that a redirect met (`doing` says what it was doing): the first
+    /// of an outage only, so that an outage under load does not flood the log.
+    pub fn redirect_db_failed(&self, doing: &str, e: &StoreError) {
+        if !self.0.redirect_db_down.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                error = %e,
+                "{doing}: the database failed; redirects that need it answer 503 until it \
+                 answers again (further failures are not logged)"
+            );
+        }
+    }
+
+    /// A redirect's database lookup succeeded: ends an outage that [`Self::redirect_db_failed`]
+    /// logged.
+    fn redirect_db_answered(&self) {
+        let down = &self.0.redirect_db_down;
+        if down.load(Ordering::Relaxed) && down.swap(false, Ordering::Relaxed) {
+            tracing::info!("the database answers redirects again");
+        }
     }
 
     /// A link looked up by `code`, made ready to follow and cached (see [`LinkCache::put`]
@@ -164,6 +190,11 @@ impl AppState {
         let link = Arc::new(Resolved::new(link, &self.0.secret, self.public_url()));
         self.0.link_cache.put(code, link.clone(), generation);
         link
+    }
+
+    /// Forgets every cached link, after a change that may reach many (a bot's).
+    pub fn forget_all_links(&self) {
+        self.0.link_cache.forget_all();
     }
 
     /// Forgets a link's cached copy after it changed (on PostgreSQL, other instances hear of
@@ -267,6 +298,7 @@ pub async fn run_checked(
         link_cache,
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
         redirect_series: crate::redirect::RedirectSeries::default(),
+        redirect_db_down: AtomicBool::new(false),
     }));
     let app = router(state.clone());
     let addr = listener.local_addr()?;
@@ -426,6 +458,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::redirect::router())
+        .merge(crate::redirect::webchat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)

@@ -1,8 +1,9 @@
 //! The link cache: short links resolved recently, kept in memory so that a redirect needs no
 //! database. A link that changes is forgotten at once: by the instance that changed it, and on
 //! PostgreSQL by every other instance too, which hears of the change from the database (see
-//! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen, what
-//! it keeps expires after a short lifetime instead.
+//! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen (the
+//! database is away, say), what it keeps expires after a short lifetime instead, or the
+//! operator's, and is served until then: redirects go on through an outage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -149,6 +150,30 @@ impl LinkCache {
         self.ttl_ms.store(ttl, Ordering::Relaxed);
     }
 
+    /// This instance no longer hears of changes (a PostgreSQL instance that lost its
+    /// listening connection, as when the database is away): links live briefly from now on
+    /// (unless the operator fixed their lifetime), each counted from now, since until now it
+    /// heard of every change to them. So they go on being served while the database is away,
+    /// stale by at most the lifetime in force, which bounds how long a change made meanwhile
+    /// elsewhere may go unseen.
+    pub fn stops_hearing(&self) {
+        self.hears_changes(false);
+        let ttl = Duration::from_millis(self.ttl_ms());
+        let now = Instant::now();
+        let mut links = self.links.write().expect("cache lock");
+        let links = &mut *links;
+        let mut bytes = 0;
+        links.map.retain(|_, (at, link)| {
+            let live = at.elapsed() < ttl;
+            if live {
+                *at = now;
+                bytes += footprint(link);
+            }
+            live
+        });
+        links.bytes = bytes;
+    }
+
     /// The lifetime of a cached link now, in milliseconds.
     pub fn ttl_ms(&self) -> u64 {
         self.ttl_ms.load(Ordering::Relaxed)
@@ -156,13 +181,17 @@ impl LinkCache {
 }
 
 /// PostgreSQL: forgets every link another instance (or anything else) changes, until `stop`.
-/// Until it listens, and while it cannot, links live briefly; each time it starts listening
-/// it forgets every link, since changes made before went unheard.
+/// Until it listens, and while it cannot, links live briefly (see [`LinkCache::stops_hearing`]:
+/// those it had go on being served); each time it starts listening it forgets every link,
+/// since changes made before went unheard. An outage is logged once when it starts and once
+/// when it ends, however many tries to listen again it takes.
 pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: CancellationToken) {
     let listening = metrics::gauge!(crate::app::metrics::LINK_CHANGES_LISTENING);
     listening.set(0.0);
     // The pause before the next try to listen: none at the start.
     let mut retry: Option<Duration> = None;
+    // Whether this outage (or the failure to listen at the start) has been logged.
+    let mut logged = false;
     loop {
         if let Some(pause) = retry {
             tokio::select! {
@@ -182,12 +211,17 @@ pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: Canc
                 let pause = retry.map_or(Duration::from_millis(100), |p| {
                     (p * 2).min(Duration::from_secs(5))
                 });
-                tracing::warn!(
-                    error = %e,
-                    retry_ms = pause.as_millis() as u64,
-                    link_cache_ms = cache.ttl_ms(),
-                    "cannot listen to link changes; cached links live briefly"
-                );
+                if logged {
+                    tracing::debug!(error = %e, retry_ms = pause.as_millis() as u64, "cannot listen to link changes yet");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        retry_ms = pause.as_millis() as u64,
+                        link_cache_ms = cache.ttl_ms(),
+                        "cannot listen to link changes; cached links live briefly until it can"
+                    );
+                    logged = true;
+                }
                 retry = Some(pause);
                 continue;
             }
@@ -195,29 +229,29 @@ pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: Canc
         cache.forget_all();
         cache.hears_changes(true);
         listening.set(1.0);
-        if retry.is_some() {
+        if logged {
             tracing::info!("listening to link changes again");
         }
-        loop {
+        let lost = loop {
             let heard = tokio::select! {
                 _ = stop.cancelled() => return,
                 heard = changes.next() => heard,
             };
             match heard {
                 Ok(LinkChange::Changed(codes)) => cache.forget(codes.iter().map(String::as_str)),
-                Ok(LinkChange::Missed) => {
-                    tracing::warn!("lost the connection that listens to link changes");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening to link changes failed");
-                    break;
-                }
+                Ok(LinkChange::Missed) => break "the connection closed".to_owned(),
+                Err(e) => break e.to_string(),
             }
-        }
-        cache.hears_changes(false);
-        cache.forget_all();
+        };
+        cache.stops_hearing();
         listening.set(0.0);
+        tracing::warn!(
+            error = %lost,
+            link_cache_ms = cache.ttl_ms(),
+            "lost the connection that listens to link changes; the links in memory are served \
+             for up to link_cache_ms while it listens again"
+        );
+        logged = true;
         retry = Some(Duration::from_millis(100));
     }
 }
@@ -302,6 +336,33 @@ mod tests {
         let before = cache.links.read().unwrap().bytes;
         cache.forget([last.as_str()]);
         assert_eq!(cache.links.read().unwrap().bytes, before - one);
+    }
+
+    #[test]
+    fn links_kept_when_changes_stop_being_heard_live_on_from_then() {
+        // The margins are wide: a loaded machine may sleep longer than asked.
+        let ttl = Duration::from_millis(800);
+        let cache = LinkCache::new(Some(ttl.as_millis() as u64), true);
+        cache.put("old", resolved("old"), cache.generation());
+        std::thread::sleep(ttl);
+        // Expired before the loss: stays expired.
+        cache.put("abc", resolved("abc"), cache.generation());
+        std::thread::sleep(ttl / 2);
+        cache.stops_hearing();
+        std::thread::sleep(ttl * 3 / 4);
+        assert!(cache.get("old").is_none());
+        // Put longer ago than its lifetime, but heard of until the loss.
+        assert!(
+            cache.get("abc").is_some(),
+            "a kept link lives on from the loss"
+        );
+        let links = cache.links.read().unwrap();
+        assert_eq!(links.map.len(), 1);
+        assert_eq!(
+            links.bytes,
+            footprint(&resolved("abc")),
+            "the count is kept exactly"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clicks;
 pub mod pages;
 pub mod qr;
+pub mod webchat;
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -303,7 +304,7 @@ fn unavailable() -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         pages::message(
             "Try again in a moment",
-            "The link service is busy. Please retry.",
+            "This link cannot be opened just now. Please try again in a minute.",
         ),
     )
 }
@@ -362,7 +363,7 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Respon
         Ok(Some(l)) => followable(l).map_err(Ended::page),
         Ok(None) => Err(not_found()),
         Err(e) => {
-            tracing::error!(error = %e, "resolving a short link");
+            state.redirect_db_failed("resolving a short link", &e);
             Err(unavailable())
         }
     }
@@ -373,6 +374,8 @@ async fn live_link(state: &AppState, code: &str) -> Result<Arc<Resolved>, Respon
 enum Ended {
     SwitchedOff,
     Expired,
+    /// Its bot no longer has any of its channels.
+    NoChannels,
 }
 
 impl Ended {
@@ -381,6 +384,9 @@ impl Ended {
         gone(match self {
             Ended::SwitchedOff => "The owner of this link has switched it off.",
             Ended::Expired => "This link has expired.",
+            Ended::NoChannels => {
+                "This link's chat is no longer open in any of the messengers it offered."
+            }
         })
     }
 }
@@ -392,6 +398,10 @@ fn followable(link: Arc<Resolved>) -> Result<Arc<Resolved>, Ended> {
     }
     if link.expires_at.is_some_and(|t| t <= now_ms()) {
         return Err(Ended::Expired);
+    }
+    // A one-channel link's channel is in place: its list would be a cache miss more.
+    if link.only.is_none() && link.channels.is_empty() {
+        return Err(Ended::NoChannels);
     }
     Ok(link)
 }
@@ -562,7 +572,7 @@ async fn follow_waiting(
                 Ok(true) => use_taken = true,
                 Ok(false) => return gone("This link has been used as many times as it allows."),
                 Err(e) => {
-                    tracing::error!(error = %e, "counting a capped link's click");
+                    state.redirect_db_failed("counting a capped link's click", &e);
                     return unavailable();
                 }
             },

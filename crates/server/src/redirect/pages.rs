@@ -60,6 +60,31 @@ pub fn chooser(title: &str, code: &str, channels: &[Channel]) -> String {
     shell(title, "", &body)
 }
 
+/// The page a web chat link leads to until the web chat is built: it says so, and offers the
+/// bot's other messengers (each a channel and its deep link), when it has any.
+pub fn webchat_coming(bot_name: &str, others: &[(Channel, String)]) -> String {
+    let title = "The web chat is coming";
+    let mut body = format!(
+        "<h1>{}</h1><p>You cannot chat with {} on the web yet.",
+        esc(title),
+        esc(bot_name)
+    );
+    if others.is_empty() {
+        body.push_str(" Please come back later.</p>");
+    } else {
+        body.push_str(" Meanwhile, open the chat in your messenger:</p>");
+        for (channel, url) in others {
+            body.push_str(&format!(
+                "<a class=\"b {cls}\" href=\"{url}\" rel=\"nofollow\">Open in {name}</a>",
+                cls = channel.as_str(),
+                url = esc(url),
+                name = esc(channel.display_name()),
+            ));
+        }
+    }
+    shell(title, "", &body)
+}
+
 /// What link-preview crawlers get: OpenGraph tags, and no redirect.
 pub fn preview(title: &str, description: &str, url: &str) -> String {
     let head = format!(

@@ -2,10 +2,13 @@
 
 use async_trait::async_trait;
 
-use super::db::{Cols, Store, conflict_or, from_json, is_unique_violation, to_json, violated};
+use super::db::{
+    Cols, Store, conflict_or, from_json, is_unique_violation, like_escape, to_json, violated,
+};
+use super::links::{LINKS_OF_BOT, link_from};
 use super::{
-    Bot, BotChannel, BotId, BotPatch, BotStore, EntryPoint, EntryPointId, EntryPointPatch, NewBot,
-    NewEntryPoint, StoreError, StoreResult, WorkspaceId,
+    Bot, BotChannel, BotId, BotPatch, BotStore, EntryPoint, EntryPointId, EntryPointPatch, Link,
+    NewBot, NewEntryPoint, Relink, StoreError, StoreResult, WorkspaceId,
 };
 
 macro_rules! ep_cols {
@@ -186,6 +189,20 @@ impl BotStore for Store {
         patch: BotPatch,
         now_ms: i64,
     ) -> StoreResult<Bot> {
+        self.update_bot_and_links(ws, id, patch, None, now_ms)
+            .await
+            .map(|(bot, _)| bot)
+    }
+
+    async fn update_bot_and_links(
+        &self,
+        ws: &WorkspaceId,
+        id: &BotId,
+        patch: BotPatch,
+        relink: Option<&Relink>,
+        now_ms: i64,
+    ) -> StoreResult<(Bot, Vec<Link>)> {
+        let mut relinked = Vec::new();
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write()).await?;
             let done = sqlx::query(
@@ -223,9 +240,82 @@ impl BotStore for Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            if let Some(relink) = relink {
+                let rows = sqlx::query(
+                    "SELECT bot_id, channel, settings, secrets FROM bot_channels WHERE bot_id = $1 ORDER BY channel",
+                )
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                let channels = rows
+                    .iter()
+                    .map(|r| channel_from(r).map(|(_, c)| c))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let rows = sqlx::query(LINKS_OF_BOT)
+                    .bind(id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for r in &rows {
+                    let mut link = link_from(r)?;
+                    let changed = relink(id, &channels, &mut link).map_err(|why| {
+                        StoreError::Conflict {
+                            what: format!("the link {:?} {why}", link.slug.as_deref().unwrap_or(&link.code)),
+                        }
+                    })?;
+                    if !changed {
+                        continue;
+                    }
+                    link.updated_at = now_ms;
+                    sqlx::query(
+                        "UPDATE links SET channels = $2, deep_links = $3, updated_at = $4 WHERE id = $1",
+                    )
+                    .bind(link.id.as_str())
+                    .bind(to_json(&link.channels))
+                    .bind(to_json(&link.deep_links))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    relinked.push(link);
+                }
+            }
             tx.commit().await?;
         });
-        self.get_bot(ws, id).await
+        Ok((self.get_bot(ws, id).await?, relinked))
+    }
+
+    async fn bot_by_webchat_id(&self, id: &str) -> StoreResult<Option<Bot>> {
+        // The settings are JSON text: the pattern narrows the rows, the check below decides.
+        let pattern = format!("%\"id\":\"{}\"%", like_escape(id));
+        let found = with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT c.bot_id, c.channel, c.settings, c.secrets, b.workspace_id FROM bot_channels c \
+                 JOIN bots b ON b.id = c.bot_id \
+                 WHERE c.channel = 'webchat' AND (c.bot_id = $1 OR c.settings LIKE $2 ESCAPE '\\') \
+                 ORDER BY b.created_at, b.id",
+            )
+            .bind(id)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            let mut found = None;
+            for r in &rows {
+                let (bot_id, channel) = channel_from(r)?;
+                let own = channel.settings.get("id").and_then(|v| v.as_str());
+                if own.unwrap_or(&bot_id) == id {
+                    found = Some((r.text("workspace_id")?, bot_id));
+                    break;
+                }
+            }
+            found
+        });
+        let Some((ws, bot_id)) = found else {
+            return Ok(None);
+        };
+        match self.get_bot(&ws.into(), &bot_id.into()).await {
+            // Deleted meanwhile.
+            Err(StoreError::NotFound) => Ok(None),
+            found => found.map(Some),
+        }
     }
 
     async fn delete_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<()> {

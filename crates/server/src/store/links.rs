@@ -28,6 +28,13 @@ pub(super) const LINK_BY_CODE_OR_SLUG: &str = concat!(
      ORDER BY CASE WHEN code = $1 THEN 0 ELSE 1 END LIMIT 1"
 );
 
+/// The links of the bot `$1`, oldest first.
+pub(super) const LINKS_OF_BOT: &str = concat!(
+    "SELECT ",
+    link_cols!(),
+    " FROM links WHERE bot_id = $1 ORDER BY created_at, id"
+);
+
 /// The columns of a link, in the order the queries below select them.
 pub(super) const LINK_COLUMNS: &str = link_cols!();
 

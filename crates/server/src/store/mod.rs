@@ -108,6 +108,11 @@ pub trait WorkspaceStore: Send + Sync {
     async fn touch_api_key(&self, id: &ApiKeyId, now_ms: i64) -> StoreResult<()>;
 }
 
+/// How a change to a bot's channels reaches its links' stored deep links (see
+/// [`BotStore::update_bot_and_links`]): given the bot's id, its channels and one of its links,
+/// changes the link to match and says whether it did.
+pub type Relink = dyn Fn(&BotId, &[BotChannel], &mut Link) -> Result<bool, String> + Send + Sync;
+
 /// Bots, their channel settings and their entry points.
 #[async_trait]
 pub trait BotStore: Send + Sync {
@@ -124,6 +129,23 @@ pub trait BotStore: Send + Sync {
         patch: BotPatch,
         now_ms: i64,
     ) -> StoreResult<Bot>;
+    /// [`BotStore::update_bot`], and, in the same transaction, each of the bot's links given
+    /// to `relink` with the bot's id and channels as they are after the change: the links it
+    /// changed (their channels and deep links) are written and returned. When it refuses a
+    /// link (`Err`, a sentence that follows the link's slug or code), nothing is changed and
+    /// the answer is a `Conflict`.
+    async fn update_bot_and_links(
+        &self,
+        ws: &WorkspaceId,
+        id: &BotId,
+        patch: BotPatch,
+        relink: Option<&Relink>,
+        now_ms: i64,
+    ) -> StoreResult<(Bot, Vec<Link>)>;
+    /// The bot whose web chat is `id` (its webchat channel's `id` setting, else the bot's id),
+    /// in any workspace: the public web chat's lookup. Should two bots share a web chat id,
+    /// the older.
+    async fn bot_by_webchat_id(&self, id: &str) -> StoreResult<Option<Bot>>;
     /// Deletes a bot with its channels, entry points, links and their clicks.
     async fn delete_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<()>;
 
