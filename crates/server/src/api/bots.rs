@@ -499,7 +499,9 @@ pub fn not_found(e: crate::store::StoreError, what: &str, id: &str) -> ApiError 
 /// Rename a bot, set or remove channels.
 #[utoipa::path(patch, path = "/api/v1/bots/{bot_id}", tag = "bots", request_body = BotPatchIn,
     security(("api_key" = [])), params(("bot_id" = String, Path)),
-    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody),
+        (status = 409, description = "another bot of the workspace has this name", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn update_bot(
     State(state): State<AppState>,
     auth: Auth,
