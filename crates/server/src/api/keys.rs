@@ -32,6 +32,7 @@ pub struct ApiKeyIn {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyOut {
     pub id: String,
+    #[schema(value_type = Role)]
     pub role: String,
     pub name: Option<String>,
     /// The first characters, to recognise the key.

@@ -136,6 +136,7 @@ pub struct LinkOut {
     pub bot_id: String,
     pub entry_point_id: Option<String>,
     pub title: Option<String>,
+    #[schema(value_type = SchemeIn)]
     pub scheme: String,
     pub signed: bool,
     pub channels: Vec<ChannelLinkOut>,
