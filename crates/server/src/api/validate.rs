@@ -42,7 +42,8 @@ pub const NAME_TEXT: &str = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*[
 /// The `pattern` of entry point keys and default fields (see [`deep_link_key`]).
 pub const KEY_PATTERN: &str = r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$";
 
-/// How one kind of field fails: its error code, its name in messages and its longest length.
+/// How one kind of field is checked: the error code it fails with, its longest length, and
+/// whether it may span lines.
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
     /// The error code of a value that breaks the rule (e.g. `invalid_title`).
