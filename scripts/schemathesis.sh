@@ -50,7 +50,7 @@ admin_key="blk_schemathesis_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 : >"$work/server.log"
 # Port 0: the kernel picks a free port, which the server logs once it listens. The rate limit
 # is raised so that the run tests the API rather than the limiter (429 stays documented).
-target/debug/botlink serve \
+"${CARGO_TARGET_DIR:-target}/debug/botlink" serve \
   --listen 127.0.0.1:0 \
   --database-url "sqlite://$work/botlink.db" \
   --secret-key "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
