@@ -829,16 +829,31 @@ async fn redirects_previews_and_their_counts(b: Backend) {
         follow(&s, &format!("/l/{code}"), BROWSER).await.status(),
         StatusCode::GONE
     );
-    s.patch(
-        &format!("/api/v1/links/{id}"),
-        ADMIN_KEY,
-        json!({"disabled": false, "expires_at": "2020-01-01T00:00:00Z"}),
-    )
-    .await;
-    assert_eq!(
-        follow(&s, &format!("/l/{code}"), BROWSER).await.status(),
-        StatusCode::GONE
-    );
+    // An expiry must be in the future when set, so this one is a moment away; the link works
+    // until then and is gone after.
+    let soon = botlink_server::util::now_ms() + 1_000;
+    let (st, body) = s
+        .patch(
+            &format!("/api/v1/links/{id}"),
+            ADMIN_KEY,
+            json!({"disabled": false, "expires_at": botlink_server::util::format_rfc3339(soon)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = follow(&s, &format!("/l/{code}"), BROWSER).await.status();
+        if status == StatusCode::GONE {
+            assert!(
+                botlink_server::util::now_ms() >= soon,
+                "gone before it expired"
+            );
+            break;
+        }
+        assert_eq!(status, StatusCode::FOUND);
+        assert!(Instant::now() < deadline, "the link did not expire");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.patch(
         &format!("/api/v1/links/{id}"),
         ADMIN_KEY,

@@ -27,29 +27,147 @@ use crate::util::format_rfc3339;
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelIn {
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub username: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub uri: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub page: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub page_id: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub number: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub phone_number_id: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub business_account_id: Option<String>,
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub id: Option<String>,
+    /// An http(s) URL.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub api_base_url: Option<String>,
-    /// Secret.
+    /// Secret. An empty string removes it.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub token: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub app_secret: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub page_token: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub access_token: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub channel_secret: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub verify_token: Option<String>,
     /// Secret.
+    #[schema(
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub webhook_secret: Option<String>,
+}
+
+/// A bot's channels by name, as `BotIn` takes them (the document's view of the map).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ChannelsIn {
+    #[schema(required = false)]
+    telegram: ChannelIn,
+    #[schema(required = false)]
+    viber: ChannelIn,
+    #[schema(required = false)]
+    messenger: ChannelIn,
+    #[schema(required = false)]
+    instagram: ChannelIn,
+    #[schema(required = false)]
+    whatsapp: ChannelIn,
+    #[schema(required = false)]
+    line: ChannelIn,
+    #[schema(required = false)]
+    max: ChannelIn,
+    #[schema(required = false)]
+    webchat: ChannelIn,
+}
+
+/// Channels to set (an object) or remove (`null`), as `BotPatchIn` takes them.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ChannelsPatchIn {
+    telegram: Option<ChannelIn>,
+    viber: Option<ChannelIn>,
+    messenger: Option<ChannelIn>,
+    instagram: Option<ChannelIn>,
+    whatsapp: Option<ChannelIn>,
+    line: Option<ChannelIn>,
+    max: Option<ChannelIn>,
+    webchat: Option<ChannelIn>,
+}
+
+/// A channel's name, as links and bots take it.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ChannelName {
+    Telegram,
+    Viber,
+    Messenger,
+    Instagram,
+    Whatsapp,
+    Line,
+    Max,
+    Webchat,
 }
 
 const PUBLIC_FIELDS: &[&str] = &[
@@ -96,10 +214,15 @@ impl ChannelIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BotIn {
-    /// A name unique in the workspace.
+    /// A name unique in the workspace: 1-100 characters of plain text.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*[^\s\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069][^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub name: String,
     /// Settings by channel name (`telegram`, `viber`, ...).
     #[serde(default)]
+    #[schema(value_type = ChannelsIn)]
     pub channels: BTreeMap<String, ChannelIn>,
 }
 
@@ -108,10 +231,14 @@ pub struct BotIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BotPatchIn {
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*[^\s\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069][^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub name: Option<String>,
     /// Channel name to settings (an object like `ChannelIn`), or `null` to remove the channel.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = ChannelsPatchIn)]
     pub channels: BTreeMap<String, Option<ChannelIn>>,
 }
 
@@ -196,14 +323,22 @@ fn channel_settings(
     input: &ChannelIn,
     old_secrets: Option<&[u8]>,
 ) -> Result<BotChannel, ApiError> {
+    use crate::api::validate::{SECRET, SETTING, URL};
     let mut settings = serde_json::Map::new();
     for (k, v) in input.public() {
         if let Some(v) = v {
+            let rule = if k == "api_base_url" { URL } else { SETTING };
+            rule.check(&format!("channels.{channel}.{k}"), v)?;
             settings.insert(
                 k.to_string(),
                 serde_json::Value::String(v.trim().to_string()),
             );
         }
+    }
+    // Checked before the stored secrets are opened; the message names the field, never the
+    // value.
+    for (k, v) in input.secrets() {
+        SECRET.check_opt(&format!("channels.{channel}.{k}"), v.as_deref())?;
     }
     let key = identifier_key(channel);
     match settings.get(key).and_then(|v| v.as_str()) {
@@ -289,14 +424,7 @@ pub fn bot_out(bot: &Bot) -> BotOut {
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            "a bot name is 1-100 characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::api::validate::name("name", name)
 }
 
 /// Create a bot with its channels.
@@ -373,7 +501,9 @@ pub fn not_found(e: crate::store::StoreError, what: &str, id: &str) -> ApiError 
 /// link cannot open with the new settings).
 #[utoipa::path(patch, path = "/api/v1/bots/{bot_id}", tag = "bots", request_body = BotPatchIn,
     security(("api_key" = [])), params(("bot_id" = String, Path)),
-    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = BotOut), (status = 404, body = ErrorBody),
+        (status = 409, description = "another bot of the workspace has this name, or one of its links cannot open with the new settings (nothing was changed)", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn update_bot(
     State(state): State<AppState>,
     auth: Auth,

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use crate::api::auth::Auth;
 use crate::api::bots::{load_bot, not_found};
 use crate::api::error::{ApiError, ErrorBody, Json};
+use crate::api::validate;
 use crate::app::AppState;
 use crate::store::{EntryPoint, EntryPointPatch, NewEntryPoint, Role, Utm};
 use crate::util::format_rfc3339;
@@ -40,13 +41,17 @@ impl UtmRules for Utm {
             ("term", &self.term),
             ("content", &self.content),
         ] {
-            if let Some(v) = v
-                && (v.is_empty() || v.chars().count() > 200)
-            {
-                return Err(ApiError::invalid(
-                    "invalid_utm",
-                    format!("utm.{name} must be 1-200 characters"),
-                ));
+            if let Some(v) = v {
+                if v.is_empty() {
+                    return Err(ApiError::invalid(
+                        "invalid_utm",
+                        format!(
+                            "utm.{name} is empty: give 1-{} characters or leave it out",
+                            validate::UTM_MAX
+                        ),
+                    ));
+                }
+                validate::UTM.check(&format!("utm.{name}"), v)?;
             }
         }
         Ok(())
@@ -58,10 +63,16 @@ impl UtmRules for Utm {
 pub struct EntryPointIn {
     /// The key links and the entry/fields schemes use, e.g. `giveaway` or `3`:
     /// 1-64 characters of `[A-Za-z0-9_-]`, no `--`.
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")]
     pub key: String,
     /// The scenario node a Start through this entry point runs.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub node: Option<String>,
-    /// The field that a single-value payload fills.
+    /// The field that a single-value payload fills; the same rule as `key`.
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")]
     pub default_field: Option<String>,
     /// Default UTM tags for links made for this entry point.
     #[serde(default)]
@@ -73,11 +84,11 @@ pub struct EntryPointIn {
 pub struct EntryPointPatchIn {
     /// A new node; `null` clears it.
     #[serde(default, deserialize_with = "crate::api::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$")]
     pub node: Option<Option<String>>,
     /// A new default field; `null` clears it.
     #[serde(default, deserialize_with = "crate::api::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 64, pattern = r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")]
     pub default_field: Option<Option<String>>,
     pub utm: Option<Utm>,
 }
@@ -122,24 +133,20 @@ pub fn entry_out(e: &EntryPoint) -> EntryPointOut {
     }
 }
 
+/// The key: it goes into deep links (`n__<key>`, the fields scheme's first part).
 fn check_key(key: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&key.len())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !key.contains("--")
-        && !key.starts_with('-')
-        && !key.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_entry_point",
-            format!(
-                "entry point key {key:?} must be 1-64 characters of [A-Za-z0-9_-], without '--' and not starting or ending with '-' (it goes into deep links)"
-            ),
-        ))
+    validate::deep_link_key("invalid_entry_point", "key", key)
+}
+
+/// The node and the default field, as creating and changing an entry point both check them.
+/// The default field names a field in the fields scheme's parameter, so it follows the key's
+/// rule.
+fn check_target(node: Option<&str>, default_field: Option<&str>) -> Result<(), ApiError> {
+    validate::NODE.check_opt("node", node)?;
+    if let Some(f) = default_field {
+        validate::deep_link_key("invalid_entry_point", "default_field", f)?;
     }
+    Ok(())
 }
 
 /// Create an entry point.
@@ -155,6 +162,7 @@ pub async fn create_entry_point(
 ) -> Result<(StatusCode, axum::Json<EntryPointOut>), ApiError> {
     auth.admin()?;
     check_key(&input.key)?;
+    check_target(input.node.as_deref(), input.default_field.as_deref())?;
     input.utm.check()?;
     let bot = load_bot(&state, &auth, &bot_id).await?;
     let e = state
@@ -243,6 +251,10 @@ pub async fn update_entry_point(
     Json(input): Json<EntryPointPatchIn>,
 ) -> Result<axum::Json<EntryPointOut>, ApiError> {
     auth.admin()?;
+    check_target(
+        input.node.as_ref().and_then(|n| n.as_deref()),
+        input.default_field.as_ref().and_then(|f| f.as_deref()),
+    )?;
     if let Some(u) = &input.utm {
         u.check()?;
     }

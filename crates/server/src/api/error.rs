@@ -131,11 +131,31 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::rejection::JsonRejection;
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::BadRequest(
                 "send the body as JSON with `Content-Type: application/json`".into(),
-            )),
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(e) if timed_out(&e) => return Err(ApiError::Timeout),
+            Err(e) => return Err(ApiError::TooLarge(e.body_text())),
+        };
+        // Every body of this API is a JSON object. serde would also read a struct from an
+        // array, field by field in order (`["Shop"]` as a bot named Shop): refuse that.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Ok(_) => ApiError::invalid(
+                        "invalid_body",
+                        "the body must be a JSON object ({\"field\": value, ...}); see /api-docs for its fields",
+                    ),
+                    Err(e) => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
+                },
+            );
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(Json(v)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(
                 "invalid_body",
                 format!(
@@ -147,11 +167,30 @@ where
                 "the body is not valid JSON: {}",
                 e.body_text()
             ))),
-            Err(JsonRejection::BytesRejection(e)) if timed_out(&e) => Err(ApiError::Timeout),
-            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::TooLarge(e.body_text())),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/*+json`,
+/// with or without parameters (the rule axum's own JSON extractor applies).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 /// Whether a body failed to read because its deadline passed (see `Config::body_deadline`),

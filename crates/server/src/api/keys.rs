@@ -17,21 +17,32 @@ use crate::util::{format_rfc3339, now_ms};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
-    /// `admin` (everything in the workspace), `links` (create links, read stats) or
-    /// `notify` (call_node only).
+    /// `admin` (everything in the workspace), `links` (create links, read links and stats;
+    /// not change or delete them) or `notify` (call_node only).
+    #[schema(value_type = Role)]
     pub role: String,
+    /// 1-100 characters of plain text.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*[^\s\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069][^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyOut {
     pub id: String,
+    #[schema(value_type = Role)]
     pub role: String,
     pub name: Option<String>,
     /// The first characters, to recognise the key.
     pub prefix: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// Whether the key was revoked: it no longer authenticates anything.
+    pub revoked: bool,
+    /// When the key was revoked; `null` while it works.
+    pub revoked_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +72,8 @@ fn out(k: &ApiKey) -> ApiKeyOut {
         prefix: k.key_prefix.clone(),
         created_at: format_rfc3339(k.created_at),
         last_used_at: k.last_used_at.map(format_rfc3339),
+        revoked: k.revoked_at.is_some(),
+        revoked_at: k.revoked_at.map(format_rfc3339),
     }
 }
 
@@ -107,7 +120,12 @@ pub async fn create_key(
 ) -> Result<(StatusCode, axum::Json<NewApiKeyOut>), ApiError> {
     auth.admin()?;
     let role = parse_role(&input.role)?;
-    let (key, row) = issue_key(state.workspaces(), &auth.workspace_id, role, input.name).await?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| crate::api::validate::name("name", n))
+        .transpose()?;
+    let (key, row) = issue_key(state.workspaces(), &auth.workspace_id, role, name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(NewApiKeyOut {
@@ -117,7 +135,7 @@ pub async fn create_key(
     ))
 }
 
-/// List the workspace's keys (never the keys themselves).
+/// List the workspace's keys (never the keys themselves), revoked ones marked.
 #[utoipa::path(get, path = "/api/v1/api_keys", tag = "api keys", security(("api_key" = [])),
     responses((status = 200, body = ApiKeyList)))]
 pub async fn list_keys(

@@ -15,6 +15,7 @@ use crate::api::auth::Auth;
 use crate::api::bots::{identifier, load_bot, not_found};
 use crate::api::entry_points::UtmRules as _;
 use crate::api::error::{ApiError, ErrorBody, Json, Query};
+use crate::api::validate;
 use crate::app::AppState;
 use crate::domain::linkgen::{self, EntryTarget, PayloadIn, SchemeIn};
 use crate::store::{
@@ -35,8 +36,10 @@ const CODE_LEN: usize = 8;
 pub struct LinkIn {
     pub bot_id: String,
     /// The entry point's key; its default UTM tags fill the ones not given.
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")]
     pub entry_point: Option<String>,
     /// Channels to link into (default: every channel the bot has).
+    #[schema(value_type = Option<Vec<crate::api::bots::ChannelName>>, min_items = 1)]
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub payload: PayloadIn,
@@ -49,20 +52,63 @@ pub struct LinkIn {
     #[serde(default)]
     pub signed: bool,
     /// A custom short-link slug (3-64 characters of `[A-Za-z0-9_-]`).
+    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9_-]*$")]
     pub slug: Option<String>,
+    /// Up to 200 characters of plain text.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub title: Option<String>,
-    /// RFC 3339; after it the short link answers 410 Gone.
+    /// RFC 3339, in the future; after it the short link answers 410 Gone.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// After this many clicks the short link answers 410 Gone.
+    #[schema(minimum = 1)]
     pub max_clicks: Option<i64>,
 }
 
 /// One link, or many at once (`{"links": [...]}`, all or nothing).
-#[derive(Debug, Deserialize, ToSchema)]
+///
+/// A body with a `links` key is a batch, any other object one link; each shape is then read
+/// strictly, so a wrong field is named (`links[2].title: invalid type ...`) rather than
+/// reported as matching neither shape.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum LinksIn {
-    Many { links: Vec<LinkIn> },
+    Many(LinkBatchIn),
     One(Box<LinkIn>),
+}
+
+/// Many links at once, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBatchIn {
+    /// 1 to 1000 links.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub links: Vec<LinkIn>,
+}
+
+impl<'de> Deserialize<'de> for LinksIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let body = serde_json::Value::deserialize(d)?;
+        let Some(object) = body.as_object() else {
+            return Err(D::Error::custom(
+                "expected a link (a JSON object with `bot_id`) or `{\"links\": [...]}`",
+            ));
+        };
+        let named = |e: serde_path_to_error::Error<serde_json::Error>| D::Error::custom(e);
+        if object.contains_key("links") {
+            serde_path_to_error::deserialize(body)
+                .map(LinksIn::Many)
+                .map_err(named)
+        } else {
+            serde_path_to_error::deserialize(body)
+                .map(|l| LinksIn::One(Box::new(l)))
+                .map_err(named)
+        }
+    }
 }
 
 /// One channel's way in.
@@ -90,6 +136,7 @@ pub struct LinkOut {
     pub bot_id: String,
     pub entry_point_id: Option<String>,
     pub title: Option<String>,
+    #[schema(value_type = SchemeIn)]
     pub scheme: String,
     pub signed: bool,
     pub channels: Vec<ChannelLinkOut>,
@@ -102,6 +149,15 @@ pub struct LinkOut {
     pub updated_at: String,
 }
 
+/// What creating links answers: the link, or `{"links": [...]}` for a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LinksCreated {
+    Many(LinksOut),
+    One(Box<LinkOut>),
+}
+
+/// The links of a batch, in the order asked.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinksOut {
     pub links: Vec<LinkOut>,
@@ -126,6 +182,7 @@ pub struct LinkQuery {
     /// Text to look for in the title, slug, code or campaign.
     pub q: Option<String>,
     /// Page size, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -135,15 +192,17 @@ pub struct LinkQuery {
 #[serde(deny_unknown_fields)]
 pub struct LinkPatchIn {
     pub disabled: Option<bool>,
+    /// RFC 3339, in the future; `null` removes the expiry.
     #[serde(default, deserialize_with = "crate::api::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<String>>,
+    /// `null` removes the cap.
     #[serde(default, deserialize_with = "crate::api::double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub max_clicks: Option<Option<i64>>,
     /// A new title; `null` clears it.
     #[serde(default, deserialize_with = "crate::api::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$")]
     pub title: Option<Option<String>>,
 }
 
@@ -217,6 +276,56 @@ fn parse_time(what: &str, s: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// The checks creating and changing a link share, so that no change makes a link that could
+/// not have been created: the title's text rule, an expiry in the future, a click cap of at
+/// least one. Returns the expiry in epoch milliseconds.
+fn check_settings(
+    title: Option<&str>,
+    expires_at: Option<&str>,
+    max_clicks: Option<i64>,
+    now: i64,
+) -> Result<Option<i64>, ApiError> {
+    validate::TITLE.check_opt("title", title)?;
+    let expires_at = expires_at
+        .map(|s| parse_time("expires_at", s))
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::invalid(
+            "invalid_time",
+            "expires_at is in the past: give a future time (or null for no expiry)",
+        ));
+    }
+    if max_clicks.is_some_and(|m| m < 1) {
+        return Err(ApiError::invalid(
+            "invalid_max_clicks",
+            "max_clicks must be at least 1 (or null for no cap)",
+        ));
+    }
+    Ok(expires_at)
+}
+
+/// Every value of a payload is plain text of bounded length (the message text may span lines).
+fn check_payload(p: &PayloadIn) -> Result<(), ApiError> {
+    use validate::{PAYLOAD, PAYLOAD_TEXT};
+    for (field, v) in [
+        ("payload.external_id", &p.external_id),
+        ("payload.phone", &p.phone),
+        ("payload.email", &p.email),
+        ("payload.param", &p.param),
+        ("payload.value", &p.value),
+    ] {
+        PAYLOAD.check_opt(field, v.as_deref())?;
+    }
+    PAYLOAD_TEXT.check_opt("payload.text", p.text.as_deref())?;
+    for (map, m) in [("variables", &p.variables), ("fields", &p.fields)] {
+        for (k, v) in m {
+            PAYLOAD.check(&format!("a name in payload.{map}"), k)?;
+            PAYLOAD.check(&format!("payload.{map}.{k}"), v)?;
+        }
+    }
+    Ok(())
+}
+
 /// Validates one link request and turns it into a row.
 /// Bots and entry points already read for this request: a batch of a thousand links for one
 /// bot reads the bot once, not a thousand times.
@@ -271,33 +380,13 @@ async fn prepare(
     if let Some(slug) = &input.slug {
         check_slug(slug)?;
     }
-    let expires_at = input
-        .expires_at
-        .as_deref()
-        .map(|s| parse_time("expires_at", s))
-        .transpose()?;
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::invalid(
-            "invalid_time",
-            "expires_at is in the past: give a future time",
-        ));
-    }
-    if input.max_clicks.is_some_and(|m| m < 1) {
-        return Err(ApiError::invalid(
-            "invalid_max_clicks",
-            "max_clicks must be at least 1",
-        ));
-    }
-    if input
-        .title
-        .as_ref()
-        .is_some_and(|t| t.chars().count() > 200)
-    {
-        return Err(ApiError::invalid(
-            "invalid_title",
-            "title is at most 200 characters",
-        ));
-    }
+    let expires_at = check_settings(
+        input.title.as_deref(),
+        input.expires_at.as_deref(),
+        input.max_clicks,
+        now,
+    )?;
+    check_payload(&input.payload)?;
 
     // Channels: the ones asked for, each of which the bot must have.
     let channels: Vec<Channel> = match &input.channels {
@@ -395,18 +484,18 @@ async fn prepare(
 /// Create a link, or many (`{"links": [...]}`, up to 1000, all or nothing).
 #[utoipa::path(post, path = "/api/v1/links", tag = "links", request_body = LinksIn,
     security(("api_key" = [])),
-    responses((status = 201, description = "a LinkOut, or {links: [LinkOut]} for a batch", body = LinkOut),
+    responses((status = 201, description = "a LinkOut, or {links: [LinkOut]} for a batch", body = LinksCreated),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_links(
     State(state): State<AppState>,
     auth: Auth,
     Json(input): Json<LinksIn>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<LinksCreated>), ApiError> {
     auth.require(&[Role::Links])?;
     let now = now_ms();
     let (inputs, many) = match input {
         LinksIn::One(l) => (vec![*l], false),
-        LinksIn::Many { links } => (links, true),
+        LinksIn::Many(batch) => (batch.links, true),
     };
     if inputs.is_empty() || inputs.len() > MAX_BATCH {
         return Err(ApiError::invalid(
@@ -447,13 +536,14 @@ pub async fn create_links(
             )),
             other => other.into(),
         })?;
-    let outs: Vec<LinkOut> = created.iter().map(|l| link_out(&state, l)).collect();
-    let body = if many {
-        serde_json::to_value(LinksOut { links: outs })
-    } else {
-        serde_json::to_value(&outs[0])
-    }
-    .expect("links serialize");
+    let mut links: Vec<LinkOut> = created.iter().map(|l| link_out(&state, l)).collect();
+    let body = match links.pop() {
+        Some(one) if !many => LinksCreated::One(Box::new(one)),
+        last => {
+            links.extend(last);
+            LinksCreated::Many(LinksOut { links })
+        }
+    };
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
@@ -471,7 +561,8 @@ fn prefix(i: usize, e: ApiError) -> ApiError {
 
 /// List links, newest first, filtered and paginated.
 #[utoipa::path(get, path = "/api/v1/links", tag = "links", params(LinkQuery),
-    security(("api_key" = [])), responses((status = 200, body = LinkPage)))]
+    security(("api_key" = [])), responses((status = 200, body = LinkPage),
+        (status = 404, description = "`bot_id` or `entry_point` names nothing in the key's workspace", body = ErrorBody)))]
 pub async fn list_links(
     State(state): State<AppState>,
     auth: Auth,
@@ -552,18 +643,16 @@ pub async fn update_link(
     Path(id): Path<String>,
     Json(input): Json<LinkPatchIn>,
 ) -> Result<axum::Json<LinkOut>, ApiError> {
-    auth.require(&[Role::Links])?;
-    let expires_at = match input.expires_at {
-        Some(Some(s)) => Some(Some(parse_time("expires_at", &s)?)),
-        Some(None) => Some(None),
-        None => None,
-    };
-    if matches!(input.max_clicks, Some(Some(m)) if m < 1) {
-        return Err(ApiError::invalid(
-            "invalid_max_clicks",
-            "max_clicks must be at least 1",
-        ));
-    }
+    auth.admin()?;
+    let now = now_ms();
+    let expires_at = check_settings(
+        input.title.as_ref().and_then(|t| t.as_deref()),
+        input.expires_at.as_ref().and_then(|e| e.as_deref()),
+        input.max_clicks.flatten(),
+        now,
+    )?;
+    // `Some(None)` (null) removes the expiry; absent leaves it.
+    let expires_at = input.expires_at.as_ref().map(|_| expires_at);
     let link = load_link(&state, &auth, &id).await?;
     let updated = state
         .links()
@@ -576,7 +665,7 @@ pub async fn update_link(
                 max_clicks: input.max_clicks,
                 title: input.title,
             },
-            now_ms(),
+            now,
         )
         .await?;
     state.forget_link(&link);
@@ -592,7 +681,7 @@ pub async fn delete_link(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth.require(&[Role::Links])?;
+    auth.admin()?;
     let link = load_link(&state, &auth, &id).await?;
     state
         .links()

@@ -13,6 +13,7 @@ pub mod error;
 pub mod keys;
 pub mod links;
 pub mod stats;
+pub mod validate;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,12 +47,118 @@ impl Modify for BearerAuth {
 
 /// Every API route, with the OpenAPI document built from their annotations.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(bots::router())
         .merge(entry_points::router())
         .merge(links::router())
         .merge(stats::router())
-        .merge(keys::router())
+        .merge(keys::router());
+    // After the merge: the document's own modifiers run before the routes are in it.
+    ErrorResponses.modify(router.get_openapi_mut());
+    router
+}
+
+/// Documents the errors every operation can answer, from what the operation takes, so that no
+/// operation forgets one: 401, 403 and 429 for all (every route needs a key with a role, and
+/// each key is rate limited); 400, 408, 413 and 422 where a JSON body is read; 422 where a
+/// query is read; 404 where a path names a resource.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::{Parameter, ParameterIn};
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let params: Vec<&Parameter> = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        RefOr::T(p) => Some(p),
+                        RefOr::Ref(_) => None,
+                    })
+                    .collect();
+                let query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+                let path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let body = op.request_body.is_some();
+                let mut errors = vec![
+                    (
+                        "401",
+                        "missing, unknown or revoked API key (`unauthorized`)",
+                    ),
+                    (
+                        "403",
+                        "the key's role may not do this (`forbidden`); the message names the role needed",
+                    ),
+                ];
+                if body {
+                    errors.extend([
+                        ("400", "the body is not JSON, or not sent as `application/json`"),
+                        ("408", "the body did not arrive in time"),
+                        ("413", "the body is too large"),
+                        (
+                            "422",
+                            "a field is missing, of the wrong type or breaks a rule; the message names it",
+                        ),
+                    ]);
+                } else if query {
+                    errors.push((
+                        "422",
+                        "a query parameter breaks a rule; the message names it",
+                    ));
+                }
+                if path {
+                    errors.push(("404", "no such resource in the key's workspace"));
+                }
+                for (status, description) in errors {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description, None));
+                }
+                let retry_after = utoipa::openapi::HeaderBuilder::new()
+                    .schema(Some(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::Type::Integer)
+                            .minimum(Some(1)),
+                    ))
+                    .description(Some("seconds to wait before retrying"))
+                    .build();
+                op.responses.responses.insert(
+                    "429".to_string(),
+                    error_response(
+                        "too many requests for this key (`rate_limited`)",
+                        Some(retry_after),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A documented error answer: the standard body, and a header where one is sent.
+fn error_response(
+    description: &str,
+    header: Option<utoipa::openapi::Header>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    let content = utoipa::openapi::ContentBuilder::new()
+        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+        .build();
+    let mut response = utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content);
+    if let Some(h) = header {
+        response = response.header("Retry-After", h);
+    }
+    response.build().into()
 }
 
 /// The OpenAPI document as served at `/api-docs/openapi.json`.

@@ -19,10 +19,25 @@ use crate::util::parse_day;
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
     /// First day counted, `YYYY-MM-DD` (UTC).
+    #[param(format = Date)]
     pub from: Option<String>,
-    /// Last day counted, `YYYY-MM-DD` (UTC).
+    /// Last day counted, `YYYY-MM-DD` (UTC), not before `from`.
+    #[param(format = Date)]
     pub to: Option<String>,
-    /// How many top links a bot's stats list (1-100, default 20).
+}
+
+/// A bot's stats take a range and how many top links to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BotStatsQuery {
+    /// First day counted, `YYYY-MM-DD` (UTC).
+    #[param(format = Date)]
+    pub from: Option<String>,
+    /// Last day counted, `YYYY-MM-DD` (UTC), not before `from`.
+    #[param(format = Date)]
+    pub to: Option<String>,
+    /// How many top links to list (1-100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -41,7 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(bot_stats))
 }
 
-fn range(q: &RangeQuery) -> Result<StatsRange, ApiError> {
+fn range(from: &Option<String>, to: &Option<String>) -> Result<StatsRange, ApiError> {
     let day = |what: &str, s: &Option<String>| {
         s.as_deref()
             .map(|s| {
@@ -55,8 +70,8 @@ fn range(q: &RangeQuery) -> Result<StatsRange, ApiError> {
             .transpose()
     };
     let r = StatsRange {
-        from_day: day("from", &q.from)?,
-        to_day: day("to", &q.to)?,
+        from_day: day("from", from)?,
+        to_day: day("to", to)?,
     };
     if let (Some(f), Some(t)) = (r.from_day, r.to_day)
         && f > t
@@ -77,7 +92,7 @@ pub async fn link_stats(
     Query(q): Query<RangeQuery>,
 ) -> Result<axum::Json<Stats>, ApiError> {
     auth.require(&[Role::Links])?;
-    let r = range(&q)?;
+    let r = range(&q.from, &q.to)?;
     let link = load_link(&state, &auth, &id).await?;
     let s = state
         .clicks()
@@ -98,7 +113,7 @@ pub async fn entry_point_stats(
     Query(q): Query<RangeQuery>,
 ) -> Result<axum::Json<Stats>, ApiError> {
     auth.require(&[Role::Links])?;
-    let r = range(&q)?;
+    let r = range(&q.from, &q.to)?;
     let e = load_entry(&state, &auth, &bot_id, &key).await?;
     let s = state
         .clicks()
@@ -110,16 +125,16 @@ pub async fn entry_point_stats(
 
 /// A whole bot: totals, breakdowns, and its links ranked by clicks.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/stats", tag = "stats", security(("api_key" = [])),
-    params(("bot_id" = String, Path), RangeQuery),
+    params(("bot_id" = String, Path), BotStatsQuery),
     responses((status = 200, body = BotStatsOut), (status = 404, body = ErrorBody)))]
 pub async fn bot_stats(
     State(state): State<AppState>,
     auth: Auth,
     Path(bot_id): Path<String>,
-    Query(q): Query<RangeQuery>,
+    Query(q): Query<BotStatsQuery>,
 ) -> Result<axum::Json<BotStatsOut>, ApiError> {
     auth.require(&[Role::Links])?;
-    let r = range(&q)?;
+    let r = range(&q.from, &q.to)?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must be 1-100"));

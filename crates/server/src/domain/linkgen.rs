@@ -14,8 +14,20 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct PayloadIn {
     /// The customer's id in the CRM (`clientExternalId` in scenarios).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub external_id: Option<String>,
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub phone: Option<String>,
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub email: Option<String>,
     /// Free variables (`v` in the json scheme).
     #[serde(default)]
@@ -24,10 +36,22 @@ pub struct PayloadIn {
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// The parameter itself (raw scheme).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub param: Option<String>,
     /// The value for the entry point's default field (fields scheme).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub value: Option<String>,
-    /// Text pre-filled in the message box (Viber, WhatsApp, LINE).
+    /// Text pre-filled in the message box (Viber, WhatsApp, LINE); may span lines.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub text: Option<String>,
 }
 
