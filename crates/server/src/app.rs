@@ -16,6 +16,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -394,13 +395,23 @@ impl Future for Answer {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = crate::api::router().split_for_parts();
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(crate::redirect::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
-        .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi))
+        .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi));
+    layered(routes, state)
+}
+
+/// The layers every routed request passes, around `routes`. Innermost, a handler that panics
+/// answers an opaque 500 in the error body (the panic logged once, by
+/// [`crate::error::panic_response`]) rather than dropping the connection; so the layers
+/// outside it see that 500 as any other.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .layer(catch_panic())
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())
@@ -410,6 +421,14 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-botlink-secret"),
         ]))
         .with_state(state)
+}
+
+/// What a handler's panic becomes (see [`layered`]).
+type PanicAnswer = fn(Box<dyn std::any::Any + Send + 'static>) -> Response;
+
+/// The layer that answers a handler's panic with [`crate::error::panic_response`].
+fn catch_panic() -> CatchPanicLayer<PanicAnswer> {
+    CatchPanicLayer::custom(crate::error::panic_response as PanicAnswer)
 }
 
 /// 200 when the database answers and clicks are being written; else 503, saying which.
@@ -473,4 +492,91 @@ async fn metrics() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A log written to memory.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn boom() -> &'static str {
+        let secret = "table link_secrets at /var/lib/botlink";
+        panic!("index out of range near {secret}");
+    }
+
+    /// A handler that panics answers an opaque 500 in the error body; what the panic said
+    /// is in the log, once, and nowhere in the answer. The router serves on afterwards.
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_an_opaque_500_logged_once() {
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let router: Router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(catch_panic());
+        let call = |path: &str| {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            router.clone().oneshot(req)
+        };
+
+        let resp = call("/boom").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "the error body, as every API error"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("try again later"), "{message}");
+        assert!(
+            !body.to_string().contains("link_secrets") && !message.contains("index"),
+            "{body}"
+        );
+
+        let written = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            written
+                .matches("index out of range near table link_secrets")
+                .count(),
+            1,
+            "{written}"
+        );
+        assert_eq!(written.lines().count(), 1, "logged once: {written}");
+
+        let resp = call("/fine").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "serving on");
+    }
 }

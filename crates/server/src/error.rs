@@ -99,17 +99,11 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                "internal error: the server logged the details; try again later".to_string()
+                INTERNAL_MESSAGE.to_owned()
             }
             other => other.to_string(),
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_string(),
-                message,
-            },
-        };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = error_response(status, code, message);
         if let ApiError::RateLimited { retry_after } = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
@@ -117,6 +111,37 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// The error body with its status.
+fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The answer to a request whose handler panicked (see `app::layered`):
+/// an opaque 500 in the error body, as any internal error. What the panic said goes to the
+/// log, here, once: it may name internals, never the answer.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)");
+    tracing::error!(panic = what, "a request's handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        INTERNAL_MESSAGE.to_owned(),
+    )
+}
+
+/// What a 500 says: nothing of what failed inside.
+const INTERNAL_MESSAGE: &str = "internal error: the server logged the details; try again later";
 
 /// A JSON body extractor whose rejections are `ApiError`s in the standard body, naming what
 /// was wrong with the JSON (a missing field, a wrong type, at which line and column).
