@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
@@ -22,9 +22,10 @@ use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{KeyLimiter, keys_equal};
-use crate::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
+use crate::clicks::{self, ClickRecorder, ClickSettings};
 use crate::config::Config;
 use crate::crypto::{KeyError, SecretKey};
+use crate::health::DatabaseWrites;
 use crate::link_cache::LinkCache;
 use crate::redirect::Resolved;
 use crate::store::{
@@ -64,6 +65,7 @@ struct Inner {
     /// Today's visitor-hash salt, derived once a day rather than on every click.
     visitor_salt: Mutex<(i64, [u8; 32])>,
     redirect_series: crate::redirect::RedirectSeries,
+    database_writes: DatabaseWrites,
 }
 
 impl AppState {
@@ -96,6 +98,14 @@ impl AppState {
     }
     pub fn public_url(&self) -> &str {
         &self.0.config.public_url
+    }
+    /// How the API's writes have fared lately (for `/healthz`).
+    pub fn database_writes(&self) -> &DatabaseWrites {
+        &self.0.database_writes
+    }
+    /// Checks that the database answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.0.store.ping().await
     }
 
     /// The metrics series of a redirect route's 302s.
@@ -239,6 +249,7 @@ pub async fn run(
         link_cache,
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
         redirect_series: crate::redirect::RedirectSeries::default(),
+        database_writes: DatabaseWrites::default(),
     }));
     let app = router(state.clone());
     let addr = listener.local_addr()?;
@@ -398,7 +409,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(api)
         .merge(crate::redirect::router())
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(crate::health::healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi));
@@ -408,10 +419,14 @@ pub fn router(state: AppState) -> Router {
 /// The layers every routed request passes, around `routes`. Innermost, a handler that panics
 /// answers an opaque 500 in the error body (the panic logged once, by
 /// [`crate::error::panic_response`]) rather than dropping the connection; so the layers
-/// outside it see that 500 as any other.
+/// outside it, the API writes' account for `/healthz` among them, see that 500 as any other.
 fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .layer(catch_panic())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::health::track_writes,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())
@@ -429,42 +444,6 @@ type PanicAnswer = fn(Box<dyn std::any::Any + Send + 'static>) -> Response;
 /// The layer that answers a handler's panic with [`crate::error::panic_response`].
 fn catch_panic() -> CatchPanicLayer<PanicAnswer> {
     CatchPanicLayer::custom(crate::error::panic_response as PanicAnswer)
-}
-
-/// 200 when the database answers and clicks are being written; else 503, saying which.
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    use serde_json::json;
-    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
-    if let Err(e) = state.0.store.ping().await {
-        tracing::warn!(error = %e, "health check: database unavailable");
-        return unavailable(json!({"status": "database unavailable"}));
-    }
-    let config = state.config();
-    match state.recorder().health(config.click_write_grace) {
-        ClickHealth::Ok => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
-        ClickHealth::Stuck { for_ms, waiting } => {
-            tracing::warn!(
-                for_ms,
-                waiting,
-                "health check: clicks are not being written"
-            );
-            unavailable(json!({
-                "status": "clicks not written",
-                "message": format!(
-                    "a batch of clicks has waited {} s for the database (see the log for why); \
-                     {waiting} more clicks wait in the queue, which holds {}: clicks are \
-                     dropped once it is full",
-                    for_ms / 1000,
-                    config.click_queue,
-                ),
-                "clicks_waiting": waiting,
-            }))
-        }
-        ClickHealth::Stopped => unavailable(json!({
-            "status": "clicks not recorded",
-            "message": "the click worker has stopped (see the log for why): restart botlink",
-        })),
-    }
 }
 
 /// Unknown paths: a JSON error under `/api`, a human page elsewhere.

@@ -11,6 +11,7 @@ pub mod clicks;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod health;
 pub mod link_cache;
 pub mod linkgen;
 pub mod metrics;
