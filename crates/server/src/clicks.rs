@@ -29,6 +29,9 @@ pub struct ClickCounters {
     /// When (ms since the Unix epoch) a click was last dropped for want of room in the
     /// queue; 0 if none has been.
     last_drop: AtomicI64,
+    /// When the oldest click of the batch being written was made; 0 while nothing is being
+    /// written.
+    unwritten_from: AtomicI64,
 }
 
 /// Whether clicks are being written, for `/healthz`.
@@ -127,6 +130,21 @@ impl ClickRecorder {
         ClickHealth::Stuck {
             for_ms,
             waiting: self.tx.max_capacity() - self.tx.capacity(),
+        }
+    }
+
+    /// When a batch has been trying to reach the database for longer than `patience`: when
+    /// the oldest click not yet written was made (ms since the Unix epoch). Statistics lack
+    /// the clicks made since, and say so.
+    pub fn unwritten_from(&self, patience: Duration) -> Option<i64> {
+        let since = self.counters.writing_since.load(Ordering::Relaxed);
+        let for_ms = crate::util::now_ms().saturating_sub(since);
+        if since == 0 || for_ms < patience.as_millis() as i64 {
+            return None;
+        }
+        match self.counters.unwritten_from.load(Ordering::Relaxed) {
+            0 => Some(since),
+            from => Some(from.min(since)),
         }
     }
 
@@ -231,10 +249,13 @@ impl Writes<'_> {
         if batch.is_empty() {
             return;
         }
-        let since = &self.counters.writing_since;
+        let (since, from) = (&self.counters.writing_since, &self.counters.unwritten_from);
+        let oldest = batch.iter().map(|c| c.at).min().unwrap_or(0);
+        from.store(oldest.max(1), Ordering::Relaxed);
         since.store(crate::util::now_ms().max(1), Ordering::Relaxed);
         write(self.store, batch, final_flush).await;
         since.store(0, Ordering::Relaxed);
+        from.store(0, Ordering::Relaxed);
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the service tells when things fail: bad times are the caller's 422, a database that
-//! another process holds locked makes writes a 503 with `Retry-After`, and `/healthz` turns
-//! 503 as soon as clicks are dropped or API writes fail. The real
+//! another process holds locked makes writes a 503 with `Retry-After` and statistics say they
+//! lag, and `/healthz` turns 503 as soon as clicks are dropped or API writes fail. The real
 //! server on port 0 with a temporary SQLite file; another connection holds SQLite's write lock.
 
 use std::time::{Duration, Instant};
@@ -256,5 +256,63 @@ async fn healthz_tells_of_dropped_clicks_at_once() {
         "{metrics}"
     );
     lock.release();
+    s.stop().await;
+}
+
+/// Statistics asked for while another process holds the write lock (clicks wait to be
+/// written and counted) answer within a bounded wait, with the counts they have and
+/// `"fresh": false` saying what they may lack; once the lock is gone, they catch up.
+#[tokio::test]
+async fn stats_under_a_locked_database_answer_in_time_and_say_they_lag() {
+    let s = TestServer::start_with(|c| c.click_write_grace = Duration::from_millis(300)).await;
+    let (code, id) = telegram_link(&s).await;
+    let stats_path = format!("/api/v1/links/{id}/stats");
+    click(&s, &code, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (st, stats) = s.get(&stats_path, ADMIN_KEY).await;
+        assert_eq!(st, StatusCode::OK, "{stats}");
+        if stats["clicks"] == 3 {
+            assert_eq!(stats["fresh"], true, "{stats}");
+            assert!(stats.get("message").is_none(), "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let lock = WriteLock::take(&s);
+    click(&s, &code, 4).await;
+    // The click writer now waits for the lock (up to the busy timeout) with these clicks.
+    health_says(&s, "clicks not written", Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let (st, stats) = s.get(&stats_path, ADMIN_KEY).await;
+    let waited = started.elapsed();
+    assert_eq!(st, StatusCode::OK, "{stats}");
+    assert!(waited < Duration::from_secs(4), "bounded wait: {waited:?}");
+    assert_eq!(stats["clicks"], 3, "the counts it has: {stats}");
+    assert_eq!(stats["fresh"], false, "{stats}");
+    let message = stats["message"].as_str().unwrap();
+    assert!(
+        message.contains("may lack the clicks") && message.contains("ask again"),
+        "{message}"
+    );
+    assert!(
+        stats["as_of"].is_null() || stats["as_of"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{stats}"
+    );
+
+    lock.release();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, stats) = s.get(&stats_path, ADMIN_KEY).await;
+        assert_eq!(st, StatusCode::OK, "{stats}");
+        if stats["fresh"] == true && stats["clicks"] == 7 {
+            assert!(stats["as_of"].as_str().is_some_and(|t| t.ends_with('Z')));
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not catch up: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.stop().await;
 }

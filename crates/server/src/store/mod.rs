@@ -41,6 +41,8 @@ mod model;
 mod seen;
 mod workspaces;
 
+pub use click_writer::{CountsLag, Lag};
+pub use clicks::STATS_WAIT;
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 pub use link_changes::{LinkChange, LinkChanges};
