@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -356,9 +357,15 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Answer {
         if let Some(route) = crate::redirect::fast_route(&req) {
-            if let Some(resp) = crate::redirect::serve_fast_now(&self.state, &req, self.peer, route)
-            {
-                return Answer::Ready(Some(resp));
+            // Past the router and its panic layer: a panic here is answered alike (and one
+            // in `serve_fast`, by `Answer::poll`).
+            let now = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                crate::redirect::serve_fast_now(&self.state, &req, self.peer, route)
+            }));
+            match now {
+                Ok(Some(resp)) => return Answer::Ready(Some(resp)),
+                Ok(None) => {}
+                Err(panic) => return Answer::Ready(Some(crate::error::panic_response(panic))),
             }
             let (state, peer) = (self.state.clone(), self.peer);
             return Answer::Pending(Box::pin(async move {
@@ -398,7 +405,14 @@ impl Future for Answer {
     ) -> std::task::Poll<Self::Output> {
         match self.get_mut() {
             Answer::Ready(resp) => std::task::Poll::Ready(Ok(resp.take().expect("polled once"))),
-            Answer::Pending(f) => f.as_mut().poll(cx),
+            // A panic while making the answer is answered as in a routed handler (see
+            // `layered`); the future is not polled again.
+            Answer::Pending(f) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+                    Ok(poll) => poll,
+                    Err(panic) => std::task::Poll::Ready(Ok(crate::error::panic_response(panic))),
+                }
+            }
         }
     }
 }
@@ -557,5 +571,22 @@ mod tests {
 
         let resp = call("/fine").await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "serving on");
+
+        // A redirect's answer, made past the router, answers a panic alike. (In this test, as
+        // tracing's per-thread subscribers see only the events of their own thread.)
+        let answer = Answer::Pending(Box::pin(async {
+            tokio::task::yield_now().await;
+            Ok(boom().await.into_response())
+        }));
+        let resp = answer.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(!body.to_string().contains("link_secrets"), "{body}");
+        let written = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 2, "once a panic: {written}");
     }
 }
