@@ -1,4 +1,5 @@
-//! Small shared helpers: the clock, UTC formatting, random codes.
+//! Small shared helpers: the clock, UTC times and dates as the API writes and reads them,
+//! random codes.
 
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
@@ -183,100 +184,60 @@ impl<const N: usize> std::borrow::Borrow<str> for InlineStr<N> {
     }
 }
 
-/// Civil date (year, month, day) for days since the epoch (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+/// `YYYY-MM-DD`: the days of statistics.
+const DAY: &[time::format_description::BorrowedFormatItem<'_>] =
+    time::macros::format_description!("[year]-[month]-[day]");
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// RFC 3339 in UTC with milliseconds, always three digits of them, as every time in the API's
+/// answers is written: `2026-11-21T19:23:11.123Z`.
+const RFC3339_MS: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
+/// The Julian day number of 1970-01-01, the first day counted by [`day_of`].
+const EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// The date of a day since the epoch, held within what `time` represents (years -9999 to
+/// 9999). Every day formatted here is a click's or a parsed time's, both within it; the
+/// clamp only keeps a corrupt value from failing an answer.
+fn date_of(day: i64) -> time::Date {
+    let julian = (day + EPOCH_JULIAN_DAY).clamp(
+        i64::from(time::Date::MIN.to_julian_day()),
+        i64::from(time::Date::MAX.to_julian_day()),
+    );
+    time::Date::from_julian_day(julian as i32).expect("clamped into the supported range")
 }
 
 /// `YYYY-MM-DD` for days since the epoch.
 pub fn format_day(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
+    date_of(day)
+        .format(DAY)
+        .expect("a date formats with its own components")
 }
 
 /// Parses `YYYY-MM-DD` into days since the epoch.
 pub fn parse_day(s: &str) -> Option<i64> {
-    let mut it = s.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    if s.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let day = days_from_civil(y, m, d);
-    (civil_from_days(day) == (y, m, d)).then_some(day)
+    let date = time::Date::parse(s, DAY).ok()?;
+    Some(i64::from(date.to_julian_day()) - EPOCH_JULIAN_DAY)
 }
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-21T19:23:11.123Z`.
 pub fn format_rfc3339(ms: i64) -> String {
     let day = day_of(ms);
-    let (y, mo, d) = civil_from_days(day);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (h, mi, s, milli) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
-    );
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    let time = time::Time::MIDNIGHT + time::Duration::milliseconds(ms.rem_euclid(86_400_000));
+    time::PrimitiveDateTime::new(date_of(day), time)
+        .format(RFC3339_MS)
+        .expect("a date and time format with their own components")
 }
 
 /// Parses RFC 3339 (`2026-12-01T00:00:00Z`, fractional seconds and `+02:00` offsets allowed)
-/// into milliseconds since the epoch.
+/// into milliseconds since the epoch; `None` for anything else, and for a time whose UTC
+/// date is past what [`format_rfc3339`] writes (after 9999-12-31).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s.len() < 20 || !s.is_char_boundary(10) || !s.is_char_boundary(19) {
-        return None;
-    }
-    let day = parse_day(&s[..10])?;
-    let b = s.as_bytes();
-    if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let f = &frac[..digits.min(3)];
-        millis = f.parse::<i64>().ok()? * 10_i64.pow(3 - f.len() as u32);
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 60 + o[4..6].parse::<i64>().ok()?)
-        }
-        _ => return None,
-    };
-    Some(day * 86_400_000 + ((h * 60 + mi - offset_min) * 60 + sec) * 1000 + millis)
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .checked_to_offset(time::UtcOffset::UTC)?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 #[cfg(test)]
@@ -350,8 +311,64 @@ mod tests {
         assert_eq!(parse_day("2023-02-29"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2025-11-21T04:40:00"), None);
+        assert_eq!(parse_rfc3339("2025-11-21t04:40:00.123z"), Some(ms));
+        assert_eq!(
+            parse_rfc3339("2025-11-21T04:40:00.1239Z"),
+            Some(ms),
+            "to the ms"
+        );
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999Z"), Some(-1));
+        assert_eq!(
+            format_rfc3339(parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap()),
+            "9999-12-31T23:59:59.999Z"
+        );
+        for bad in [
+            "2026-12-01T00:00:00+0\u{e9}00",
+            "2026-12-01T00:00:00+\u{e9}",
+            "2026-12-0\u{e9}T00:00:00Z",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-12-01T24:00:00Z",
+            "2026-12-01T00:00:00+24:00",
+            "2026-12-01T00:00:00.Z",
+            // Its UTC date, 10000-01-01, is past what the API writes.
+            "9999-12-31T23:00:00-05:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
         for day in [-1000, 0, 19_000, 20_413, 60_000] {
             assert_eq!(parse_day(&format_day(day)), Some(day));
+        }
+    }
+
+    proptest::proptest! {
+        /// Every time from 1970 to 9999 is written in one shape, to the millisecond, and read
+        /// back as itself, also from any offset.
+        #[test]
+        fn times_are_written_alike_and_read_back(
+            ms in 0..253_402_300_800_000_i64,
+            offset_min in -(23 * 60 + 59)..=(23 * 60 + 59_i64),
+        ) {
+            let s = format_rfc3339(ms);
+            proptest::prop_assert_eq!(s.len(), 24, "{}", s);
+            proptest::prop_assert!(s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".");
+            proptest::prop_assert_eq!(parse_rfc3339(&s), Some(ms));
+            let local = ms + offset_min * 60_000;
+            let sign = if offset_min < 0 { '-' } else { '+' };
+            let (h, m) = (offset_min.abs() / 60, offset_min.abs() % 60);
+            let shifted = format!("{}{sign}{h:02}:{m:02}", &format_rfc3339(local)[..23]);
+            if (0..253_402_300_800_000).contains(&local) {
+                proptest::prop_assert_eq!(parse_rfc3339(&shifted), Some(ms), "{}", shifted);
+            }
+            proptest::prop_assert_eq!(parse_day(&format_day(day_of(ms))), Some(day_of(ms)));
+        }
+
+        /// Any text at all is read or refused, never a panic.
+        #[test]
+        fn any_text_is_a_time_or_none(s in "\\PC{0,40}") {
+            let _ = parse_rfc3339(&s);
+            let _ = parse_day(&s);
         }
     }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Unavailable};
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,7 +48,30 @@ pub enum ApiError {
     Internal(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
+    /// The database did not serve the request in time (see [`crate::store::Unavailable`]):
+    /// nothing was changed, and the same request may succeed after `Retry-After`.
+    #[error(
+        "the database is busy (another writer holds its lock, or every connection is in use): \
+         nothing was changed; retry after {DATABASE_RETRY_AFTER} s"
+    )]
+    DatabaseBusy,
+    #[error(
+        "the database cannot be reached just now: nothing was changed; retry after \
+         {DATABASE_RETRY_AFTER} s"
+    )]
+    DatabaseUnreachable,
 }
+
+/// Seconds a client is told to wait (`Retry-After`) before it sends again a request that met
+/// a busy or unreachable database. About as long as the request already waited for the lock
+/// (SQLite's busy timeout): a lock held that long is seldom gone at once.
+pub const DATABASE_RETRY_AFTER: u64 = 5;
+
+/// Marks an answer that failed because the database could not serve it just now (a
+/// [`ApiError::DatabaseBusy`] or [`ApiError::DatabaseUnreachable`]), for `/healthz`'s account
+/// of API writes (see [`crate::app::health::DatabaseWrites`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseFailed(pub Unavailable);
 
 impl ApiError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
@@ -75,6 +98,10 @@ impl ApiError {
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::DatabaseBusy => (StatusCode::SERVICE_UNAVAILABLE, "database_busy"),
+            ApiError::DatabaseUnreachable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unreachable")
+            }
         }
     }
 }
@@ -88,7 +115,17 @@ impl From<StoreError> for ApiError {
                 "invalid_cursor",
                 "cursor is not one this API returned: start without it",
             ),
-            other => ApiError::Internal(other.to_string()),
+            other => match other.unavailable() {
+                // A failure that passes: told to the caller as such, its detail logged once.
+                Some(why) => {
+                    tracing::warn!(error = %other, "the database could not serve a request");
+                    match why {
+                        Unavailable::Busy => ApiError::DatabaseBusy,
+                        Unavailable::Unreachable => ApiError::DatabaseUnreachable,
+                    }
+                }
+                None => ApiError::Internal(other.to_string()),
+            },
         }
     }
 }
@@ -99,24 +136,63 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                "internal error: the server logged the details; try again later".to_string()
+                INTERNAL_MESSAGE.to_owned()
             }
             other => other.to_string(),
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_string(),
-                message,
-            },
+        let mut resp = error_response(status, code, message);
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after } => Some(retry_after.max(1)),
+            ApiError::DatabaseBusy => {
+                resp.extensions_mut()
+                    .insert(DatabaseFailed(Unavailable::Busy));
+                Some(DATABASE_RETRY_AFTER)
+            }
+            ApiError::DatabaseUnreachable => {
+                resp.extensions_mut()
+                    .insert(DatabaseFailed(Unavailable::Unreachable));
+                Some(DATABASE_RETRY_AFTER)
+            }
+            _ => None,
         };
-        let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::RateLimited { retry_after } = self {
+        if let Some(seconds) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         resp
     }
 }
+
+/// The error body with its status.
+fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The answer to a request whose handler panicked (see `app::layered`):
+/// an opaque 500 in the error body, as any internal error. What the panic said goes to the
+/// log, here, once: it may name internals, never the answer.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)");
+    tracing::error!(panic = what, "a request's handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        INTERNAL_MESSAGE.to_owned(),
+    )
+}
+
+/// What a 500 says: nothing of what failed inside.
+const INTERNAL_MESSAGE: &str = "internal error: the server logged the details; try again later";
 
 /// A JSON body extractor whose rejections are `ApiError`s in the standard body, naming what
 /// was wrong with the JSON (a missing field, a wrong type, at which line and column).

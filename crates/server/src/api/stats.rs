@@ -12,8 +12,8 @@ use crate::api::entry_points::load_entry;
 use crate::api::error::{ApiError, ErrorBody, Query};
 use crate::api::links::load_link;
 use crate::app::AppState;
-use crate::store::{LinkCount, Role, Stats, StatsRange, StatsScope};
-use crate::util::parse_day;
+use crate::store::{LinkCount, Role, STATS_WAIT, Stats, StatsRange, StatsScope};
+use crate::util::{format_rfc3339, now_ms, parse_day};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -41,11 +41,87 @@ pub struct BotStatsQuery {
     pub limit: Option<u32>,
 }
 
+/// Statistics, and how up to date they are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsOut {
+    #[serde(flatten)]
+    pub counts: Stats,
+    /// Whether every click made before this request is counted, as far as this server
+    /// knows: clicks are written within about `--click-flush-ms` of their redirect, and
+    /// counted when statistics are read. `false` when the latest could not be written or
+    /// counted in time (the database is locked by another process, as a rule): these counts
+    /// may lack them, and `message` says which and why. Ask again shortly.
+    pub fresh: bool,
+    /// RFC 3339: these counts hold the clicks made before about this time. This answer's
+    /// time when `fresh`; else the time from which clicks may be missing, or null when that
+    /// is since the server started.
+    pub as_of: Option<String>,
+    /// When not `fresh`: what the counts may lack, why, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl StatsOut {
+    /// `counts` as the store read them, told with what lags behind them: clicks written but
+    /// not yet counted (`counts.lag`), and clicks made since `unwritten_from` that wait to be
+    /// written (see [`crate::redirect::clicks::ClickRecorder::unwritten_from`]).
+    fn new(counts: Stats, unwritten_from: Option<i64>) -> Self {
+        let mut why = Vec::new();
+        // From when clicks may be missing; `None` inside: since the server started.
+        let mut since: Option<Option<i64>> = None;
+        if let Some(lag) = counts.lag {
+            why.push(format!(
+                "clicks written were not all counted in time: {}",
+                lag.why.why()
+            ));
+            since = Some(lag.since_ms);
+        }
+        if let Some(from) = unwritten_from {
+            why.push(
+                "clicks wait to be written, as the database does not take them (the server's \
+                 log says why)"
+                    .to_owned(),
+            );
+            since = Some(match since {
+                Some(Some(ms)) => Some(ms.min(from)),
+                Some(None) => None,
+                None => Some(from),
+            });
+        }
+        let (fresh, as_of, message) = match since {
+            None => (true, Some(now_ms()), None),
+            Some(since) => {
+                let after = since.map_or_else(
+                    || "since the server started".to_owned(),
+                    |ms| format!("made after {}", format_rfc3339(ms)),
+                );
+                let message = format!(
+                    "these counts may lack the clicks {after}: {}. They are counted once the \
+                     database takes them: ask again shortly",
+                    why.join("; ")
+                );
+                (false, since, Some(message))
+            }
+        };
+        StatsOut {
+            counts,
+            fresh,
+            as_of: as_of.map(format_rfc3339),
+            message,
+        }
+    }
+}
+
+/// Statistics as the API answers them: counts, and how up to date they are.
+fn stats_out(state: &AppState, counts: Stats) -> StatsOut {
+    StatsOut::new(counts, state.recorder().unwritten_from(STATS_WAIT))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BotStatsOut {
     #[serde(flatten)]
-    pub totals: Stats,
-    /// The bot's links ranked by clicks.
+    pub totals: StatsOut,
+    /// The bot's links ranked by clicks (as up to date as the totals).
     pub links: Vec<LinkCount>,
 }
 
@@ -84,13 +160,13 @@ fn range(from: &Option<String>, to: &Option<String>) -> Result<StatsRange, ApiEr
 /// Clicks of one link.
 #[utoipa::path(get, path = "/api/v1/links/{link_id}/stats", tag = "stats", security(("api_key" = [])),
     params(("link_id" = String, Path), RangeQuery),
-    responses((status = 200, body = Stats), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = StatsOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn link_stats(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> Result<axum::Json<Stats>, ApiError> {
+) -> Result<axum::Json<StatsOut>, ApiError> {
     auth.require(&[Role::Links])?;
     let r = range(&q.from, &q.to)?;
     let link = load_link(&state, &auth, &id).await?;
@@ -99,19 +175,19 @@ pub async fn link_stats(
         .stats(&auth.workspace_id, StatsScope::Link(link.id), r)
         .await
         .map_err(|e| not_found(e, "link", &id))?;
-    Ok(axum::Json(s))
+    Ok(axum::Json(stats_out(&state, s)))
 }
 
 /// Clicks of every link of one entry point.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/entry_points/{key}/stats", tag = "stats",
     security(("api_key" = [])), params(("bot_id" = String, Path), ("key" = String, Path), RangeQuery),
-    responses((status = 200, body = Stats), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = StatsOut), (status = 404, body = ErrorBody)))]
 pub async fn entry_point_stats(
     State(state): State<AppState>,
     auth: Auth,
     Path((bot_id, key)): Path<(String, String)>,
     Query(q): Query<RangeQuery>,
-) -> Result<axum::Json<Stats>, ApiError> {
+) -> Result<axum::Json<StatsOut>, ApiError> {
     auth.require(&[Role::Links])?;
     let r = range(&q.from, &q.to)?;
     let e = load_entry(&state, &auth, &bot_id, &key).await?;
@@ -120,7 +196,7 @@ pub async fn entry_point_stats(
         .stats(&auth.workspace_id, StatsScope::EntryPoint(e.id), r)
         .await
         .map_err(|e| not_found(e, "entry point", &key))?;
-    Ok(axum::Json(s))
+    Ok(axum::Json(stats_out(&state, s)))
 }
 
 /// A whole bot: totals, breakdowns, and its links ranked by clicks.
@@ -140,16 +216,17 @@ pub async fn bot_stats(
         return Err(ApiError::invalid("invalid_limit", "limit must be 1-100"));
     }
     let bot = load_bot(&state, &auth, &bot_id).await?;
-    let s = state
-        .clicks()
-        .stats(&auth.workspace_id, StatsScope::Bot(bot.id.clone()), r)
-        .await?;
-    let top = state
-        .clicks()
-        .top_links(&auth.workspace_id, &bot.id, r, limit)
-        .await?;
+    // Together, so that both wait for the same count of the latest clicks, once.
+    let (s, top) = tokio::join!(
+        state
+            .clicks()
+            .stats(&auth.workspace_id, StatsScope::Bot(bot.id.clone()), r),
+        state
+            .clicks()
+            .top_links(&auth.workspace_id, &bot.id, r, limit),
+    );
     Ok(axum::Json(BotStatsOut {
-        totals: s,
-        links: top,
+        totals: stats_out(&state, s?),
+        links: top?,
     }))
 }

@@ -2,34 +2,38 @@
 //! cancellation token fires, then finishes in-flight requests and flushes queued clicks.
 
 pub mod config;
+pub mod health;
 pub mod metrics;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::auth::{KeyLimiter, keys_equal};
 use crate::app::config::{Checked, Config, ConfigError};
+use crate::app::health::DatabaseWrites;
 use crate::crypto::{KeyError, KeySource, SecretKey};
 use crate::redirect::Resolved;
 use crate::redirect::cache::LinkCache;
-use crate::redirect::clicks::{self, ClickHealth, ClickRecorder, ClickSettings};
+use crate::redirect::clicks::{self, ClickRecorder, ClickSettings};
 use crate::store::{
     self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
 };
@@ -68,6 +72,7 @@ struct Inner {
     /// Whether the database failed the redirects' last lookup: such failures are logged once
     /// per outage, not once per request.
     redirect_db_down: AtomicBool,
+    database_writes: DatabaseWrites,
 }
 
 impl AppState {
@@ -100,6 +105,14 @@ impl AppState {
     }
     pub fn public_url(&self) -> &str {
         &self.0.config.public_url
+    }
+    /// How the API's writes have fared lately (for `/healthz`).
+    pub fn database_writes(&self) -> &DatabaseWrites {
+        &self.0.database_writes
+    }
+    /// Checks that the database answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.0.store.ping().await
     }
 
     /// The metrics series of a redirect route's 302s.
@@ -299,6 +312,7 @@ pub async fn run_checked(
         visitor_salt: Mutex::new((i64::MIN, [0; 32])),
         redirect_series: crate::redirect::RedirectSeries::default(),
         redirect_db_down: AtomicBool::new(false),
+        database_writes: DatabaseWrites::default(),
     }));
     let app = router(state.clone());
     let addr = listener.local_addr()?;
@@ -405,9 +419,15 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Answer {
         if let Some(route) = crate::redirect::fast_route(&req) {
-            if let Some(resp) = crate::redirect::serve_fast_now(&self.state, &req, self.peer, route)
-            {
-                return Answer::Ready(Some(resp));
+            // Past the router and its panic layer: a panic here is answered alike (and one
+            // in `serve_fast`, by `Answer::poll`).
+            let now = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                crate::redirect::serve_fast_now(&self.state, &req, self.peer, route)
+            }));
+            match now {
+                Ok(Some(resp)) => return Answer::Ready(Some(resp)),
+                Ok(None) => {}
+                Err(panic) => return Answer::Ready(Some(crate::api::error::panic_response(panic))),
             }
             let (state, peer) = (self.state.clone(), self.peer);
             return Answer::Pending(Box::pin(async move {
@@ -447,7 +467,16 @@ impl Future for Answer {
     ) -> std::task::Poll<Self::Output> {
         match self.get_mut() {
             Answer::Ready(resp) => std::task::Poll::Ready(Ok(resp.take().expect("polled once"))),
-            Answer::Pending(f) => f.as_mut().poll(cx),
+            // A panic while making the answer is answered as in a routed handler (see
+            // `layered`); the future is not polled again.
+            Answer::Pending(f) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+                    Ok(poll) => poll,
+                    Err(panic) => {
+                        std::task::Poll::Ready(Ok(crate::api::error::panic_response(panic)))
+                    }
+                }
+            }
         }
     }
 }
@@ -455,14 +484,28 @@ impl Future for Answer {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = crate::api::router().split_for_parts();
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(crate::redirect::router())
         .merge(crate::redirect::webchat::router())
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(crate::app::health::healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
-        .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi))
+        .merge(SwaggerUi::new("/api-docs").url("/api-docs/openapi.json", openapi));
+    layered(routes, state)
+}
+
+/// The layers every routed request passes, around `routes`. Innermost, a handler that panics
+/// answers an opaque 500 in the error body (the panic logged once, by
+/// [`crate::api::error::panic_response`]) rather than dropping the connection; so the layers
+/// outside it, the API writes' account for `/healthz` among them, see that 500 as any other.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .layer(catch_panic())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::app::health::track_writes,
+        ))
         .layer(axum::middleware::from_fn(crate::app::metrics::track))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())
@@ -474,40 +517,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database answers and clicks are being written; else 503, saying which.
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    use serde_json::json;
-    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
-    if let Err(e) = state.0.store.ping().await {
-        tracing::warn!(error = %e, "health check: database unavailable");
-        return unavailable(json!({"status": "database unavailable"}));
-    }
-    let config = state.config();
-    match state.recorder().health(config.click_write_grace) {
-        ClickHealth::Ok => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
-        ClickHealth::Stuck { for_ms, waiting } => {
-            tracing::warn!(
-                for_ms,
-                waiting,
-                "health check: clicks are not being written"
-            );
-            unavailable(json!({
-                "status": "clicks not written",
-                "message": format!(
-                    "a batch of clicks has waited {} s for the database (see the log for why); \
-                     {waiting} more clicks wait in the queue, which holds {}: clicks are \
-                     dropped once it is full",
-                    for_ms / 1000,
-                    config.click_queue,
-                ),
-                "clicks_waiting": waiting,
-            }))
-        }
-        ClickHealth::Stopped => unavailable(json!({
-            "status": "clicks not recorded",
-            "message": "the click worker has stopped (see the log for why): restart botlink",
-        })),
-    }
+/// What a handler's panic becomes (see [`layered`]).
+type PanicAnswer = fn(Box<dyn std::any::Any + Send + 'static>) -> Response;
+
+/// The layer that answers a handler's panic with [`crate::api::error::panic_response`].
+fn catch_panic() -> CatchPanicLayer<PanicAnswer> {
+    CatchPanicLayer::custom(crate::api::error::panic_response as PanicAnswer)
 }
 
 /// Unknown paths: a JSON error under `/api`, a human page elsewhere.
@@ -535,4 +550,108 @@ async fn metrics() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::app::metrics::handle().render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A log written to memory.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn boom() -> &'static str {
+        let secret = "table link_secrets at /var/lib/botlink";
+        panic!("index out of range near {secret}");
+    }
+
+    /// A handler that panics answers an opaque 500 in the error body; what the panic said
+    /// is in the log, once, and nowhere in the answer. The router serves on afterwards.
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_an_opaque_500_logged_once() {
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let router: Router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(catch_panic());
+        let call = |path: &str| {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            router.clone().oneshot(req)
+        };
+
+        let resp = call("/boom").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "the error body, as every API error"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("try again later"), "{message}");
+        assert!(
+            !body.to_string().contains("link_secrets") && !message.contains("index"),
+            "{body}"
+        );
+
+        let written = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            written
+                .matches("index out of range near table link_secrets")
+                .count(),
+            1,
+            "{written}"
+        );
+        assert_eq!(written.lines().count(), 1, "logged once: {written}");
+
+        let resp = call("/fine").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "serving on");
+
+        // A redirect's answer, made past the router, answers a panic alike. (In this test, as
+        // tracing's per-thread subscribers see only the events of their own thread.)
+        let answer = Answer::Pending(Box::pin(async {
+            tokio::task::yield_now().await;
+            Ok(boom().await.into_response())
+        }));
+        let resp = answer.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(!body.to_string().contains("link_secrets"), "{body}");
+        let written = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 2, "once a panic: {written}");
+    }
 }

@@ -3,7 +3,7 @@
 //! (so that a server at its limit slows down instead of losing clicks), then drops the click
 //! and counts the drop (exported as `botlink_clicks_dropped_total`). Clicks are append-only
 //! rows, so counting never contends on one hot row. On shutdown the worker drains the queue.
-//! `/healthz` asks [`ClickRecorder::health`] whether clicks are being written.
+//! `/healthz` asks [`ClickRecorder::health`] whether clicks are being written, and dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +26,12 @@ pub struct ClickCounters {
     /// a batch's first attempt starts, cleared when it is written; 0 while nothing is being
     /// written.
     writing_since: AtomicI64,
+    /// When (ms since the Unix epoch) a click was last dropped for want of room in the
+    /// queue; 0 if none has been.
+    last_drop: AtomicI64,
+    /// When the oldest click of the batch being written was made; 0 while nothing is being
+    /// written.
+    unwritten_from: AtomicI64,
 }
 
 /// Whether clicks are being written, for `/healthz`.
@@ -39,7 +45,14 @@ pub enum ClickHealth {
     /// The worker has stopped (it failed; or the server is stopping and has written the
     /// queue): clicks are no longer recorded.
     Stopped,
+    /// Clicks were dropped within [`DROP_WINDOW`], the last `ago_ms` ago: the queue was full
+    /// (`dropped`: how many since the start).
+    Dropping { ago_ms: i64, dropped: u64 },
 }
+
+/// How long `/healthz` tells of a dropped click: long enough that a readiness probe asking
+/// every 10 s (Kubernetes' default period) sees a burst of drops between two of its asks.
+pub const DROP_WINDOW: Duration = Duration::from_secs(15);
 
 /// The handlers' side of the queue.
 #[derive(Clone)]
@@ -80,7 +93,12 @@ impl ClickRecorder {
         let queued = match self.tx.try_send(click) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(click)) => {
-                self.tx.send_timeout(click, FULL_WAIT).await.is_ok()
+                let queued = self.tx.send_timeout(click, FULL_WAIT).await.is_ok();
+                if !queued && !self.tx.is_closed() {
+                    let now = crate::util::now_ms().max(1);
+                    self.counters.last_drop.store(now, Ordering::Relaxed);
+                }
+                queued
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         };
@@ -88,21 +106,45 @@ impl ClickRecorder {
         queued
     }
 
-    /// Whether clicks are being written: [`ClickHealth::Stuck`] once one batch has been trying
-    /// to reach the database for longer than `grace` (failing and retried, or waiting for a
-    /// lock).
+    /// Whether clicks are being recorded: [`ClickHealth::Dropping`] while one was dropped
+    /// within [`DROP_WINDOW`], [`ClickHealth::Stuck`] once one batch has been trying to reach
+    /// the database for longer than `grace` (failing and retried, or waiting for a lock).
     pub fn health(&self, grace: Duration) -> ClickHealth {
         if self.tx.is_closed() {
             return ClickHealth::Stopped;
         }
+        let now = crate::util::now_ms();
+        let last_drop = self.counters.last_drop.load(Ordering::Relaxed);
+        let ago_ms = now.saturating_sub(last_drop);
+        if last_drop != 0 && ago_ms < DROP_WINDOW.as_millis() as i64 {
+            return ClickHealth::Dropping {
+                ago_ms,
+                dropped: self.counters.dropped.load(Ordering::Relaxed),
+            };
+        }
         let since = self.counters.writing_since.load(Ordering::Relaxed);
-        let for_ms = crate::util::now_ms().saturating_sub(since);
+        let for_ms = now.saturating_sub(since);
         if since == 0 || for_ms < grace.as_millis() as i64 {
             return ClickHealth::Ok;
         }
         ClickHealth::Stuck {
             for_ms,
             waiting: self.tx.max_capacity() - self.tx.capacity(),
+        }
+    }
+
+    /// When a batch has been trying to reach the database for longer than `patience`: when
+    /// the oldest click not yet written was made (ms since the Unix epoch). Statistics lack
+    /// the clicks made since, and say so.
+    pub fn unwritten_from(&self, patience: Duration) -> Option<i64> {
+        let since = self.counters.writing_since.load(Ordering::Relaxed);
+        let for_ms = crate::util::now_ms().saturating_sub(since);
+        if since == 0 || for_ms < patience.as_millis() as i64 {
+            return None;
+        }
+        match self.counters.unwritten_from.load(Ordering::Relaxed) {
+            0 => Some(since),
+            from => Some(from.min(since)),
         }
     }
 
@@ -207,10 +249,13 @@ impl Writes<'_> {
         if batch.is_empty() {
             return;
         }
-        let since = &self.counters.writing_since;
+        let (since, from) = (&self.counters.writing_since, &self.counters.unwritten_from);
+        let oldest = batch.iter().map(|c| c.at).min().unwrap_or(0);
+        from.store(oldest.max(1), Ordering::Relaxed);
         since.store(crate::util::now_ms().max(1), Ordering::Relaxed);
         write(self.store, batch, final_flush).await;
         since.store(0, Ordering::Relaxed);
+        from.store(0, Ordering::Relaxed);
     }
 }
 
@@ -319,6 +364,23 @@ mod tests {
         assert!(!recorder.record(click()).await);
         assert!(started.elapsed() >= FULL_WAIT);
         assert_eq!(recorder.counters.dropped.load(Ordering::Relaxed), 1);
+        match recorder.health(Duration::from_secs(10)) {
+            ClickHealth::Dropping { ago_ms, dropped } => {
+                assert!((0..1_000).contains(&ago_ms), "{ago_ms}");
+                assert_eq!(dropped, 1);
+            }
+            other => panic!("a drop just now: {other:?}"),
+        }
+        let last_drop = &recorder.counters.last_drop;
+        last_drop.store(
+            crate::util::now_ms() - DROP_WINDOW.as_millis() as i64,
+            Ordering::Relaxed,
+        );
+        assert_eq!(
+            recorder.health(Duration::from_secs(10)),
+            ClickHealth::Ok,
+            "the drop is past the window"
+        );
 
         // Full, but the writer takes one while the redirect waits: queued, nothing lost.
         let waiting = {

@@ -7,9 +7,16 @@
 //! within `ConnectOptions::click_fold_every` (see `click_writer`). Statistics read only the
 //! counts, so they cost the same whatever the number of clicks.
 
+/// The longest statistics wait for the clicks written so far to be added to their counts
+/// (SQLite; see `click_writer`) before they read the counts as they are and say that they may
+/// lag: long enough for a fold of a busy server's backlog, short enough that a database locked
+/// by another process costs a dashboard a pause, not a hang.
+pub const STATS_WAIT: Duration = Duration::from_secs(2);
+
 // The batch's maps are keyed by our own ids and keyed hashes: a fast hasher, randomly seeded.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
@@ -18,6 +25,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::db::{Cols, Pool, Store};
 use super::sqlite::click_log::{bucket_of, decode_row};
+use super::sqlite::click_writer::CountsLag;
 use super::{
     BotId, Bucket, Click, ClickId, ClickKind, ClickStore, LinkCount, NONE_KEY, NewClick, Stats,
     StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
@@ -374,17 +382,20 @@ impl Store {
 
     /// Brings `click_counts` up to date before it is read: on SQLite (the only backend with a
     /// click writer), the writer adds the clicks logged since it last did (see
-    /// `click_writer`). PostgreSQL's writer adds to the counts in each batch. When that fails
-    /// (the database cannot be written just now, or the writer has stopped), the counts are
-    /// read as they are, without the clicks that wait (normally those of the last
-    /// `ConnectOptions::click_fold_every`, more while folds keep failing), rather than not at
-    /// all.
-    async fn fold_click_counts(&self) {
-        if let Some(writer) = &self.click_writer
-            && let Err(e) = writer.fold().await
-        {
-            tracing::warn!(error = %e, "statistics without the clicks not yet added to their counts");
+    /// `click_writer`), waited for up to [`STATS_WAIT`]. PostgreSQL's writer adds to the
+    /// counts in each batch. When that fails or takes longer (the database cannot be written
+    /// just now, or the writer has stopped), the counts are read as they are, without the
+    /// clicks that wait (normally those of the last `ConnectOptions::click_fold_every`, more
+    /// while folds keep failing), rather than not at all or late; the answer says so.
+    async fn fold_click_counts(&self) -> Option<CountsLag> {
+        let lag = self.click_writer.as_ref()?.fold(STATS_WAIT).await;
+        if let Some(lag) = lag {
+            tracing::warn!(
+                why = lag.why.why(),
+                "statistics without the clicks not yet added to their counts"
+            );
         }
+        lag
     }
 }
 
@@ -440,8 +451,10 @@ impl ClickStore for Store {
                 id.as_str(),
             ),
         };
-        let mut stats = Stats::default();
-        self.fold_click_counts().await;
+        let mut stats = Stats {
+            lag: self.fold_click_counts().await,
+            ..Stats::default()
+        };
         with_pool!(self, pool => {
             // Every query below sees the same snapshot, so the buckets add up to the totals
             // even while clicks are being written.

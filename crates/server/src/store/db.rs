@@ -58,7 +58,8 @@ pub struct Store {
 const SQLITE_MAX_CONNECTIONS: u32 = 2;
 
 /// How long a SQLite connection waits for a lock another holds (the pool's and the click
-/// writer's alike).
+/// writer's alike): then the API answers 503 `database_busy` with `Retry-After`, having
+/// changed nothing, and the click writer tries the batch again later.
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// WAL pages between automatic checkpoints (the pool's and the click writer's alike). Clicks
@@ -173,7 +174,11 @@ pub async fn connect_with(database_url: &str, options: &ConnectOptions) -> Store
     }
     let pool = pool
         .max_connections(options.max_connections.clamp(1, SQLITE_MAX_CONNECTIONS))
-        .acquire_timeout(Duration::from_secs(10))
+        // No longer than a connection waits for the write lock: while another process holds
+        // it, the pool's connections are taken by writes that wait for it, and a request that
+        // waits for one of them is answered "busy" (503) after that long too, rather than
+        // after twice that and then the lock's wait on top.
+        .acquire_timeout(SQLITE_BUSY_TIMEOUT)
         .after_connect(|_, _| {
             Box::pin(async {
                 lower_sqlite_threads();

@@ -40,6 +40,7 @@ mod settings;
 mod sqlite;
 mod workspaces;
 
+pub use clicks::STATS_WAIT;
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 pub use model::{
@@ -49,6 +50,7 @@ pub use model::{
     UnknownRole, Utm, Workspace, day_of, day_to_date,
 };
 pub use postgres::link_changes::{LinkChange, LinkChanges};
+pub use sqlite::click_writer::{CountsLag, Lag};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,66 @@ pub enum StoreError {
     /// The click writer's thread could not start, or has stopped.
     #[error("{0}")]
     Writer(String),
+}
+
+/// Why the database could not serve a request just now, when that is why a [`StoreError`]
+/// happened: a failure that passes, after which the same request may well succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Another connection held the lock the request needed for longer than the store waits
+    /// for it (SQLite's write lock past its busy timeout; a PostgreSQL lock or serialization
+    /// conflict), or no connection came free in time.
+    Busy,
+    /// The database cannot be reached (connection refused or lost, the pool closed).
+    Unreachable,
+}
+
+impl StoreError {
+    /// Whether this is a failure that passes (see [`Unavailable`]) rather than one that the
+    /// same request would meet again.
+    pub fn unavailable(&self) -> Option<Unavailable> {
+        match self {
+            StoreError::Database(e) => sqlx_unavailable(e),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Some(Unavailable::Busy)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// See [`StoreError::unavailable`].
+fn sqlx_unavailable(e: &sqlx::Error) -> Option<Unavailable> {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite's extended result codes keep the primary code in their low byte:
+                // SQLITE_BUSY (5, "database is locked") and SQLITE_LOCKED (6).
+                let primary = code.parse::<i32>().ok()? & 0xff;
+                return matches!(primary, 5 | 6).then_some(Unavailable::Busy);
+            }
+            // PostgreSQL: lock_not_available, serialization_failure, deadlock_detected and
+            // too_many_connections; then the operator intervention class (shutting down,
+            // starting up) and the connection exception class.
+            match &*code {
+                "55P03" | "40001" | "40P01" | "53300" => Some(Unavailable::Busy),
+                c if c.starts_with("57P") || c.starts_with("08") => Some(Unavailable::Unreachable),
+                _ => None,
+            }
+        }
+        sqlx::Error::PoolTimedOut => Some(Unavailable::Busy),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(Unavailable::Unreachable),
+        _ => None,
+    }
 }
 
 /// Result of the store.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
+use super::sqlite::click_writer::CountsLag;
 
 /// The day (since the Unix epoch, UTC) that an epoch-milliseconds instant falls on, and a
 /// day as an ISO date (`YYYY-MM-DD`): the helpers of [`crate::util`], under the store's names.
@@ -447,6 +448,11 @@ pub struct Stats {
     pub by_utm_source: Vec<Bucket>,
     pub by_utm_medium: Vec<Bucket>,
     pub by_utm_campaign: Vec<Bucket>,
+    /// Set when these counts may lack the clicks written last (see [`CountsLag`]); `None`
+    /// when every click written before they were asked for is counted. The API tells it in
+    /// its own words.
+    #[serde(skip)]
+    pub lag: Option<CountsLag>,
 }
 
 /// A link ranked by its clicks.

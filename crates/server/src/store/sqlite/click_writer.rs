@@ -20,6 +20,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::click_log::{self, Undecodable, take};
 #[cfg(test)]
@@ -47,8 +48,8 @@ pub(crate) enum Target {
 
 enum Job {
     Write(Arc<[NewClick]>, oneshot::Sender<StoreResult<u64>>),
-    /// Adds every click not yet counted to `click_counts`.
-    Fold(oneshot::Sender<StoreResult<()>>),
+    /// Adds every click not yet counted to `click_counts`; the outcome goes to [`Folds`].
+    Fold,
     /// Stops the writer: it closes its connection, answers, and ends.
     Close(oneshot::Sender<()>),
 }
@@ -58,6 +59,57 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct ClickWriter {
     jobs: mpsc::Sender<Job>,
+    /// The outcome of the writer's last fold, asked for or its own.
+    folds: watch::Receiver<Folds>,
+    /// Whether a [`Job::Fold`] is queued or under way: statistics asked for meanwhile take its
+    /// outcome rather than queue folds of their own behind it.
+    fold_asked: Arc<AtomicBool>,
+}
+
+/// What the writer's folds have come to, told after each.
+#[derive(Debug, Clone, Default)]
+struct Folds {
+    /// When (ms since the Unix epoch) the last fold that succeeded started: every click this
+    /// writer wrote before then is counted. 0 before the first.
+    ok_at: i64,
+    /// Why the last fold failed; `None` when it succeeded.
+    failed: Option<Lag>,
+}
+
+/// Why a fold did not count the clicks it was asked for, in the words statistics answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// The database was locked by another writer (or busy) longer than the writer waits.
+    Busy,
+    /// The fold failed otherwise (the log says why).
+    Failed,
+    /// The fold did not end within the time statistics wait for it.
+    Slow,
+    /// The click writer has stopped (the store is closing).
+    Stopped,
+}
+
+impl Lag {
+    /// Why, in a few words, to follow "clicks written were not all counted in time: ".
+    pub fn why(self) -> &'static str {
+        match self {
+            Lag::Busy => "the database is busy (another process holds its write lock)",
+            Lag::Failed => "counting them failed (the server's log says why)",
+            Lag::Slow => {
+                "the database did not take them in time (locked by another process, or slow)"
+            }
+            Lag::Stopped => "the click writer has stopped",
+        }
+    }
+}
+
+/// Whether counts hold every click written so far, as a fold tells (see [`ClickWriter::fold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountsLag {
+    /// Clicks written since then (ms since the Unix epoch) may be missing; `None` when no
+    /// fold has succeeded since this process started.
+    pub since_ms: Option<i64>,
+    pub why: Lag,
 }
 
 impl ClickWriter {
@@ -71,14 +123,21 @@ impl ClickWriter {
             Target::File(_) => None,
         };
         let (jobs, queue) = mpsc::channel();
+        let (told, folds) = watch::channel(Folds::default());
+        let fold_asked = Arc::new(AtomicBool::new(false));
+        let asked = fold_asked.clone();
         std::thread::Builder::new()
             .name("botlink-clicks".into())
             .spawn(move || {
-                run(&target, fold_every, &queue);
+                run(&target, fold_every, &queue, &told, &asked);
                 drop(anchor);
             })
             .map_err(|e| StoreError::Writer(format!("cannot start the click writer: {e}")))?;
-        Ok(ClickWriter { jobs })
+        Ok(ClickWriter {
+            jobs,
+            folds,
+            fold_asked,
+        })
     }
 
     /// Writes a batch (see [`crate::store::ClickStore::insert_clicks`]).
@@ -99,10 +158,35 @@ impl ClickWriter {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Adds the counts of every batch written so far (by any process) to `click_counts`:
-    /// what statistics call before they read it.
-    pub(crate) async fn fold(&self) -> StoreResult<()> {
-        self.ask(Job::Fold).await
+    /// Adds the counts of every batch written so far (by any process) to `click_counts`,
+    /// waiting at most `wait`: what statistics call before they read it. `None` when it did;
+    /// else what the counts may lack, and why.
+    ///
+    /// Callers share folds: one asked for, or under way, when a caller comes answers it too.
+    /// It counts every batch this writer wrote before the caller came, since the writer
+    /// writes nothing while it folds. So a database locked for a while costs the writer one
+    /// fold at a time, however many statistics are asked for meanwhile.
+    pub(crate) async fn fold(&self, wait: Duration) -> Option<CountsLag> {
+        let mut folds = self.folds.clone();
+        folds.borrow_and_update();
+        if !self.fold_asked.swap(true, Ordering::AcqRel) && self.jobs.send(Job::Fold).is_err() {
+            self.fold_asked.store(false, Ordering::Release);
+        }
+        let lag = |folds: &Folds, why| {
+            Some(CountsLag {
+                since_ms: (folds.ok_at != 0).then_some(folds.ok_at),
+                why,
+            })
+        };
+        match tokio::time::timeout(wait, folds.changed()).await {
+            Ok(Ok(())) => {
+                let told = folds.borrow_and_update();
+                told.failed.and_then(|why| lag(&told, why))
+            }
+            // The writer has ended: nothing more will be counted by it.
+            Ok(Err(_)) => lag(&folds.borrow(), Lag::Stopped),
+            Err(_) => lag(&folds.borrow(), Lag::Slow),
+        }
     }
 
     /// Stops the writer after the batches handed to it before (their counts folded); later
@@ -119,13 +203,20 @@ fn stopped() -> StoreError {
     StoreError::Writer("the click writer has stopped".into())
 }
 
-fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
+fn run(
+    target: &Target,
+    fold_every: Duration,
+    queue: &mpsc::Receiver<Job>,
+    told: &watch::Sender<Folds>,
+    fold_asked: &AtomicBool,
+) {
     crate::util::lower_this_thread();
     let mut w = Writer {
         target,
         conn: None,
         kept: Kept::default(),
         unfolded_since: None,
+        told,
     };
     loop {
         // Wait for a job; or, with clicks of this writer not yet counted, until they are due.
@@ -150,8 +241,10 @@ fn run(target: &Target, fold_every: Duration, queue: &mpsc::Receiver<Job>) {
                     log_fold_error(w.fold());
                 }
             }
-            Some(Job::Fold(reply)) => {
-                let _ = reply.send(w.fold());
+            Some(Job::Fold) => {
+                // Cleared before the outcome is told: a caller that found it set is told
+                // this outcome; one that comes after asks for a fold of its own.
+                log_fold_error(w.fold_then(|| fold_asked.store(false, Ordering::Release)));
             }
             Some(Job::Close(reply)) => {
                 log_fold_error(w.fold());
@@ -182,6 +275,8 @@ struct Writer<'a> {
     kept: Kept,
     /// Since when clicks that this writer wrote wait to be counted.
     unfolded_since: Option<Instant>,
+    /// Where each fold's outcome is told (see [`ClickWriter::fold`]).
+    told: &'a watch::Sender<Folds>,
 }
 
 /// What the writer keeps in memory about what it wrote, all of it also in the database: a
@@ -235,6 +330,13 @@ impl Writer<'_> {
     /// this writer's own clicks are due again a full fold interval later, not at once (a database
     /// that cannot be written is not retried in a loop).
     fn fold(&mut self) -> StoreResult<()> {
+        self.fold_then(|| {})
+    }
+
+    /// [`Self::fold`], then `before_telling`, then tells the outcome to the callers waiting
+    /// in [`ClickWriter::fold`].
+    fn fold_then(&mut self, before_telling: impl FnOnce()) -> StoreResult<()> {
+        let started = crate::util::now_ms();
         let result = self.guarded(|c, kept| fold(c, &mut kept.unfolded));
         self.unfolded_since = match result {
             Ok(()) => None,
@@ -243,6 +345,17 @@ impl Writer<'_> {
                 self.unfolded_since.map(|_| Instant::now())
             }
         };
+        before_telling();
+        let failed = result.as_ref().err().map(|e| match e.unavailable() {
+            Some(_) => Lag::Busy,
+            None => Lag::Failed,
+        });
+        self.told.send_modify(|f| {
+            if failed.is_none() {
+                f.ok_at = started;
+            }
+            f.failed = failed;
+        });
         result
     }
 
