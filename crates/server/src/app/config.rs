@@ -31,6 +31,10 @@ pub struct Config {
     pub click_batch: usize,
     /// Longest a click waits in the queue before its batch is written, in milliseconds.
     pub click_flush_ms: u64,
+    /// How long a redirect waits for room in a full click queue before its click is dropped
+    /// (and counted): how much a server whose database has fallen behind slows its redirects
+    /// down before it loses clicks.
+    pub click_full_wait: std::time::Duration,
     /// How long a batch of clicks may go unwritten (the database failing, or locked) before
     /// `/healthz` answers 503: long enough for a brief lock or a failover, short enough to be
     /// told before the click queue fills (16,384 clicks is seconds at a busy campaign's rate).
@@ -69,6 +73,7 @@ impl Config {
             click_queue: 16_384,
             click_batch: 500,
             click_flush_ms: 50,
+            click_full_wait: crate::redirect::clicks::FULL_WAIT,
             click_write_grace: std::time::Duration::from_secs(10),
             behind_proxy: false,
             link_cache_ms: None,

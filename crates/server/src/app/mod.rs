@@ -285,6 +285,7 @@ pub async fn run_checked(
             capacity: config.click_queue,
             batch: config.click_batch,
             flush_after: Duration::from_millis(config.click_flush_ms),
+            full_wait: config.click_full_wait,
         },
         clicks_stop.clone(),
     );

@@ -62,12 +62,15 @@ pub struct ClickRecorder {
     /// The exported counters, registered once rather than looked up on every click.
     queued_total: metrics::Counter,
     dropped_total: metrics::Counter,
+    /// How long a redirect waits for room in a full queue (see [`ClickSettings::full_wait`]).
+    full_wait: Duration,
 }
 
 impl ClickRecorder {
-    fn new(tx: mpsc::Sender<NewClick>) -> Self {
+    fn new(tx: mpsc::Sender<NewClick>, full_wait: Duration) -> Self {
         ClickRecorder {
             tx,
+            full_wait,
             counters: Arc::default(),
             queued_total: metrics::counter!(CLICKS_QUEUED),
             dropped_total: metrics::counter!(CLICKS_DROPPED),
@@ -87,13 +90,13 @@ impl ClickRecorder {
     }
 
     /// Queues a click. When the queue is full (the writer is behind), waits up to
-    /// [`FULL_WAIT`] for room, so that redirects slow down a little rather than lose clicks;
+    /// [`ClickSettings::full_wait`] for room, so that redirects slow down a little rather than lose clicks;
     /// then drops the click and counts the drop. Returns whether the click was queued.
     pub async fn record(&self, click: NewClick) -> bool {
         let queued = match self.tx.try_send(click) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(click)) => {
-                let queued = self.tx.send_timeout(click, FULL_WAIT).await.is_ok();
+                let queued = self.tx.send_timeout(click, self.full_wait).await.is_ok();
                 if !queued && !self.tx.is_closed() {
                     let now = crate::util::now_ms().max(1);
                     self.counters.last_drop.store(now, Ordering::Relaxed);
@@ -159,7 +162,9 @@ impl ClickRecorder {
     }
 }
 
-/// The longest a redirect waits for room in a full click queue before its click is dropped.
+/// The longest a redirect waits for room in a full click queue before its click is dropped,
+/// unless configured otherwise: long enough for a writer that fell behind by a batch to catch
+/// up, short enough that a person does not notice.
 pub const FULL_WAIT: Duration = Duration::from_millis(200);
 
 /// Settings of the click worker.
@@ -168,6 +173,9 @@ pub struct ClickSettings {
     pub capacity: usize,
     pub batch: usize,
     pub flush_after: Duration,
+    /// How long a redirect waits for room in a full queue before its click is dropped
+    /// ([`FULL_WAIT`] by default).
+    pub full_wait: Duration,
 }
 
 /// Starts the worker; it stops, after writing every queued click, once `stop` is cancelled.
@@ -177,7 +185,7 @@ pub fn start(
     stop: CancellationToken,
 ) -> (ClickRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.capacity.max(1));
-    let recorder = ClickRecorder::new(tx);
+    let recorder = ClickRecorder::new(tx, settings.full_wait);
     let worker = tokio::spawn(run(store, rx, settings, stop, recorder.counters.clone()));
     (recorder, worker)
 }
@@ -307,7 +315,7 @@ mod tests {
     #[test]
     fn a_click_that_finds_no_room_now_is_handed_back() {
         let (tx, mut rx) = mpsc::channel(1);
-        let recorder = ClickRecorder::new(tx);
+        let recorder = ClickRecorder::new(tx, FULL_WAIT);
         assert!(recorder.try_record(click()).is_ok());
         assert!(
             recorder.try_record(click()).is_err(),
@@ -324,7 +332,7 @@ mod tests {
     #[test]
     fn health_tells_a_batch_stuck_past_the_grace_and_a_stopped_worker() {
         let (tx, mut rx) = mpsc::channel(4);
-        let recorder = ClickRecorder::new(tx);
+        let recorder = ClickRecorder::new(tx, FULL_WAIT);
         let grace = Duration::from_secs(10);
         assert_eq!(
             recorder.health(grace),
@@ -356,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_waits_for_room_then_drops_and_counts() {
         let (tx, mut rx) = mpsc::channel(1);
-        let recorder = ClickRecorder::new(tx);
+        let recorder = ClickRecorder::new(tx, FULL_WAIT);
         assert!(recorder.record(click()).await, "room: queued at once");
 
         // Full, and nobody takes from the queue: dropped after waiting FULL_WAIT.
