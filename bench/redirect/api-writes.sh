@@ -11,11 +11,12 @@
 # ratio of the p99s; failed writes must be zero.
 #
 # Usage:  bench/redirect/api-writes.sh [BINARY]      (default target/release/botlink)
-# Knobs:  RATE=20000 (about half of botlink's peak here) WRATE=20 DUR=10 ROUNDS=3 LINKS=10000
+# Knobs:  RATE=50000 (about half of botlink's peak on the machines it ran on; see BENCHMARKS.md)
+#         WRATE=20 DUR=10 ROUNDS=3 LINKS=10000
 # Needs:  curl, jq, python3, taskset; cargo build --release -p botlink-server -p botlink-testkit
 set -euo pipefail
 
-RATE=${RATE:-20000}
+RATE=${RATE:-50000}
 WRATE=${WRATE:-20}
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-3}
