@@ -426,6 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn with_default_settings_a_lost_listener_keeps_links_older_than_the_brief_lifetime() {
+        let cache = LinkCache::new(None, true);
+        cache.put("abc", resolved("abc"), cache.generation());
+        // Put longer ago than the brief lifetime, well within the long one it lived under.
+        let earlier = Instant::now()
+            .checked_sub(Duration::from_millis(SHORT_TTL_MS + 1_000))
+            .expect("the clock has run this long");
+        cache.links.write().unwrap().map.get_mut("abc").unwrap().0 = earlier;
+        cache.stops_hearing();
+        assert!(
+            cache.get("abc").is_some(),
+            "fresh until the loss, so fresh from it"
+        );
+    }
+
+    #[test]
     fn links_live_long_while_changes_are_heard_unless_the_operator_fixed_it() {
         let cache = LinkCache::new(None, true);
         assert_eq!(cache.ttl_ms(), LONG_TTL_MS);
