@@ -327,12 +327,10 @@ async fn soon<F: AsyncFn(&TestServer) -> bool>(
 /// in memory go on redirecting, with their clicks queued and counted once the database is
 /// back; a link it did not have gets a clear 503 page. Then it listens again and hears of a
 /// change made outside it.
-#[tokio::test]
-async fn cached_links_go_on_redirecting_while_the_database_is_away() {
-    let Some((url, schema, mut conn)) = postgres_schema().await else {
-        return;
-    };
-    let mut proxied = reqwest::Url::parse(&url).unwrap();
+/// A server on the database at `url` through a proxy that can cut it off, listening to link
+/// changes; `link_cache_ms` as `--link-cache-ms`.
+async fn behind_cut_proxy(url: &str, link_cache_ms: Option<u64>) -> (CutProxy, TestServer) {
+    let mut proxied = reqwest::Url::parse(url).unwrap();
     let target = tokio::net::lookup_host((
         proxied.host_str().unwrap().to_owned(),
         proxied.port().unwrap_or(5432),
@@ -346,10 +344,19 @@ async fn cached_links_go_on_redirecting_while_the_database_is_away() {
     proxied.set_port(Some(proxy.addr().port())).unwrap();
     let s = TestServer::start_with(|c| {
         c.database_url = proxied.to_string();
-        c.link_cache_ms = Some(600_000);
+        c.link_cache_ms = link_cache_ms;
     })
     .await;
     soon(&s, 10, "listening to link changes", listening).await;
+    (proxy, s)
+}
+
+#[tokio::test]
+async fn cached_links_go_on_redirecting_while_the_database_is_away() {
+    let Some((url, schema, mut conn)) = postgres_schema().await else {
+        return;
+    };
+    let (proxy, s) = behind_cut_proxy(&url, Some(600_000)).await;
     let bot = make_bot(
         &s,
         json!({"telegram": {"username": "shop_bot", "token": "1:x"}}),
@@ -420,6 +427,71 @@ async fn cached_links_go_on_redirecting_while_the_database_is_away() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    s.stop().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// With the default settings, an instance that loses the database keeps its links only
+/// briefly (it cannot hear of changes), but when looking one up again fails it serves the copy
+/// it has: a link clicked before the outage goes on redirecting past that brief lifetime; a
+/// link it never had gets the 503 page. Once the database is back, a change is seen at once.
+#[tokio::test]
+async fn with_default_settings_cached_links_redirect_past_the_brief_lifetime_of_an_outage() {
+    let Some((url, schema, mut conn)) = postgres_schema().await else {
+        return;
+    };
+    let (proxy, s) = behind_cut_proxy(&url, None).await;
+    let bot = make_bot(
+        &s,
+        json!({"telegram": {"username": "shop_bot", "token": "1:x"}}),
+    )
+    .await;
+    let kept = make_link(&s, json!({"bot_id": bot, "slug": "pg-warm"})).await;
+    make_link(&s, json!({"bot_id": bot, "slug": "pg-never"})).await;
+    assert_eq!(open(&s, "/l/pg-warm").await.0, StatusCode::FOUND);
+
+    proxy.cut();
+    soon(&s, 5, "the lost connection noticed", async |s| {
+        !listening(s).await
+    })
+    .await;
+    // The brief lifetime (2 s, from the loss) is a clock, with nothing to await: clicks go on
+    // for a little longer than it, so that the last ones need the copy to stand in for a
+    // failed lookup.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_millis(2_500) {
+        let (st, to, page) = open(&s, "/l/pg-warm").await;
+        assert_eq!(
+            st,
+            StatusCode::FOUND,
+            "a cached link {:?} into the outage: {page}",
+            outage.elapsed()
+        );
+        assert!(to.starts_with("https://t.me/shop_bot?start="), "{to}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, _, page) = open(&s, "/l/pg-never").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("Try again in a moment"), "{page}");
+
+    proxy.restore();
+    soon(&s, 15, "listening to link changes again", listening).await;
+    assert_eq!(open(&s, "/l/pg-warm").await.0, StatusCode::FOUND);
+    let id = kept["id"].as_str().unwrap();
+    let (st, body) = s
+        .patch(
+            &format!("/api/v1/links/{id}"),
+            ADMIN_KEY,
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _, page) = open(&s, "/l/pg-warm").await;
+    assert_eq!(st, StatusCode::GONE, "the disabled link at once: {page}");
 
     s.stop().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))

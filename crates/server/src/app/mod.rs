@@ -164,14 +164,28 @@ impl AppState {
         }
     }
 
-    /// Resolves a short-link code or slug, from memory when it was looked up recently.
+    /// Resolves a short-link code or slug, from memory when it was looked up recently. When
+    /// the database cannot be asked (it is away or too busy), a copy in memory that has
+    /// expired but is young enough stands in (see [`LinkCache::get_stale`]), so that redirects
+    /// go on through an outage; the failure is then logged as any other (once an outage).
     pub async fn resolve_link(&self, code: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
         let cache = &self.0.link_cache;
         if let Some(link) = cache.get(code) {
             return Ok(Some(link));
         }
         let generation = cache.generation();
-        let link = self.links().link_by_code_or_slug(code).await?;
+        let link = match self.links().link_by_code_or_slug(code).await {
+            Ok(link) => link,
+            // Only a failure that passes: a row that cannot be read is an error to show.
+            Err(e) if e.unavailable().is_some() => match cache.get_stale(code) {
+                Some(stale) => {
+                    self.redirect_db_failed("resolving a short link", &e);
+                    return Ok(Some(stale));
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         self.redirect_db_answered();
         Ok(link.map(|l| self.keep_link(code, l, generation)))
     }
@@ -183,7 +197,8 @@ impl AppState {
             tracing::error!(
                 error = %e,
                 "{doing}: the database failed; redirects that need it answer 503 until it \
-                 answers again (further failures are not logged)"
+                 answers again, but for links in memory, served as they are (further failures \
+                 are not logged)"
             );
         }
     }

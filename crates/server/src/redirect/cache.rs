@@ -3,7 +3,10 @@
 //! PostgreSQL by every other instance too, which hears of the change from the database (see
 //! [`crate::store::LinkChanges`] and [`follow_changes`]). While an instance cannot listen (the
 //! database is away, say), what it keeps expires after a short lifetime instead, or the
-//! operator's, and is served until then: redirects go on through an outage.
+//! operator's. An expired link is looked up again; when that lookup fails (the database is
+//! away), the copy in memory is served all the same while younger than the long lifetime (or
+//! the operator's), counted from when it was last known fresh ("stale if error"): redirects go
+//! on through an outage, and stale copies are never served while the database answers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,9 +18,9 @@ use crate::redirect::Resolved;
 use crate::store::{LinkChange, Store};
 
 /// Most memory the cached links may take (by [`footprint`]): about 20,000 one-channel links.
-/// Past it the expired links go; when most are not, every link goes (each hot one then costs
-/// one lookup more), so that links clicked once each (one per customer, say) cannot grow the
-/// server without bound.
+/// Past it the links too old even to serve stale go; when most are not, every link goes (each
+/// hot one then costs one lookup more), so that links clicked once each (one per customer,
+/// say) cannot grow the server without bound.
 const MAX_BYTES: usize = 16 << 20;
 
 /// How long a link is kept when nothing tells of changes: one SQLite instance makes every
@@ -52,8 +55,8 @@ impl Links {
         }
     }
 
-    /// Makes room for `more` bytes: drops the links that expired, then, if most have not,
-    /// every link.
+    /// Makes room for `more` bytes: drops the links older than `ttl` (the longest a link may
+    /// be served, stale or not), then, if most are not, every link.
     fn make_room(&mut self, more: usize, ttl: Duration) {
         if self.bytes + more <= MAX_BYTES {
             return;
@@ -102,6 +105,29 @@ impl LinkCache {
         (at.elapsed() < ttl).then(|| link.clone())
     }
 
+    /// The link cached for a code or slug, expired or not, unless it is older than the long
+    /// lifetime (see [`LinkCache::stale_ttl`]) counted from when it was last known fresh: what
+    /// to serve when looking it up again failed because the database is away. Only then, so
+    /// that a stale copy is never served while the database answers.
+    pub fn get_stale(&self, code: &str) -> Option<Arc<Resolved>> {
+        self.stale_at(code, Instant::now())
+    }
+
+    /// [`LinkCache::get_stale`] at `now` (a parameter so that tests need not wait).
+    fn stale_at(&self, code: &str, now: Instant) -> Option<Arc<Resolved>> {
+        let links = self.links.read().expect("cache lock");
+        let (at, link) = links.map.get(code)?;
+        (now.saturating_duration_since(*at) < self.stale_ttl()).then(|| link.clone())
+    }
+
+    /// The longest a link may be served, stale or not: the operator's lifetime when fixed
+    /// (it then bounds staleness through an outage too), else the lifetime of links while
+    /// changes are heard. Links are kept in memory this long, however short the lifetime in
+    /// force, so that they can stand in for a failed lookup.
+    fn stale_ttl(&self) -> Duration {
+        Duration::from_millis(self.fixed_ttl_ms.unwrap_or(LONG_TTL_MS))
+    }
+
     /// What to hand [`LinkCache::put`] with a link about to be looked up.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -121,7 +147,7 @@ impl LinkCache {
         }
         links.remove(code);
         let bytes = footprint(&link);
-        links.make_room(bytes, Duration::from_millis(ttl));
+        links.make_room(bytes, self.stale_ttl().max(Duration::from_millis(ttl)));
         links.map.insert(CodeKey::new(code), (Instant::now(), link));
         links.bytes += bytes;
     }
@@ -153,12 +179,13 @@ impl LinkCache {
     /// This instance no longer hears of changes (a PostgreSQL instance that lost its
     /// listening connection, as when the database is away): links live briefly from now on
     /// (unless the operator fixed their lifetime), each counted from now, since until now it
-    /// heard of every change to them. So they go on being served while the database is away,
-    /// stale by at most the lifetime in force, which bounds how long a change made meanwhile
-    /// elsewhere may go unseen.
+    /// heard of every change to them (those that had not expired under the lifetime in force
+    /// until now). Past that brief lifetime each is looked up again, and served stale only if
+    /// the lookup fails (see [`LinkCache::get_stale`]), which bounds how long a change made
+    /// elsewhere may go unseen while the database answers.
     pub fn stops_hearing(&self) {
-        self.hears_changes(false);
         let ttl = Duration::from_millis(self.ttl_ms());
+        self.hears_changes(false);
         let now = Instant::now();
         let mut links = self.links.write().expect("cache lock");
         let links = &mut *links;
@@ -182,7 +209,7 @@ impl LinkCache {
 
 /// PostgreSQL: forgets every link another instance (or anything else) changes, until `stop`.
 /// Until it listens, and while it cannot, links live briefly (see [`LinkCache::stops_hearing`]:
-/// those it had go on being served); each time it starts listening it forgets every link,
+/// those it had go on being served while lookups fail); each time it starts listening it forgets every link,
 /// since changes made before went unheard. An outage is logged once when it starts and once
 /// when it ends, however many tries to listen again it takes.
 pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: CancellationToken) {
@@ -248,8 +275,8 @@ pub async fn follow_changes(store: Arc<Store>, cache: Arc<LinkCache>, stop: Canc
         tracing::warn!(
             error = %lost,
             link_cache_ms = cache.ttl_ms(),
-            "lost the connection that listens to link changes; the links in memory are served \
-             for up to link_cache_ms while it listens again"
+            "lost the connection that listens to link changes; the links in memory are looked \
+             up again once older than link_cache_ms, and served as they are while lookups fail"
         );
         logged = true;
         retry = Some(Duration::from_millis(100));
@@ -362,6 +389,55 @@ mod tests {
             links.bytes,
             footprint(&resolved("abc")),
             "the count is kept exactly"
+        );
+    }
+
+    #[test]
+    fn an_expired_link_stands_in_for_a_failed_lookup_while_young_enough() {
+        // Default settings, not listening: links expire after the short lifetime, but may
+        // stand in for a failed lookup until the long one has passed since they were put.
+        let cache = LinkCache::new(None, false);
+        cache.put("abc", resolved("abc"), cache.generation());
+        let now = Instant::now();
+        assert!(cache.get("abc").is_some(), "fresh");
+        assert!(cache.stale_at("abc", now).is_some(), "fresh");
+        let expired = now + Duration::from_millis(SHORT_TTL_MS + 1_000);
+        assert!(
+            cache.stale_at("abc", expired).is_some(),
+            "expired, but young enough to stand in"
+        );
+        let too_old = now + Duration::from_millis(LONG_TTL_MS + 1_000);
+        assert!(cache.stale_at("abc", too_old).is_none(), "too old");
+        assert!(cache.get_stale("nope").is_none());
+        // Forgotten (changed): never served, stale or not.
+        cache.forget(["abc"]);
+        assert!(cache.stale_at("abc", now).is_none());
+
+        // The operator's lifetime bounds staleness too.
+        let fixed = LinkCache::new(Some(5_000), false);
+        fixed.put("abc", resolved("abc"), fixed.generation());
+        let now = Instant::now();
+        assert!(fixed.stale_at("abc", now).is_some());
+        assert!(
+            fixed
+                .stale_at("abc", now + Duration::from_millis(6_000))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn with_default_settings_a_lost_listener_keeps_links_older_than_the_brief_lifetime() {
+        let cache = LinkCache::new(None, true);
+        cache.put("abc", resolved("abc"), cache.generation());
+        // Put longer ago than the brief lifetime, well within the long one it lived under.
+        let earlier = Instant::now()
+            .checked_sub(Duration::from_millis(SHORT_TTL_MS + 1_000))
+            .expect("the clock has run this long");
+        cache.links.write().unwrap().map.get_mut("abc").unwrap().0 = earlier;
+        cache.stops_hearing();
+        assert!(
+            cache.get("abc").is_some(),
+            "fresh until the loss, so fresh from it"
         );
     }
 
