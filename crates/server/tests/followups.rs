@@ -1,6 +1,9 @@
 //! Follow-ups: times with a separator other than `T`, and `botlink api-key create
 //! --workspace` names held to the API's rule for names.
 
+use std::path::Path;
+use std::process::{Command, Output};
+
 use botlink_testkit::{ADMIN_KEY, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -55,4 +58,56 @@ async fn an_expiry_with_another_separator_than_t_is_refused() {
         assert_eq!(link["expires_at"], "2126-12-01T00:00:00.000Z", "{link}");
     }
     s.stop().await;
+}
+
+/// `botlink api-key create` in `dir`, with no ambient settings.
+fn api_key_create(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_botlink"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["api-key", "create", "--role", "admin"])
+        .args(args)
+        .output()
+        .expect("the botlink binary runs")
+}
+
+/// A workspace or key name given to `api-key create` follows the API's rule for names: a
+/// control character, a direction override or more than 100 characters exit 2 with one line
+/// naming the option, the rule and the limit, and nothing is stored or printed.
+#[test]
+fn api_key_create_holds_names_to_the_rule_of_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "w".repeat(101);
+    for (option, value, said) in [
+        ("--workspace", "acme\u{1}", "control character U+0001"),
+        ("--workspace", "acme\u{1b}[31m", "control character U+001B"),
+        ("--workspace", "\u{202E}emca", "direction override U+202E"),
+        ("--workspace", long.as_str(), "101 characters"),
+        ("--workspace", "   ", "empty"),
+        ("--name", "crm\u{7}", "control character U+0007"),
+    ] {
+        let out = api_key_create(dir.path(), &[option, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {value:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "no key is printed: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(option) && stderr.contains(said) && stderr.contains("100"),
+            "{option} {value:?}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("botlink.db").exists(),
+        "refused before the database is opened"
+    );
+
+    let out = api_key_create(dir.path(), &["--workspace", " Acme ", "--name", "crm"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("workspace \"Acme\""),
+        "trimmed, as the API does: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("blk_"));
 }
