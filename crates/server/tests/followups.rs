@@ -1,8 +1,11 @@
-//! Follow-ups: times with a separator other than `T`, and `botlink api-key create
-//! --workspace` names held to the API's rule for names.
+//! Follow-ups: times with a separator other than `T`, `botlink api-key create --workspace`
+//! names held to the API's rule for names, and a handler's panic logged once under `serve`.
 
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 
 use botlink_testkit::{ADMIN_KEY, TestServer};
 use reqwest::StatusCode;
@@ -110,4 +113,54 @@ fn api_key_create_holds_names_to_the_rule_of_the_api() {
         "trimmed, as the API does: {stderr}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("blk_"));
+}
+
+/// A log written to memory.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With the hook `botlink serve` installs, a panic is logged as it happens, with its message
+/// and place; the 500 made of it afterwards (as the router's panic layer makes it) does not
+/// log it a second time.
+#[test]
+fn with_serves_panic_hook_a_handlers_panic_is_logged_once_with_its_place() {
+    botlink_server::api::error::log_panics();
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let line = line!() + 2;
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        panic!("index out of range near table link_secrets");
+    }))
+    .unwrap_err();
+    let resp = botlink_server::api::error::panic_response(panic);
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    let written = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(written.lines().count(), 1, "logged once: {written}");
+    assert!(
+        written.contains("index out of range near table link_secrets"),
+        "{written}"
+    );
+    assert!(
+        written.contains(&format!("followups.rs:{line}")),
+        "where it panicked: {written}"
+    );
 }

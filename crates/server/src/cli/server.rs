@@ -193,6 +193,9 @@ async fn shutdown_signal() {
 
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_logs(args.log_format);
+    // A panic in a handler is answered by a 500 and logged; Rust's own report on stderr would
+    // tell it a second time, outside the log's format.
+    crate::api::error::log_panics();
     let mut config = Config::new(args.listen, args.db.database_url);
     let explicit_public_url = args.public_url.is_some();
     if let Some(url) = args.public_url {
