@@ -86,7 +86,8 @@ fn every_path_the_docs_name_exists() {
             }
             // A bare page name is the page's neighbour, or the repository's (`BENCHMARKS.md`).
             let beside = page.parent().expect("a folder").join(path);
-            if !root.join(path).exists() && !(sibling && beside.exists()) {
+            let found = root.join(path).exists() || (sibling && beside.exists());
+            if !found {
                 missing.push(format!("{}: {path}", page.display()));
             }
         }
