@@ -234,7 +234,15 @@ pub fn format_rfc3339(ms: i64) -> String {
 /// into milliseconds since the epoch; `None` for anything else, and for a time whose UTC
 /// date is past what [`format_rfc3339`] writes (after 9999-12-31).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+    let s = s.trim();
+    // RFC 3339 separates the date from the time with `T` (`t`, as its letters are case
+    // insensitive; its section 5.6 note allows a space). The `time` crate skips whatever
+    // character stands there, so the separator is checked here (the date is always
+    // `YYYY-MM-DD`, ten bytes).
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()?
         .checked_to_offset(time::UtcOffset::UTC)?;
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
@@ -339,6 +347,24 @@ mod tests {
         }
         for day in [-1000, 0, 19_000, 20_413, 60_000] {
             assert_eq!(parse_day(&format_day(day)), Some(day));
+        }
+    }
+
+    #[test]
+    fn only_t_or_a_space_separates_the_date_from_the_time() {
+        let ms = parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        for good in ["2026-12-01t00:00:00Z", "2026-12-01 00:00:00Z"] {
+            assert_eq!(parse_rfc3339(good), Some(ms), "{good:?}");
+        }
+        for bad in [
+            "2026-12-01X00:00:00Z",
+            "2026-12-01_00:00:00Z",
+            "2026-12-01000:00:00Z",
+            "2026-12-01\u{0}00:00:00Z",
+            "2026-12-01\t00:00:00Z",
+            "2026-12-01\u{e9}00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
         }
     }
 

@@ -176,7 +176,7 @@ fn every_operation_documents_its_errors() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
-            let mut expected = vec!["401", "403", "429"];
+            let mut expected = vec!["401", "403", "429", "503"];
             if op["requestBody"].is_object() {
                 expected.extend(["400", "422"]);
             }
@@ -198,6 +198,21 @@ fn every_operation_documents_its_errors() {
                     responses.keys().collect::<Vec<_>>()
                 );
             }
+            // A rate-limited request and one the database could not serve (locked, or away)
+            // are told when to come back.
+            for status in ["429", "503"] {
+                assert!(
+                    responses[status]["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: {status} without Retry-After: {}",
+                    responses[status]
+                );
+            }
+            let unavailable = responses["503"]["description"].as_str().unwrap();
+            assert!(
+                unavailable.contains("database_busy")
+                    && unavailable.contains("database_unreachable"),
+                "{method} {path}: {unavailable}"
+            );
         }
     }
 }

@@ -176,19 +176,57 @@ fn error_response(status: StatusCode, code: &str, message: String) -> Response {
 
 /// The answer to a request whose handler panicked (see `app::layered`):
 /// an opaque 500 in the error body, as any internal error. What the panic said goes to the
-/// log, here, once: it may name internals, never the answer.
+/// log once: it may name internals, never the answer. Where [`log_panics`]'s hook logged it
+/// already, as it unwound, it is not logged again.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(a panic without a message)");
-    tracing::error!(panic = what, "a request's handler panicked");
+    // The hook runs on the panicking thread, and the panic is caught on that same thread.
+    if !PANIC_LOGGED.replace(false) {
+        tracing::error!(
+            panic = panic_text(panic.as_ref()),
+            "a request's handler panicked"
+        );
+    }
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
         INTERNAL_MESSAGE.to_owned(),
     )
+}
+
+/// What a panic said, from its payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}
+
+thread_local! {
+    /// Whether the panic unwinding on this thread was logged by [`log_panics`]'s hook.
+    static PANIC_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Reports every panic of the process in the log, once: its message and where it happened,
+/// as an error event, in place of Rust's default report on stderr. Without it, a handler's
+/// panic is told twice, by that report and by [`panic_response`]. Where no subscriber records
+/// errors (logging not set up), the default report is kept, so that no panic goes untold.
+/// For `botlink serve`, once its logging is set up.
+pub fn log_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let logged = tracing::enabled!(tracing::Level::ERROR);
+        // A panic while the thread's locals are torn down finds none: nothing to mark then.
+        let _ = PANIC_LOGGED.try_with(|marked| marked.set(logged));
+        if logged {
+            let location = info
+                .location()
+                .map_or_else(|| "an unknown place".to_owned(), ToString::to_string);
+            tracing::error!(panic = panic_text(info.payload()), %location, "panicked");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// What a 500 says: nothing of what failed inside.

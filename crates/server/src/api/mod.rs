@@ -59,9 +59,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Documents the errors every operation can answer, from what the operation takes, so that no
-/// operation forgets one: 401, 403 and 429 for all (every route needs a key with a role, and
-/// each key is rate limited); 400, 408, 413 and 422 where a JSON body is read; 422 where a
-/// query is read; 404 where a path names a resource.
+/// operation forgets one: 401, 403, 429 and 503 for all (every route needs a key with a role,
+/// each key is rate limited, and every route reads the database, which may be locked or
+/// away); 400, 408, 413 and 422 where a JSON body is read; 422 where a query is read; 404
+/// where a path names a resource.
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -136,6 +137,16 @@ impl Modify for ErrorResponses {
                     "429".to_string(),
                     error_response(
                         "too many requests for this key (`rate_limited`)",
+                        Some(retry_after.clone()),
+                    ),
+                );
+                op.responses.responses.insert(
+                    "503".to_string(),
+                    error_response(
+                        "the database could not serve the request just now: locked by another \
+                         writer or out of connections (`database_busy`), or unreachable \
+                         (`database_unreachable`); nothing was changed, send the same request \
+                         again after `Retry-After`",
                         Some(retry_after),
                     ),
                 );

@@ -513,7 +513,8 @@ pub fn router(state: AppState) -> Router {
 
 /// The layers every routed request passes, around `routes`. Innermost, a handler that panics
 /// answers an opaque 500 in the error body (the panic logged once, by
-/// [`crate::api::error::panic_response`]) rather than dropping the connection; so the layers
+/// [`crate::api::error::panic_response`] or, under `botlink serve`, by the hook of
+/// [`crate::api::error::log_panics`]) rather than dropping the connection; so the layers
 /// outside it, the API writes' account for `/healthz` among them, see that 500 as any other.
 fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::CliError;
+use crate::api::validate;
 use crate::app::config::Config;
 use crate::store::Store;
 
@@ -113,13 +114,14 @@ pub struct ApiKeyArgs {
 pub enum ApiKeyCommand {
     /// Create a key (and the workspace, if needed) and print it once on stdout.
     Create {
-        /// Workspace name.
+        /// Workspace name: 1-100 characters without control characters or direction
+        /// overrides, as the API's names.
         #[arg(long, default_value = crate::app::DEFAULT_WORKSPACE)]
         workspace: String,
         /// admin, links or notify.
         #[arg(long)]
         role: String,
-        /// A name to recognise the key by.
+        /// A name to recognise the key by (the same rule as --workspace).
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -191,6 +193,9 @@ async fn shutdown_signal() {
 
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_logs(args.log_format);
+    // A panic in a handler is answered by a 500 and logged; Rust's own report on stderr would
+    // tell it a second time, outside the log's format.
+    crate::api::error::log_panics();
     let mut config = Config::new(args.listen, args.db.database_url);
     let explicit_public_url = args.public_url.is_some();
     if let Some(url) = args.public_url {
@@ -265,14 +270,18 @@ pub fn api_key(args: ApiKeyArgs) -> Result<(), CliError> {
     let role = role.parse::<crate::store::Role>().map_err(|_| {
         CliError::input(format!("unknown role {role:?}: use admin, links or notify"))
     })?;
-    if workspace.trim().is_empty() {
-        return Err(CliError::input("--workspace is empty: give a name"));
-    }
+    // The names the API would refuse are refused here too, before the database is opened:
+    // they end up in the same logs, exports and answers.
+    let workspace = validate::name("--workspace", &workspace).map_err(CliError::input)?;
+    let name = name
+        .map(|n| validate::name("--name", &n))
+        .transpose()
+        .map_err(CliError::input)?;
     runtime()?.block_on(async move {
         let store = open_store(&db).await?;
         use crate::store::WorkspaceStore as _;
         let ws = store
-            .ensure_workspace(workspace.trim(), crate::util::now_ms())
+            .ensure_workspace(&workspace, crate::util::now_ms())
             .await
             .map_err(|e| CliError::failed(format!("creating the workspace: {e}")))?;
         let (key, row) = crate::api::keys::issue_key(&store, &ws.id, role, name)
