@@ -94,10 +94,18 @@ impl DatabaseWrites {
 
 /// Keeps [`DatabaseWrites`] told: an API write that succeeded, or one that failed because the
 /// database could not serve it (its answer carries [`DatabaseFailed`]). Reads tell nothing
-/// about the write lock, and other failures (the caller's) nothing about the database.
+/// about the write lock, and other failures (the caller's) nothing about the database. While a
+/// write is under way it holds a [`crate::store::WriteTurn`], so that on SQLite it does not
+/// wait behind batch after batch of clicks for the write lock.
 pub async fn track_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Held until the answer: SQLite's click writer lets the write go first.
+    let turn = if write { state.write_turn() } else { None };
+    if let Some(turn) = &turn {
+        turn.ready().await;
+    }
     let resp = next.run(req).await;
+    drop(turn);
     if write {
         let now = crate::util::now_ms();
         if let Some(DatabaseFailed(why)) = resp.extensions().get::<DatabaseFailed>() {

@@ -107,6 +107,11 @@ impl AppState {
         &self.0.config.public_url
     }
     /// How the API's writes have fared lately (for `/healthz`).
+    /// Marks an API write under way until the turn is dropped (see [`crate::store::WriteTurn`]).
+    pub fn write_turn(&self) -> Option<crate::store::WriteTurn> {
+        self.0.store.write_turn()
+    }
+
     pub fn database_writes(&self) -> &DatabaseWrites {
         &self.0.database_writes
     }

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::seen::SeenVisitors;
-use super::sqlite::click_writer::{ClickWriter, Target};
+use super::sqlite::click_writer::{ClickWriter, Target, WriteTurn};
 use super::sqlite::link_reader::LinkReader;
 use super::{StoreError, StoreResult};
 
@@ -300,6 +300,13 @@ impl Store {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// Marks an API write under way until the turn is dropped: on SQLite, the click writer
+    /// holds back its next transaction meanwhile (see [`WriteTurn`]); on PostgreSQL, whose
+    /// writers do not take turns, nothing.
+    pub fn write_turn(&self) -> Option<WriteTurn> {
+        self.click_writer.as_ref().map(|w| w.write_turn())
     }
 
     /// The statement that opens a transaction that writes. On SQLite, `BEGIN IMMEDIATE` takes

@@ -50,7 +50,7 @@ pub use model::{
     UnknownRole, Utm, Workspace, day_of, day_to_date,
 };
 pub use postgres::link_changes::{LinkChange, LinkChanges};
-pub use sqlite::click_writer::{CountsLag, Lag};
+pub use sqlite::click_writer::{CountsLag, Lag, WriteTurn};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use foldhash::{HashSet, HashSetExt};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::click_log::{self, Undecodable, take};
 #[cfg(test)]
@@ -64,6 +64,72 @@ pub(crate) struct ClickWriter {
     /// Whether a [`Job::Fold`] is queued or under way: statistics asked for meanwhile take its
     /// outcome rather than queue folds of their own behind it.
     fold_asked: Arc<AtomicBool>,
+    /// API writes under way in this process, and whether the writer is in a job that takes
+    /// the write lock (see [`WriteTurn`]).
+    turns: Arc<Turns>,
+}
+
+/// How the click writer and this process's API writes take turns at SQLite's write lock.
+#[derive(Debug, Default)]
+struct Turns {
+    /// API writes under way.
+    waiting: AtomicUsize,
+    /// The writer is in a job that takes the write lock.
+    busy: AtomicBool,
+    /// Told when the writer ends such a job.
+    done: Notify,
+}
+
+/// The longest the writer holds back its next transaction for API writes under way: so that
+/// a stream of API writes slows clicks' writing down (they wait in the queue) but cannot stop
+/// it.
+const GIVE_WAY: Duration = Duration::from_millis(50);
+
+/// An API write under way, from the request's start to its answer: while there is one, the
+/// click writer holds back its next transaction (up to [`GIVE_WAY`]), and the write waits for
+/// the writer's job in progress, if any, to end before it asks SQLite for the lock. Without
+/// turns, a write that found the lock held went to SQLite's busy handler, which sleeps
+/// between its tries (1, 2, 5, 10 ms, up to 100 ms), and a writer that took the lock again
+/// between them kept the write waiting batch after batch, up to a second.
+pub struct WriteTurn(Arc<Turns>);
+
+impl WriteTurn {
+    /// Waits, up to [`GIVE_WAY`], for the writer's job in progress to end: the writer then
+    /// holds back its next one while this turn lasts, so the lock is free.
+    pub async fn ready(&self) {
+        let turns = &self.0;
+        let wait = async {
+            loop {
+                let done = turns.done.notified();
+                if !turns.busy.load(Ordering::Acquire) {
+                    return;
+                }
+                done.await;
+            }
+        };
+        let _ = tokio::time::timeout(GIVE_WAY, wait).await;
+    }
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Waits, up to [`GIVE_WAY`], until no API write is under way; then marks the writer busy.
+fn take_turn(turns: &Turns) {
+    let until = Instant::now() + GIVE_WAY;
+    while turns.waiting.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    turns.busy.store(true, Ordering::Release);
+}
+
+/// The writer's job is over: an API write waiting for it may ask for the lock.
+fn end_turn(turns: &Turns) {
+    turns.busy.store(false, Ordering::Release);
+    turns.done.notify_waiters();
 }
 
 /// What the writer's folds have come to, told after each.
@@ -126,10 +192,12 @@ impl ClickWriter {
         let (told, folds) = watch::channel(Folds::default());
         let fold_asked = Arc::new(AtomicBool::new(false));
         let asked = fold_asked.clone();
+        let turns = Arc::new(Turns::default());
+        let writer_turns = turns.clone();
         std::thread::Builder::new()
             .name("botlink-clicks".into())
             .spawn(move || {
-                run(&target, fold_every, &queue, &told, &asked);
+                run(&target, fold_every, &queue, &told, &asked, &writer_turns);
                 drop(anchor);
             })
             .map_err(|e| StoreError::Writer(format!("cannot start the click writer: {e}")))?;
@@ -137,7 +205,14 @@ impl ClickWriter {
             jobs,
             folds,
             fold_asked,
+            turns,
         })
+    }
+
+    /// Marks an API write under way until the turn is dropped (see [`WriteTurn`]).
+    pub(crate) fn write_turn(&self) -> WriteTurn {
+        self.turns.waiting.fetch_add(1, Ordering::AcqRel);
+        WriteTurn(self.turns.clone())
     }
 
     /// Writes a batch (see [`crate::store::ClickStore::insert_clicks`]).
@@ -209,6 +284,7 @@ fn run(
     queue: &mpsc::Receiver<Job>,
     told: &watch::Sender<Folds>,
     fold_asked: &AtomicBool,
+    turns: &Turns,
 ) {
     crate::util::lower_this_thread();
     let mut w = Writer {
@@ -231,6 +307,8 @@ fn run(
                 Err(_) => break,
             },
         };
+        // Every job below takes SQLite's write lock: an API write under way goes first.
+        take_turn(turns);
         match job {
             None => log_fold_error(w.fold()),
             Some(Job::Write(clicks, reply)) => {
@@ -238,6 +316,8 @@ fn run(
                 if w.unfolded_since.is_some_and(|t| t.elapsed() >= fold_every)
                     || w.kept.unfolded.sums.len() > MAX_UNFOLDED
                 {
+                    end_turn(turns);
+                    take_turn(turns);
                     log_fold_error(w.fold());
                 }
             }
@@ -249,10 +329,12 @@ fn run(
             Some(Job::Close(reply)) => {
                 log_fold_error(w.fold());
                 drop(w.conn.take());
+                end_turn(turns);
                 let _ = reply.send(());
                 return;
             }
         }
+        end_turn(turns);
     }
     // Every handle is gone without a close: fold what this writer left, as close would.
     if w.unfolded_since.is_some() {
@@ -823,6 +905,57 @@ fn decode_counts(mut b: &[u8]) -> Result<Vec<(DeltaKey<'_>, Counts)>, Undecodabl
 
 #[cfg(test)]
 mod tests {
+    /// The writer and an API write take turns at the lock: a write under way holds the
+    /// writer back; a write that comes while the writer is in a job waits for its end.
+    #[tokio::test]
+    async fn an_api_write_and_the_writer_take_turns() {
+        let turns = Arc::new(Turns::default());
+        // No write under way: the writer goes at once.
+        let started = Instant::now();
+        take_turn(&turns);
+        assert!(started.elapsed() < GIVE_WAY, "nobody waits");
+        assert!(turns.busy.load(Ordering::Acquire));
+
+        // A write arrives while the writer is in its job: it is ready once the job ends.
+        turns.waiting.fetch_add(1, Ordering::AcqRel);
+        let turn = WriteTurn(turns.clone());
+        let writer = {
+            let turns = turns.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                end_turn(&turns);
+                // The write is still under way: the writer's next job waits for it.
+                let waited = Instant::now();
+                take_turn(&turns);
+                waited.elapsed()
+            })
+        };
+        let asked = Instant::now();
+        turn.ready().await;
+        assert!(
+            asked.elapsed() >= Duration::from_millis(5),
+            "ready only once the writer's job has ended: {:?}",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(turn);
+        let waited = tokio::task::spawn_blocking(move || writer.join().expect("the writer"))
+            .await
+            .expect("joined");
+        assert!(
+            waited >= Duration::from_millis(15) && waited <= GIVE_WAY * 3,
+            "the writer held back while the write was under way: {waited:?}"
+        );
+        assert_eq!(turns.waiting.load(Ordering::Acquire), 0);
+
+        // A write that never ends holds the writer back no longer than GIVE_WAY.
+        end_turn(&turns);
+        turns.waiting.fetch_add(1, Ordering::AcqRel);
+        let waited = Instant::now();
+        take_turn(&turns);
+        assert!(waited.elapsed() >= GIVE_WAY);
+    }
+
     use std::collections::BTreeMap;
 
     use super::*;
