@@ -218,31 +218,14 @@ fn only_serve_makes_or_checks_the_key() {
     assert!(!key_file.exists());
 }
 
-/// PostgreSQL for a test: a schema of its own in the machine's database (see postgres.rs).
+/// PostgreSQL for a test: the database's URL, and a schema of its own (testkit).
 async fn pg_schema() -> Option<(String, String, String)> {
-    let base = std::env::var("BOTLINK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let mut conn = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL must be reachable in CI at {base}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL not reachable at {base}: {e}");
-            return None;
-        }
-    };
-    let schema = format!(
-        "t_boot_{}",
-        botlink_server::util::random_code(10).to_lowercase()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    Some((base, schema, url))
+    let schema = botlink_testkit::postgres_schema().await?;
+    Some((
+        botlink_testkit::postgres_base_url(),
+        schema.name,
+        schema.url,
+    ))
 }
 
 async fn drop_schema(base: &str, schema: &str) {

@@ -273,31 +273,15 @@ async fn a_web_chat_link_leads_to_a_page_with_the_bots_other_messengers() {
     );
 }
 
-/// A schema of its own on the test PostgreSQL: the server's URL, and a connection to drop it.
+/// A schema of its own on the test PostgreSQL (testkit): the server's URL, the schema's name,
+/// and a connection to the database for the test's own SQL.
 async fn postgres_schema() -> Option<(String, String, sqlx::PgConnection)> {
-    let base = std::env::var("BOTLINK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let mut conn = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL must be reachable in CI at {base}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL not reachable at {base}: {e}");
-            return None;
-        }
-    };
-    let schema = format!(
-        "t_cache_{}",
-        botlink_server::util::random_code(10).to_lowercase()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
+    let schema = botlink_testkit::postgres_schema().await?;
+    let base = botlink_testkit::postgres_base_url();
+    let conn = sqlx::PgConnection::connect(&base)
         .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    Some((url, schema, conn))
+        .expect("PostgreSQL answered a moment ago");
+    Some((schema.url, schema.name, conn))
 }
 
 /// Whether `server` listens to link changes now, by its metric.

@@ -52,6 +52,21 @@ const STALE_SCHEMA_SECS: u64 = 3_600;
 /// its own tables (`search_path`). `None`, after printing `skipped: ...`, when PostgreSQL
 /// cannot be reached; with `CI=true` that is a failure instead.
 pub async fn postgres_schema_url() -> Option<String> {
+    Some(postgres_schema().await?.url)
+}
+
+/// A schema of its own in the test PostgreSQL database (see [`postgres_schema`]).
+#[derive(Debug, Clone)]
+pub struct PgSchema {
+    /// The schema's name, for a test's own SQL (`DROP SCHEMA`, `UPDATE <name>.links ...`).
+    pub name: String,
+    /// The database's URL with the schema as its `search_path`: what a server is given.
+    pub url: String,
+}
+
+/// A new, empty schema of the test PostgreSQL database; `None`, after printing
+/// `skipped: ...`, when PostgreSQL cannot be reached, and a failure with `CI=true`.
+pub async fn postgres_schema() -> Option<PgSchema> {
     use sqlx::Connection as _;
     let base = postgres_base_url();
     let mut conn = match sqlx::PgConnection::connect(&base).await {
@@ -95,7 +110,8 @@ pub async fn postgres_schema_url() -> Option<String> {
         .await
         .expect("create a test schema");
     let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    Some(PgSchema { name: schema, url })
 }
 
 /// An HTTP client as tests need one: it does not follow redirects, so a test sees the 302.
