@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 use crate::api::auth::Auth;
 use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::store::{Bot, BotChannel, BotId, BotPatch, Link, NewBot, Role};
+use crate::domain::bots::{identifier, identifier_key, relink};
+use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
 use crate::util::format_rfc3339;
 
 /// One channel's settings. Which fields apply depends on the channel:
@@ -272,27 +273,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_bot, list_bots))
         .routes(routes!(get_bot, update_bot, delete_bot))
-}
-
-/// The settings key holding a channel's bot identifier.
-pub fn identifier_key(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Telegram | Channel::Instagram | Channel::Max => "username",
-        Channel::Viber => "uri",
-        Channel::Messenger => "page",
-        Channel::Whatsapp => "number",
-        Channel::Line | Channel::Webchat => "id",
-    }
-}
-
-/// The bot's identifier in a channel, from stored settings.
-pub fn identifier(bot_id: &BotId, ch: &BotChannel) -> Option<String> {
-    let channel: Channel = ch.channel.parse().ok()?;
-    ch.settings
-        .get(identifier_key(channel))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .or_else(|| (channel == Channel::Webchat).then(|| bot_id.to_string()))
 }
 
 pub(crate) fn parse_channel(name: &str) -> Result<Channel, ApiError> {
@@ -554,51 +534,6 @@ pub async fn update_bot(
         state.forget_link(link);
     }
     Ok(axum::Json(bot_out(&bot)))
-}
-
-/// How a change to the bot's channels named in `changed` reaches each of its links, whose
-/// deep links were stored when it was made: a channel the bot no longer has leaves the link
-/// (its short link no longer offers or follows it; adding the channel back does not return
-/// it to old links), and a channel whose settings changed gets its deep link built again with
-/// the bot's identifier there now, keeping the link's parameter and visible text.
-fn relink(
-    public_url: String,
-    changed: Vec<Channel>,
-) -> impl Fn(&BotId, &[BotChannel], &mut Link) -> Result<bool, String> + Send + Sync {
-    move |bot_id, channels, link| {
-        let mut touched = false;
-        for c in &changed {
-            let name = c.as_str();
-            if !link.channels.iter().any(|l| l == name) {
-                continue;
-            }
-            let Some(bc) = channels.iter().find(|bc| bc.channel == name) else {
-                link.channels.retain(|l| l != name);
-                link.deep_links.remove(name);
-                touched = true;
-                continue;
-            };
-            let Some(deep) = link.deep_links.get_mut(name) else {
-                continue;
-            };
-            let ident = identifier(bot_id, bc)
-                .ok_or_else(|| format!("needs the bot's identifier in {c}: set it"))?;
-            let text = link.payload.get("text").and_then(|t| t.as_str());
-            let url = crate::domain::linkgen::deep_link(*c, &ident, &deep.param, text, &public_url)
-                .map_err(|e| {
-                    format!(
-                        "cannot open in {c} with these settings ({e}); nothing was changed: \
-                         keep the old settings, or delete the link first"
-                    )
-                })?
-                .url;
-            if url != deep.url {
-                deep.url = url;
-                touched = true;
-            }
-        }
-        Ok(touched)
-    }
 }
 
 /// Delete a bot with its entry points, links and their clicks.

@@ -12,11 +12,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::auth::Auth;
-use crate::api::bots::{identifier, load_bot, not_found};
+use crate::api::bots::{load_bot, not_found};
 use crate::api::entry_points::UtmRules as _;
 use crate::api::error::{ApiError, ErrorBody, Json, Query};
 use crate::api::validate;
 use crate::app::AppState;
+use crate::domain::bots::identifier;
 use crate::domain::linkgen::{self, EntryTarget, PayloadIn, SchemeIn};
 use crate::store::{
     Bot, DeepLinkOut, EntryPoint, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm,

@@ -11,8 +11,8 @@ use botlink_core::Channel;
 use botlink_core::link::{LinkSpec, build_link};
 use serde::Deserialize;
 
-use crate::api::bots::identifier;
 use crate::app::AppState;
+use crate::domain::bots::identifier;
 use crate::redirect::pages;
 
 pub fn router() -> Router<AppState> {
