@@ -8,15 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn make_bot(s: &TestServer) -> String {
-    let (st, bot) = s
-        .post(
-            "/api/v1/bots",
-            ADMIN_KEY,
-            json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{bot}");
-    bot["id"].as_str().unwrap().to_string()
+    s.telegram_bot().await
 }
 
 async fn make_link(s: &TestServer, bot: &str) -> String {

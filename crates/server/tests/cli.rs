@@ -1369,20 +1369,23 @@ fn an_unclosed_quote_in_the_csv_is_refused_with_its_line() {
 fn one_row_one_link_one_error_in_the_singular() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
+    let links = || {
+        run(&[
+            "links",
+            "--csv",
+            input.to_str().unwrap(),
+            "--out",
+            dir.path().join("out.csv").to_str().unwrap(),
+            "--channel",
+            "telegram",
+            "--bot",
+            "mybot",
+            "--param-col",
+            "id",
+        ])
+    };
     std::fs::write(&input, "id\ncustomer.1\n").unwrap();
-    let out = run(&[
-        "links",
-        "--csv",
-        input.to_str().unwrap(),
-        "--out",
-        dir.path().join("out.csv").to_str().unwrap(),
-        "--channel",
-        "telegram",
-        "--bot",
-        "mybot",
-        "--param-col",
-        "id",
-    ]);
+    let out = links();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let summary = text(&out.stderr);
     assert!(
@@ -1390,19 +1393,7 @@ fn one_row_one_link_one_error_in_the_singular() {
         "{summary}"
     );
     std::fs::write(&input, "id\ncustomer_1\n").unwrap();
-    let out = run(&[
-        "links",
-        "--csv",
-        input.to_str().unwrap(),
-        "--out",
-        dir.path().join("out.csv").to_str().unwrap(),
-        "--channel",
-        "telegram",
-        "--bot",
-        "mybot",
-        "--param-col",
-        "id",
-    ]);
+    let out = links();
     let summary = text(&out.stderr);
     assert!(
         summary.starts_with("1 row: 1 link, 0 errors, in "),

@@ -16,15 +16,8 @@ use serde_json::json;
 #[tokio::test]
 async fn an_expiry_with_another_separator_than_t_is_refused() {
     let s = TestServer::start().await;
-    let (st, bot) = s
-        .post(
-            "/api/v1/bots",
-            ADMIN_KEY,
-            json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{bot}");
-    let bot = bot["id"].as_str().unwrap();
+    let bot = s.telegram_bot().await;
+    let bot = bot.as_str();
     for bad in [
         "2126-12-01X00:00:00Z",
         "2126-12-01_00:00:00Z",

@@ -277,6 +277,15 @@ impl TestServer {
         self.call(Method::DELETE, path, Some(key), None).await
     }
 
+    /// Creates a bot, "Shop", with one channel: Telegram's `shop_bot`; returns its id.
+    pub async fn telegram_bot(&self) -> String {
+        let body =
+            serde_json::json!({"name": "Shop", "channels": {"telegram": {"username": "shop_bot"}}});
+        let (st, bot) = self.post("/api/v1/bots", ADMIN_KEY, body).await;
+        assert_eq!(st, StatusCode::CREATED, "{bot}");
+        bot["id"].as_str().expect("a bot id").to_string()
+    }
+
     /// Stops the server as SIGTERM would, and waits until it has flushed everything.
     pub async fn stop(mut self) -> (TempDir, String) {
         self.shutdown.cancel();
