@@ -4,8 +4,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A messenger (or botlink's own web chat) that a deep link opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A messenger (or botlink's own web chat) that a deep link opens. Serialized as its
+/// lowercase name ([`Channel::as_str`]); reading accepts only that name, so a stored value
+/// is exact (the aliases of [`FromStr`] are for people typing).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Telegram,
     Viber,

@@ -769,7 +769,7 @@ async fn redirects_previews_and_their_counts(b: Backend) {
         .unwrap()
         .expect("the click is stored");
     assert_eq!(
-        (click.link_id.as_str(), click.channel.as_deref()),
+        (click.link_id.as_str(), click.channel.map(|c| c.as_str())),
         (id.as_str(), Some("telegram"))
     );
 

@@ -2,7 +2,7 @@
 //! role does only what it is documented to do, and every text field refuses what it cannot
 //! hold with a 422 naming the field, the rule and the limit.
 
-use botlink_server::api::validate;
+use botlink_server::domain::validate;
 use botlink_testkit::{ADMIN_KEY, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -229,7 +229,7 @@ fn the_document_carries_the_limits_the_server_enforces() {
         ("ChannelIn", "page_id", validate::SETTING_MAX),
         ("ChannelIn", "api_base_url", validate::URL_MAX),
         ("Utm", "campaign", validate::UTM_MAX),
-        ("PayloadIn", "text", validate::PAYLOAD_MAX),
+        ("Payload", "text", validate::PAYLOAD_MAX),
     ] {
         let prop = &schemas[schema]["properties"][field];
         assert_eq!(

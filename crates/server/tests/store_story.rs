@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use botlink_core::Channel;
 use botlink_server::store::{
     self, ApiKeyId, Bot, BotChannel, BotId, BotPatch, BotStore, Bucket, Click, ClickId, ClickKind,
     ClickStore, ConnectOptions, DeepLinkOut, EntryPointPatch, LinkCount, LinkFilter, LinkId,
-    LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, Role, StatsRange, StatsScope,
-    Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
+    LinkPatch, LinkStore, NewApiKey, NewBot, NewClick, NewEntryPoint, Payload, Role, StatsRange,
+    StatsScope, Store, StoreError, Utm, WorkspaceId, WorkspaceStore,
 };
 use botlink_server::util::click_id;
 use botlink_testkit::telegram_link;
@@ -637,12 +638,12 @@ async fn story(store: Arc<Store>) {
 
     // --- Bots with channels, in one transaction.
     let telegram = BotChannel {
-        channel: "telegram".into(),
+        channel: Channel::Telegram,
         settings: json!({"username": "shop_bot"}),
         secrets: Some(b"sealed:token".to_vec()),
     };
     let viber = BotChannel {
-        channel: "viber".into(),
+        channel: Channel::Viber,
         settings: json!({"uri": "shop"}),
         secrets: None,
     };
@@ -737,7 +738,10 @@ async fn story(store: Arc<Store>) {
                 key: "welcome".into(),
                 node: Some("n1".into()),
                 default_field: None,
-                utm: json!({"utm_source": "site"}),
+                utm: Utm {
+                    source: Some("site".into()),
+                    ..Utm::default()
+                },
             },
             T0 + 300,
         )
@@ -752,13 +756,13 @@ async fn story(store: Arc<Store>) {
                 key: "promo".into(),
                 node: None,
                 default_field: Some("coupon".into()),
-                utm: json!(null),
+                utm: Utm::default(),
             },
             T0 + 310,
         )
         .await
         .unwrap();
-    assert_eq!(promo.utm, json!({}));
+    assert_eq!(promo.utm, Utm::default());
     let what = conflict_text(
         bots.create_entry_point(
             &ws,
@@ -767,7 +771,7 @@ async fn story(store: Arc<Store>) {
                 key: "welcome".into(),
                 node: None,
                 default_field: None,
-                utm: json!({}),
+                utm: Utm::default(),
             },
             T0,
         )
@@ -783,7 +787,7 @@ async fn story(store: Arc<Store>) {
                 key: "welcome".into(),
                 node: None,
                 default_field: None,
-                utm: json!({}),
+                utm: Utm::default(),
             },
             T0 + 320,
         )
@@ -808,10 +812,14 @@ async fn story(store: Arc<Store>) {
     l1.entry_point_id = Some(welcome.id.clone());
     l1.slug = Some("spring".into());
     l1.title = Some("Spring newsletter".into());
-    l1.channels = vec!["telegram".into(), "viber".into()];
-    l1.payload = json!({"eId": "12345", "v": {"city": "Moscow"}});
+    l1.channels = vec![Channel::Telegram, Channel::Viber];
+    l1.payload = Payload {
+        external_id: Some("12345".into()),
+        variables: BTreeMap::from([("city".into(), "Moscow".into())]),
+        ..Payload::default()
+    };
     l1.deep_links.insert(
-        "viber".into(),
+        Channel::Viber,
         DeepLinkOut {
             url: "viber://pa?chatURI=shop&context=l_Ab3dE9x".into(),
             param: "l_Ab3dE9x".into(),
@@ -1146,7 +1154,7 @@ async fn story(store: Arc<Store>) {
             workspace_id: ws.clone(),
             bot_id: shop.id.clone(),
             entry_point_id: Some(welcome.id.clone()),
-            channel: Some("viber".into()),
+            channel: Some(Channel::Viber),
             kind: C,
             at: d2,
             day: D2,
@@ -1351,7 +1359,7 @@ async fn story(store: Arc<Store>) {
                 key: "x".into(),
                 node: None,
                 default_field: None,
-                utm: json!({}),
+                utm: Utm::default(),
             },
             T0,
         )
@@ -1491,17 +1499,17 @@ async fn story(store: Arc<Store>) {
                 name: Some("shop2".into()),
                 upsert_channels: vec![
                     BotChannel {
-                        channel: "telegram".into(),
+                        channel: Channel::Telegram,
                         settings: json!({"username": "shop2_bot"}),
                         secrets: None,
                     },
                     BotChannel {
-                        channel: "max".into(),
+                        channel: Channel::Max,
                         settings: json!({"username": "shop_max"}),
                         secrets: Some(b"sealed:max".to_vec()),
                     },
                 ],
-                remove_channels: vec!["viber".into(), "line".into()],
+                remove_channels: vec![Channel::Viber, Channel::Line],
             },
             t_up,
         )
@@ -1519,12 +1527,12 @@ async fn story(store: Arc<Store>) {
         renamed.channels,
         [
             BotChannel {
-                channel: "max".into(),
+                channel: Channel::Max,
                 settings: json!({"username": "shop_max"}),
                 secrets: Some(b"sealed:max".to_vec())
             },
             BotChannel {
-                channel: "telegram".into(),
+                channel: Channel::Telegram,
                 settings: json!({"username": "shop2_bot"}),
                 secrets: Some(b"sealed:token".to_vec())
             },
@@ -1576,7 +1584,10 @@ async fn story(store: Arc<Store>) {
             "hello",
             None,
             Some("email"),
-            json!({"utm_source": "site"}),
+            Utm {
+                source: Some("site".into()),
+                ..Utm::default()
+            },
             t_up
         )
     );
@@ -1813,13 +1824,8 @@ async fn click_ids_with_their_time(store: &Store) {
             .unwrap()
             .unwrap_or_else(|| panic!("{} is stored", c.id));
         assert_eq!(
-            (
-                &found.link_id,
-                found.kind,
-                found.at,
-                found.channel.as_deref()
-            ),
-            (&link.id, c.kind, c.at, c.channel.map(|ch| ch.as_str())),
+            (&found.link_id, found.kind, found.at, found.channel),
+            (&link.id, c.kind, c.at, c.channel),
         );
         assert_eq!(found.visitor, c.visitor.map(hex::encode));
         assert_eq!(found.workspace_id, ws);
@@ -2172,4 +2178,84 @@ where
 {
     let (a, b, c, d) = tokio::join!(a, b, c, d);
     vec![a, b, c, d]
+}
+
+/// A stored value this version cannot read (a channel or scheme it does not know, UTM tags of
+/// another shape) is an error that names the table, never a silent default.
+#[tokio::test]
+async fn unreadable_values_are_errors_not_defaults_on_sqlite() {
+    let dir = TempDir::new().unwrap();
+    let store = sqlite_store(&dir, true).await;
+    let (ws, bot, link) = bot_with_link(&store, "corrupt", "cOrRuPt1").await;
+    store
+        .update_bot(
+            &ws,
+            &bot.id,
+            BotPatch {
+                upsert_channels: vec![BotChannel {
+                    channel: Channel::Telegram,
+                    settings: json!({"username": "shop_bot"}),
+                    secrets: None,
+                }],
+                ..BotPatch::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let ep = store
+        .create_entry_point(
+            &ws,
+            &bot.id,
+            NewEntryPoint {
+                key: "spring".into(),
+                node: None,
+                default_field: None,
+                utm: utm("site", "qr", "spring"),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ep.utm, utm("site", "qr", "spring"));
+    let url = format!("sqlite:{}", dir.path().join("botlink.db").display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "UPDATE links SET scheme = 'zipped'",
+        "UPDATE bot_channels SET channel = 'telegrm'",
+        "UPDATE entry_points SET utm = '{\"utm_source\": \"site\"}'",
+    ] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    let corrupt = |r: Result<String, StoreError>| match r {
+        Err(StoreError::Corrupt { table, detail }) => format!("{table}: {detail}"),
+        other => panic!("read as {other:?}, not as corrupt"),
+    };
+    let why = corrupt(
+        store
+            .get_link(&ws, &link.id)
+            .await
+            .map(|l| l.scheme.to_string()),
+    );
+    assert!(why.starts_with("links:") && why.contains("zipped"), "{why}");
+    let why = corrupt(
+        store
+            .get_bot(&ws, &bot.id)
+            .await
+            .map(|b| format!("{:?}", b.channels)),
+    );
+    assert!(
+        why.starts_with("bot_channels:") && why.contains("telegrm"),
+        "{why}"
+    );
+    let why = corrupt(
+        store
+            .entry_point(&ws, &bot.id, "spring")
+            .await
+            .map(|e| format!("{:?}", e.utm)),
+    );
+    assert!(
+        why.starts_with("entry_points:") && why.contains("utm_source"),
+        "{why}"
+    );
 }

@@ -11,7 +11,8 @@
 
 use std::net::SocketAddr;
 
-use botlink_server::store::{BotId, DeepLinkOut, NewLink, Utm};
+use botlink_core::{Channel, Scheme};
+use botlink_server::store::{BotId, DeepLinkOut, NewLink, Payload, Utm};
 use botlink_server::{Config, ServeError};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -131,12 +132,12 @@ pub fn telegram_link(bot: &BotId, code: &str) -> NewLink {
         code: code.to_owned(),
         slug: None,
         title: None,
-        channels: vec!["telegram".into()],
-        scheme: "stored".into(),
+        channels: vec![Channel::Telegram],
+        scheme: Scheme::Stored,
         signed: false,
-        payload: serde_json::json!({}),
+        payload: Payload::default(),
         deep_links: std::collections::BTreeMap::from([(
-            "telegram".to_owned(),
+            Channel::Telegram,
             DeepLinkOut {
                 url: format!("https://t.me/shop_bot?start=l_{code}"),
                 param: format!("l_{code}"),

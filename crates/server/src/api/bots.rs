@@ -14,8 +14,9 @@ use utoipa_axum::routes;
 use crate::api::auth::Auth;
 use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
-use crate::domain::bots::{identifier, identifier_key, relink};
-use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
+use crate::domain::bots::{channel_row, identifier, relink};
+use crate::domain::links::parse_channel;
+use crate::store::{Bot, BotId, BotPatch, NewBot, Role};
 use crate::util::format_rfc3339;
 
 /// One channel's settings. Which fields apply depends on the channel:
@@ -275,104 +276,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_bot, update_bot, delete_bot))
 }
 
-pub(crate) fn parse_channel(name: &str) -> Result<Channel, ApiError> {
-    name.parse::<Channel>()
-        .map_err(|e| ApiError::invalid("invalid_channel", e.to_string()))
-}
-
-fn check_url(channel: Channel, url: &str) -> Result<(), ApiError> {
-    let ok = url::Url::parse(url)
-        .ok()
-        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_channel_settings",
-            format!("{channel}.api_base_url {url:?} is not an http(s) URL"),
-        ))
-    }
-}
-
-/// Validates and splits one channel's settings into public JSON and a sealed secret blob
-/// (merged over `old_secrets` when updating).
-fn channel_settings(
-    state: &AppState,
-    bot_id: &BotId,
-    channel: Channel,
-    input: &ChannelIn,
-    old_secrets: Option<&[u8]>,
-) -> Result<BotChannel, ApiError> {
-    use crate::api::validate::{SECRET, SETTING, URL};
-    let mut settings = serde_json::Map::new();
-    for (k, v) in input.public() {
-        if let Some(v) = v {
-            let rule = if k == "api_base_url" { URL } else { SETTING };
-            rule.check(&format!("channels.{channel}.{k}"), v)?;
-            settings.insert(
-                k.to_string(),
-                serde_json::Value::String(v.trim().to_string()),
-            );
-        }
-    }
-    // Checked before the stored secrets are opened; the message names the field, never the
-    // value.
-    for (k, v) in input.secrets() {
-        SECRET.check_opt(&format!("channels.{channel}.{k}"), v.as_deref())?;
-    }
-    let key = identifier_key(channel);
-    match settings.get(key).and_then(|v| v.as_str()) {
-        Some(ident) => {
-            let normal = botlink_core::link::check_bot(channel, ident)
-                .map_err(|e| ApiError::invalid("invalid_channel_settings", e.to_string()))?;
-            settings.insert(key.to_string(), serde_json::Value::String(normal));
-        }
-        None if channel == Channel::Webchat => {}
-        None => {
-            return Err(ApiError::invalid(
-                "invalid_channel_settings",
-                format!("the {channel} channel needs `{key}`, the bot's identifier there"),
-            ));
-        }
-    }
-    if let Some(u) = &input.api_base_url {
-        check_url(channel, u)?;
-    }
-    let context = format!("{bot_id}/{channel}");
-    let mut secrets: serde_json::Map<String, serde_json::Value> = match old_secrets {
-        Some(sealed) => {
-            let plain = state
-                .secret()
-                .open(sealed, &context)
-                .map_err(ApiError::internal)?;
-            serde_json::from_slice(&plain).map_err(ApiError::internal)?
-        }
-        None => serde_json::Map::new(),
-    };
-    for (k, v) in input.secrets() {
-        if let Some(v) = v {
-            if v.is_empty() {
-                secrets.remove(k);
-            } else {
-                secrets.insert(k.to_string(), serde_json::Value::String(v.clone()));
-            }
-        }
-    }
-    let sealed = (!secrets.is_empty()).then(|| {
-        let names: Vec<String> = secrets.keys().cloned().collect();
-        settings.insert("secrets".into(), serde_json::json!(names));
-        state.secret().seal(
-            &serde_json::to_vec(&secrets).expect("a JSON map serializes"),
-            &context,
-        )
-    });
-    Ok(BotChannel {
-        channel: channel.as_str().to_string(),
-        settings: serde_json::Value::Object(settings),
-        secrets: sealed,
-    })
-}
-
 pub fn bot_out(bot: &Bot) -> BotOut {
     BotOut {
         id: bot.id.to_string(),
@@ -391,7 +294,7 @@ pub fn bot_out(bot: &Bot) -> BotOut {
                     m.retain(|k, _| PUBLIC_FIELDS.contains(&k.as_str()));
                 }
                 ChannelOut {
-                    channel: c.channel.clone(),
+                    channel: c.channel.as_str().to_owned(),
                     identifier: identifier(&bot.id, c).unwrap_or_default(),
                     settings,
                     secrets,
@@ -404,7 +307,7 @@ pub fn bot_out(bot: &Bot) -> BotOut {
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
-    crate::api::validate::name("name", name)
+    Ok(crate::domain::validate::name("name", name)?)
 }
 
 /// Create a bot with its channels.
@@ -422,7 +325,14 @@ pub async fn create_bot(
     let mut channels = Vec::with_capacity(input.channels.len());
     for (name, ch) in &input.channels {
         let channel = parse_channel(name)?;
-        channels.push(channel_settings(&state, &id, channel, ch, None)?);
+        channels.push(channel_row(
+            state.secret(),
+            &id,
+            channel,
+            &ch.public(),
+            &ch.secrets(),
+            None,
+        )?);
     }
     let now = crate::util::now_ms();
     let bot = state
@@ -502,11 +412,18 @@ pub async fn update_bot(
                 let old = bot
                     .channels
                     .iter()
-                    .find(|c| c.channel == channel.as_str())
+                    .find(|c| c.channel == channel)
                     .and_then(|c| c.secrets.as_deref());
-                upsert.push(channel_settings(&state, &bot.id, channel, ch, old)?);
+                upsert.push(channel_row(
+                    state.secret(),
+                    &bot.id,
+                    channel,
+                    &ch.public(),
+                    &ch.secrets(),
+                    old,
+                )?);
             }
-            None => remove.push(channel.as_str().to_string()),
+            None => remove.push(channel),
         }
     }
     let changed: Vec<Channel> = input

@@ -10,53 +10,10 @@ use utoipa_axum::routes;
 use crate::api::auth::Auth;
 use crate::api::bots::{load_bot, not_found};
 use crate::api::error::{ApiError, ErrorBody, Json};
-use crate::api::validate;
 use crate::app::AppState;
+use crate::domain::validate;
 use crate::store::{EntryPoint, EntryPointPatch, NewEntryPoint, Role, Utm};
 use crate::util::format_rfc3339;
-
-/// Rules the API applies to UTM tags.
-pub trait UtmRules {
-    fn or(&self, defaults: &Utm) -> Utm;
-    fn check(&self) -> Result<(), ApiError>;
-}
-
-impl UtmRules for Utm {
-    /// Fills tags missing here from `defaults`.
-    fn or(&self, defaults: &Utm) -> Utm {
-        Utm {
-            source: self.source.clone().or_else(|| defaults.source.clone()),
-            medium: self.medium.clone().or_else(|| defaults.medium.clone()),
-            campaign: self.campaign.clone().or_else(|| defaults.campaign.clone()),
-            term: self.term.clone().or_else(|| defaults.term.clone()),
-            content: self.content.clone().or_else(|| defaults.content.clone()),
-        }
-    }
-
-    fn check(&self) -> Result<(), ApiError> {
-        for (name, v) in [
-            ("source", &self.source),
-            ("medium", &self.medium),
-            ("campaign", &self.campaign),
-            ("term", &self.term),
-            ("content", &self.content),
-        ] {
-            if let Some(v) = v {
-                if v.is_empty() {
-                    return Err(ApiError::invalid(
-                        "invalid_utm",
-                        format!(
-                            "utm.{name} is empty: give 1-{} characters or leave it out",
-                            validate::UTM_MAX
-                        ),
-                    ));
-                }
-                validate::UTM.check(&format!("utm.{name}"), v)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -127,7 +84,7 @@ pub fn entry_out(e: &EntryPoint) -> EntryPointOut {
         key: e.key.clone(),
         node: e.node.clone(),
         default_field: e.default_field.clone(),
-        utm: serde_json::from_value(e.utm.clone()).unwrap_or_default(),
+        utm: e.utm.clone(),
         created_at: format_rfc3339(e.created_at),
         updated_at: format_rfc3339(e.updated_at),
     }
@@ -135,7 +92,7 @@ pub fn entry_out(e: &EntryPoint) -> EntryPointOut {
 
 /// The key: it goes into deep links (`n__<key>`, the fields scheme's first part).
 fn check_key(key: &str) -> Result<(), ApiError> {
-    validate::deep_link_key("invalid_entry_point", "key", key)
+    Ok(validate::deep_link_key("invalid_entry_point", "key", key)?)
 }
 
 /// The node and the default field, as creating and changing an entry point both check them.
@@ -174,7 +131,7 @@ pub async fn create_entry_point(
                 key: input.key.clone(),
                 node: input.node,
                 default_field: input.default_field,
-                utm: serde_json::to_value(&input.utm).expect("UTM serializes"),
+                utm: input.utm,
             },
             crate::util::now_ms(),
         )
@@ -268,9 +225,7 @@ pub async fn update_entry_point(
                 key: None,
                 node: input.node,
                 default_field: input.default_field,
-                utm: input
-                    .utm
-                    .map(|u| serde_json::to_value(u).expect("UTM serializes")),
+                utm: input.utm,
             },
             crate::util::now_ms(),
         )

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::DomainError;
 use crate::store::{StoreError, Unavailable};
 
 /// The error body.
@@ -102,6 +103,16 @@ impl ApiError {
             ApiError::DatabaseUnreachable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unreachable")
             }
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { code, message } => ApiError::Invalid { code, message },
+            DomainError::Store(e) => e.into(),
+            DomainError::Internal(detail) => ApiError::Internal(detail),
         }
     }
 }

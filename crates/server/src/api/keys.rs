@@ -123,7 +123,7 @@ pub async fn create_key(
     let name = input
         .name
         .as_deref()
-        .map(|n| crate::api::validate::name("name", n))
+        .map(|n| crate::domain::validate::name("name", n))
         .transpose()?;
     let (key, row) = issue_key(state.workspaces(), &auth.workspace_id, role, name).await?;
     Ok((

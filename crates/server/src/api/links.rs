@@ -1,11 +1,10 @@
 //! `/api/v1/links`: short links into a bot, with each channel's deep link.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use botlink_core::Channel;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,23 +12,18 @@ use utoipa_axum::routes;
 
 use crate::api::auth::Auth;
 use crate::api::bots::{load_bot, not_found};
-use crate::api::entry_points::UtmRules as _;
 use crate::api::error::{ApiError, ErrorBody, Json, Query};
-use crate::api::validate;
 use crate::app::AppState;
-use crate::domain::bots::identifier;
-use crate::domain::linkgen::{self, EntryTarget, PayloadIn, SchemeIn};
-use crate::store::{
-    Bot, DeepLinkOut, EntryPoint, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm,
-};
-use crate::util::{format_rfc3339, now_ms, parse_rfc3339, random_code};
+use crate::domain::linkgen::SchemeIn;
+use crate::domain::links::{LinkContext, LinkDraft, check_settings, new_link};
+use crate::store::Payload;
+use crate::store::{Bot, EntryPoint, Link, LinkFilter, LinkId, LinkPatch, NewLink, Role, Utm};
+use crate::util::{format_rfc3339, now_ms};
 use botlink_core::LinkKind;
 use botlink_core::link::rule_for;
 
 /// Most links one request may create.
 pub const MAX_BATCH: usize = 1000;
-/// Length of generated short codes: 62^8 ≈ 2·10^14, unguessable at any click rate.
-const CODE_LEN: usize = 8;
 
 /// A link to create.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -43,7 +37,7 @@ pub struct LinkIn {
     #[schema(value_type = Option<Vec<crate::api::bots::ChannelName>>, min_items = 1)]
     pub channels: Option<Vec<String>>,
     #[serde(default)]
-    pub payload: PayloadIn,
+    pub payload: Payload,
     #[serde(default)]
     pub utm: Utm,
     /// `stored` (default): the parameter is a short code resolved server-side.
@@ -141,7 +135,7 @@ pub struct LinkOut {
     pub scheme: String,
     pub signed: bool,
     pub channels: Vec<ChannelLinkOut>,
-    pub payload: PayloadIn,
+    pub payload: Payload,
     pub utm: Utm,
     pub expires_at: Option<String>,
     pub max_clicks: Option<i64>,
@@ -224,26 +218,25 @@ pub fn link_out(state: &AppState, link: &Link) -> LinkOut {
         bot_id: link.bot_id.to_string(),
         entry_point_id: link.entry_point_id.as_ref().map(|e| e.to_string()),
         title: link.title.clone(),
-        scheme: link.scheme.clone(),
+        scheme: link.scheme.as_str().to_owned(),
         signed: link.signed,
         channels: link
             .channels
             .iter()
-            .filter_map(|c| {
-                let d = link.deep_links.get(c)?;
-                let channel: Channel = c.parse().ok()?;
+            .filter_map(|&c| {
+                let d = link.deep_links.get(&c)?;
                 Some(ChannelLinkOut {
-                    channel: c.clone(),
+                    channel: c.as_str().to_owned(),
                     url: d.url.clone(),
                     param: d.param.clone(),
                     length: d.param.chars().count(),
-                    limit: rule_for(channel, LinkKind::Start).max_len,
+                    limit: rule_for(c, LinkKind::Start).max_len,
                     short_url: format!("{short_url}/{c}"),
                 })
             })
             .collect(),
         short_url,
-        payload: serde_json::from_value(link.payload.clone()).unwrap_or_default(),
+        payload: link.payload.clone(),
         utm: link.utm.clone(),
         expires_at: link.expires_at.map(format_rfc3339),
         max_clicks: link.max_clicks,
@@ -251,80 +244,6 @@ pub fn link_out(state: &AppState, link: &Link) -> LinkOut {
         created_at: format_rfc3339(link.created_at),
         updated_at: format_rfc3339(link.updated_at),
     }
-}
-
-fn check_slug(slug: &str) -> Result<(), ApiError> {
-    let ok = (3..=64).contains(&slug.len())
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_slug",
-            format!("slug {slug:?} must be 3-64 characters of [A-Za-z0-9_-]"),
-        ))
-    }
-}
-
-fn parse_time(what: &str, s: &str) -> Result<i64, ApiError> {
-    parse_rfc3339(s).ok_or_else(|| {
-        ApiError::invalid(
-            "invalid_time",
-            format!("{what} {s:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"),
-        )
-    })
-}
-
-/// The checks creating and changing a link share, so that no change makes a link that could
-/// not have been created: the title's text rule, an expiry in the future, a click cap of at
-/// least one. Returns the expiry in epoch milliseconds.
-fn check_settings(
-    title: Option<&str>,
-    expires_at: Option<&str>,
-    max_clicks: Option<i64>,
-    now: i64,
-) -> Result<Option<i64>, ApiError> {
-    validate::TITLE.check_opt("title", title)?;
-    let expires_at = expires_at
-        .map(|s| parse_time("expires_at", s))
-        .transpose()?;
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::invalid(
-            "invalid_time",
-            "expires_at is in the past: give a future time (or null for no expiry)",
-        ));
-    }
-    if max_clicks.is_some_and(|m| m < 1) {
-        return Err(ApiError::invalid(
-            "invalid_max_clicks",
-            "max_clicks must be at least 1 (or null for no cap)",
-        ));
-    }
-    Ok(expires_at)
-}
-
-/// Every value of a payload is plain text of bounded length (the message text may span lines).
-fn check_payload(p: &PayloadIn) -> Result<(), ApiError> {
-    use validate::{PAYLOAD, PAYLOAD_TEXT};
-    for (field, v) in [
-        ("payload.external_id", &p.external_id),
-        ("payload.phone", &p.phone),
-        ("payload.email", &p.email),
-        ("payload.param", &p.param),
-        ("payload.value", &p.value),
-    ] {
-        PAYLOAD.check_opt(field, v.as_deref())?;
-    }
-    PAYLOAD_TEXT.check_opt("payload.text", p.text.as_deref())?;
-    for (map, m) in [("variables", &p.variables), ("fields", &p.fields)] {
-        for (k, v) in m {
-            PAYLOAD.check(&format!("a name in payload.{map}"), k)?;
-            PAYLOAD.check(&format!("payload.{map}.{k}"), v)?;
-        }
-    }
-    Ok(())
 }
 
 /// Validates one link request and turns it into a row.
@@ -371,115 +290,27 @@ async fn prepare(
         }
         None => None,
     };
-    input.utm.check()?;
-    let utm = match &entry {
-        Some(e) => input
-            .utm
-            .or(&serde_json::from_value::<Utm>(e.utm.clone()).unwrap_or_default()),
-        None => input.utm.clone(),
-    };
-    if let Some(slug) = &input.slug {
-        check_slug(slug)?;
-    }
-    let expires_at = check_settings(
-        input.title.as_deref(),
-        input.expires_at.as_deref(),
-        input.max_clicks,
-        now,
-    )?;
-    check_payload(&input.payload)?;
-
-    // Channels: the ones asked for, each of which the bot must have.
-    let channels: Vec<Channel> = match &input.channels {
-        Some(list) if list.is_empty() => {
-            return Err(ApiError::invalid(
-                "invalid_channel",
-                "channels is empty: name at least one, or leave it out for all of the bot's channels",
-            ));
-        }
-        Some(list) => {
-            let mut out = Vec::new();
-            for name in list {
-                let c = super::bots::parse_channel(name)?;
-                if !bot.channels.iter().any(|bc| bc.channel == c.as_str()) {
-                    return Err(ApiError::invalid(
-                        "invalid_channel",
-                        format!("the bot has no {c} channel: add it to the bot first"),
-                    ));
-                }
-                if !out.contains(&c) {
-                    out.push(c);
-                }
-            }
-            out
-        }
-        None => bot
-            .channels
-            .iter()
-            .filter_map(|bc| bc.channel.parse().ok())
-            .collect(),
-    };
-    if channels.is_empty() {
-        return Err(ApiError::invalid(
-            "invalid_channel",
-            "the bot has no channels: add one (e.g. telegram with its username) first",
-        ));
-    }
-
-    let code = random_code(CODE_LEN);
-    let target = entry.as_ref().map(|e| EntryTarget {
-        key: e.key.clone(),
-        default_field: e.default_field.clone(),
-    });
-    let compose = |e: linkgen::ComposeError| ApiError::invalid(e.code(), e.to_string());
-    let param = linkgen::base_param(input.scheme, &input.payload, target.as_ref(), &code)
-        .map_err(compose)?;
-    let param = if input.signed {
-        linkgen::maybe_sign(param, true, &state.secret().signing_key(bot.id.as_str()))
-            .map_err(compose)?
-    } else {
-        param
-    };
-    let mut deep = BTreeMap::new();
-    for c in &channels {
-        let bc = bot
-            .channels
-            .iter()
-            .find(|bc| bc.channel == c.as_str())
-            .expect("checked above");
-        let ident = identifier(&bot.id, bc).ok_or_else(|| {
-            ApiError::invalid(
-                "invalid_channel_settings",
-                format!("the bot's {c} channel has no identifier: set it on the bot"),
-            )
-        })?;
-        let text = input.payload.text.as_deref();
-        let dl =
-            linkgen::deep_link(*c, &ident, &param, text, state.public_url()).map_err(compose)?;
-        deep.insert(
-            c.as_str().to_string(),
-            DeepLinkOut {
-                url: dl.url,
-                param: param.clone(),
-            },
-        );
-    }
-    Ok(NewLink {
-        bot_id: bot.id.clone(),
-        entry_point_id: entry.map(|e| e.id.clone()),
-        code,
+    let draft = LinkDraft {
+        channels: input.channels,
+        payload: input.payload,
+        utm: input.utm,
+        scheme: input.scheme,
+        signed: input.signed,
         slug: input.slug,
         title: input.title,
-        channels: channels.iter().map(|c| c.as_str().to_string()).collect(),
-        scheme: input.scheme.as_str().to_string(),
-        signed: input.signed,
-        payload: serde_json::to_value(&input.payload).expect("payload serializes"),
-        deep_links: deep,
-        utm,
-        expires_at,
+        expires_at: input.expires_at,
         max_clicks: input.max_clicks,
-        disabled: false,
-    })
+    };
+    Ok(new_link(
+        &LinkContext {
+            secret: state.secret(),
+            public_url: state.public_url(),
+        },
+        &bot,
+        entry.as_deref(),
+        draft,
+        now,
+    )?)
 }
 
 /// Create a link, or many (`{"links": [...]}`, up to 1000, all or nothing).

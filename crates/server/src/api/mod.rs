@@ -13,7 +13,6 @@ pub mod error;
 pub mod keys;
 pub mod links;
 pub mod stats;
-pub mod validate;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::CliError;
-use crate::api::validate;
 use crate::app::config::Config;
+use crate::domain::validate;
 use crate::store::Store;
 
 /// Where the database is.

@@ -1,8 +1,13 @@
-//! Bots' rules: where each channel's settings keep the bot's identifier, and how a change to
-//! a bot's channels reaches the links made for it.
+//! Bots' rules: a channel's settings (checked, and split into public settings and sealed
+//! secrets), where they keep the bot's identifier, and how a change to a bot's channels
+//! reaches the links made for it.
+
+use std::collections::BTreeMap;
 
 use botlink_core::Channel;
 
+use super::DomainError;
+use crate::crypto::SecretKey;
 use crate::store::{BotChannel, BotId, Link};
 
 /// The settings key holding a channel's bot identifier.
@@ -18,7 +23,7 @@ pub fn identifier_key(channel: Channel) -> &'static str {
 
 /// The bot's identifier in a channel, from stored settings.
 pub fn identifier(bot_id: &BotId, ch: &BotChannel) -> Option<String> {
-    let channel: Channel = ch.channel.parse().ok()?;
+    let channel = ch.channel;
     ch.settings
         .get(identifier_key(channel))
         .and_then(|v| v.as_str())
@@ -38,22 +43,21 @@ pub fn relink(
     move |bot_id, channels, link| {
         let mut touched = false;
         for c in &changed {
-            let name = c.as_str();
-            if !link.channels.iter().any(|l| l == name) {
+            if !link.channels.contains(c) {
                 continue;
             }
-            let Some(bc) = channels.iter().find(|bc| bc.channel == name) else {
-                link.channels.retain(|l| l != name);
-                link.deep_links.remove(name);
+            let Some(bc) = channels.iter().find(|bc| bc.channel == *c) else {
+                link.channels.retain(|l| l != c);
+                link.deep_links.remove(c);
                 touched = true;
                 continue;
             };
-            let Some(deep) = link.deep_links.get_mut(name) else {
+            let Some(deep) = link.deep_links.get_mut(c) else {
                 continue;
             };
             let ident = identifier(bot_id, bc)
                 .ok_or_else(|| format!("needs the bot's identifier in {c}: set it"))?;
-            let text = link.payload.get("text").and_then(|t| t.as_str());
+            let text = link.payload.text.as_deref();
             let url = super::linkgen::deep_link(*c, &ident, &deep.param, text, &public_url)
                 .map_err(|e| {
                     format!(
@@ -68,5 +72,135 @@ pub fn relink(
             }
         }
         Ok(touched)
+    }
+}
+
+fn check_url(channel: Channel, url: &str) -> Result<(), DomainError> {
+    let ok = url::Url::parse(url)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "invalid_channel_settings",
+            format!("{channel}.api_base_url {url:?} is not an http(s) URL"),
+        ))
+    }
+}
+
+/// A channel's settings as given: `(name, value)` pairs, `None` for a setting not given
+/// (and, for a secret, `Some("")` to remove it).
+pub type Given<'a> = [(&'static str, &'a Option<String>)];
+
+/// Validates and splits one channel's settings into public JSON and a sealed secret blob
+/// (merged over `old_secrets` when updating: a secret not given keeps its stored value, so
+/// settings can be edited without sending the token again).
+pub fn channel_row(
+    key: &SecretKey,
+    bot_id: &BotId,
+    channel: Channel,
+    public: &Given<'_>,
+    secrets_given: &Given<'_>,
+    old_secrets: Option<&[u8]>,
+) -> Result<BotChannel, DomainError> {
+    use super::validate::{SECRET, SETTING, URL};
+    let mut settings = serde_json::Map::new();
+    for &(k, v) in public {
+        if let Some(v) = v {
+            let rule = if k == "api_base_url" { URL } else { SETTING };
+            rule.check(&format!("channels.{channel}.{k}"), v)?;
+            settings.insert(
+                k.to_string(),
+                serde_json::Value::String(v.trim().to_string()),
+            );
+        }
+    }
+    // Checked before the stored secrets are opened; the message names the field, never the
+    // value.
+    for &(k, v) in secrets_given {
+        SECRET.check_opt(&format!("channels.{channel}.{k}"), v.as_deref())?;
+    }
+    let ident_key = identifier_key(channel);
+    match settings.get(ident_key).and_then(|v| v.as_str()) {
+        Some(ident) => {
+            let normal = botlink_core::link::check_bot(channel, ident)
+                .map_err(|e| DomainError::invalid("invalid_channel_settings", e.to_string()))?;
+            settings.insert(ident_key.to_string(), serde_json::Value::String(normal));
+        }
+        None if channel == Channel::Webchat => {}
+        None => {
+            return Err(DomainError::invalid(
+                "invalid_channel_settings",
+                format!("the {channel} channel needs `{ident_key}`, the bot's identifier there"),
+            ));
+        }
+    }
+    if let Some((_, Some(u))) = public.iter().find(|(k, _)| *k == "api_base_url") {
+        check_url(channel, u)?;
+    }
+    let mut secrets = match old_secrets {
+        Some(sealed) => open_sealed(key, bot_id, channel, sealed)?,
+        None => ChannelSecrets::new(),
+    };
+    for &(k, v) in secrets_given {
+        if let Some(v) = v {
+            if v.is_empty() {
+                secrets.remove(k);
+            } else {
+                secrets.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    let sealed = (!secrets.is_empty()).then(|| {
+        let names: Vec<String> = secrets.keys().cloned().collect();
+        settings.insert("secrets".into(), serde_json::json!(names));
+        key.seal(
+            &serde_json::to_vec(&secrets).expect("a map of strings serializes"),
+            &secrets_context(bot_id, channel),
+        )
+    });
+    Ok(BotChannel {
+        channel,
+        settings: serde_json::Value::Object(settings),
+        secrets: sealed,
+    })
+}
+
+/// A channel's secrets (tokens, app secrets, webhook secrets) by name, opened.
+pub type ChannelSecrets = BTreeMap<String, String>;
+
+/// What a channel's sealed secrets are bound to: they open only for this bot and channel.
+fn secrets_context(bot_id: &BotId, channel: Channel) -> String {
+    format!("{bot_id}/{channel}")
+}
+
+fn open_sealed(
+    key: &SecretKey,
+    bot_id: &BotId,
+    channel: Channel,
+    sealed: &[u8],
+) -> Result<ChannelSecrets, DomainError> {
+    let plain = key
+        .open(sealed, &secrets_context(bot_id, channel))
+        .map_err(|e| {
+            DomainError::Internal(format!("the {channel} secrets of bot {bot_id}: {e}"))
+        })?;
+    serde_json::from_slice(&plain).map_err(|e| {
+        DomainError::Internal(format!(
+            "the {channel} secrets of bot {bot_id} are not a map of strings: {e}"
+        ))
+    })
+}
+
+/// The secrets of a bot's channel, opened (empty when it has none).
+pub fn open_secrets(
+    key: &SecretKey,
+    bot_id: &BotId,
+    ch: &BotChannel,
+) -> Result<ChannelSecrets, DomainError> {
+    match &ch.secrets {
+        Some(sealed) => open_sealed(key, bot_id, ch.channel, sealed),
+        None => Ok(ChannelSecrets::new()),
     }
 }

@@ -1,59 +1,13 @@
 //! Turning a link request into each channel's deep link, in the scheme asked for.
 //! Business logic only: no HTTP, no storage.
 
-use std::collections::BTreeMap;
-
 use botlink_core::link::{LinkSpec, build_link};
 use botlink_core::payload::{self, Fields, JsonPayload};
 use botlink_core::{Channel, LinkError, PayloadError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The data a link carries to the bot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PayloadIn {
-    /// The customer's id in the CRM (`clientExternalId` in scenarios).
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub external_id: Option<String>,
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub phone: Option<String>,
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub email: Option<String>,
-    /// Free variables (`v` in the json scheme).
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    /// Field values by field id (fields scheme).
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
-    /// The parameter itself (raw scheme).
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub param: Option<String>,
-    /// The value for the entry point's default field (fields scheme).
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub value: Option<String>,
-    /// Text pre-filled in the message box (Viber, WhatsApp, LINE); may span lines.
-    #[schema(
-        max_length = 1024,
-        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub text: Option<String>,
-}
+use crate::store::Payload;
 
 /// The scheme a link's parameter uses (`stored` unless asked otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -75,6 +29,18 @@ impl SchemeIn {
             SchemeIn::Fields => "fields",
             SchemeIn::Raw => "raw",
             SchemeIn::Entry => "entry",
+        }
+    }
+}
+
+impl From<SchemeIn> for botlink_core::Scheme {
+    fn from(s: SchemeIn) -> Self {
+        match s {
+            SchemeIn::Stored => botlink_core::Scheme::Stored,
+            SchemeIn::Json => botlink_core::Scheme::Json,
+            SchemeIn::Fields => botlink_core::Scheme::Fields,
+            SchemeIn::Raw => botlink_core::Scheme::Raw,
+            SchemeIn::Entry => botlink_core::Scheme::Entry,
         }
     }
 }
@@ -119,7 +85,7 @@ impl ComposeError {
 /// The parameter for a scheme, before any per-click part and before signing.
 pub fn base_param(
     scheme: SchemeIn,
-    payload: &PayloadIn,
+    payload: &Payload,
     entry: Option<&EntryTarget>,
     code: &str,
 ) -> Result<String, ComposeError> {
@@ -231,7 +197,7 @@ mod tests {
 
     #[test]
     fn schemes() {
-        let p = PayloadIn {
+        let p = Payload {
             email: Some("email@gmail.com".into()),
             ..Default::default()
         };
@@ -247,7 +213,7 @@ mod tests {
             key: "giveaway".into(),
             default_field: Some("name".into()),
         };
-        let f = PayloadIn {
+        let f = Payload {
             fields: [
                 ("name".to_string(), "value1".to_string()),
                 ("738".to_string(), "value2".to_string()),
@@ -268,7 +234,7 @@ mod tests {
             base_param(SchemeIn::Raw, &p, None, "c"),
             Err(ComposeError::Request(_))
         ));
-        let long = PayloadIn {
+        let long = Payload {
             email: Some("a".repeat(60)),
             ..Default::default()
         };

@@ -2,4 +2,9 @@
 //! all call.
 
 pub mod bots;
+mod error;
 pub mod linkgen;
+pub mod links;
+pub mod validate;
+
+pub use error::DomainError;

@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use botlink_core::Channel;
+use botlink_core::{Channel, Scheme};
 
 use crate::app::AppState;
 
@@ -188,12 +188,11 @@ impl Resolved {
     }
 
     pub fn new(link: Link, secret: &SecretKey, public_url: &str) -> Self {
-        let stored = link.scheme == "stored";
+        let stored = link.scheme == Scheme::Stored;
         let mut targets: Vec<Target> = link
             .deep_links
             .into_iter()
-            .filter_map(|(name, d)| {
-                let channel = name.parse().ok()?;
+            .map(|(channel, d)| {
                 let parsed = if stored {
                     match botlink_core::parse_link(&d.url) {
                         Ok(parsed) => {
@@ -221,19 +220,14 @@ impl Resolved {
                 } else {
                     None
                 };
-                Some(Target {
+                Target {
                     channel,
                     url: d.url,
                     stored: parsed,
-                })
+                }
             })
             .collect();
-        let channels: Vec<Channel> = link
-            .channels
-            .iter()
-            .filter_map(|c| c.parse().ok())
-            .collect();
-        let only = match channels.as_slice() {
+        let only = match link.channels.as_slice() {
             &[one] => Some(one),
             _ => None,
         };
@@ -255,7 +249,7 @@ impl Resolved {
             only,
             only_template,
             queued_id: InlineLinkId::new(link.id.as_str()),
-            channels,
+            channels: link.channels,
             targets,
             id: link.id,
             code: link.code,

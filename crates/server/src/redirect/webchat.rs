@@ -68,7 +68,7 @@ async fn chat(
         .channels
         .iter()
         .filter_map(|bc| {
-            let channel: Channel = bc.channel.parse().ok()?;
+            let channel = bc.channel;
             if channel == Channel::Webchat {
                 return None;
             }

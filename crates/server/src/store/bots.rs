@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use super::db::{
-    Cols, Store, conflict_or, from_json, is_unique_violation, like_escape, to_json, violated,
+    Cols, Store, conflict_or, from_json, from_name, is_unique_violation, like_escape, to_json,
+    violated,
 };
 use super::links::{LINKS_OF_BOT, link_from};
 use super::{
@@ -33,7 +34,7 @@ fn channel_from<R: Cols>(r: &R) -> StoreResult<(String, BotChannel)> {
     Ok((
         r.text("bot_id")?,
         BotChannel {
-            channel: r.text("channel")?,
+            channel: from_name("bot_channels", &r.text("channel")?)?,
             settings: from_json("bot_channels", &r.text("settings")?)?,
             secrets: r.opt_bytes("secrets")?,
         },
@@ -52,15 +53,6 @@ fn entry_point_from<R: Cols>(r: &R) -> StoreResult<EntryPoint> {
         created_at: r.int("created_at")?,
         updated_at: r.int("updated_at")?,
     })
-}
-
-/// Default UTM tags are an object; `null` means none.
-fn utm_json(utm: &serde_json::Value) -> String {
-    if utm.is_null() {
-        "{}".to_owned()
-    } else {
-        to_json(utm)
-    }
 }
 
 fn bot_name_taken(name: &str) -> String {
@@ -109,18 +101,19 @@ impl BotStore for Store {
                      VALUES ($1, $2, $3, $4, $5, $5)",
                 )
                 .bind(id.as_str())
-                .bind(&ch.channel)
+                .bind(ch.channel.as_str())
                 .bind(to_json(&ch.settings))
                 .bind(ch.secrets.as_deref())
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| conflict_or(e, || channel_twice(&ch.channel)))?;
+                .map_err(|e| conflict_or(e, || channel_twice(ch.channel.as_str())))?;
             }
             tx.commit().await?;
         });
         let mut channels = bot.channels;
-        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
+        // As the reads order them: by name.
+        channels.sort_by_key(|c| c.channel.as_str());
         Ok(Bot {
             id,
             workspace_id: ws.clone(),
@@ -221,7 +214,7 @@ impl BotStore for Store {
             for channel in &patch.remove_channels {
                 sqlx::query("DELETE FROM bot_channels WHERE bot_id = $1 AND channel = $2")
                     .bind(id.as_str())
-                    .bind(channel)
+                    .bind(channel.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -233,7 +226,7 @@ impl BotStore for Store {
                      secrets = COALESCE(excluded.secrets, bot_channels.secrets), updated_at = excluded.updated_at",
                 )
                 .bind(id.as_str())
-                .bind(&ch.channel)
+                .bind(ch.channel.as_str())
                 .bind(to_json(&ch.settings))
                 .bind(ch.secrets.as_deref())
                 .bind(now_ms)
@@ -340,11 +333,7 @@ impl BotStore for Store {
         now_ms: i64,
     ) -> StoreResult<EntryPoint> {
         let id = EntryPointId::new();
-        let utm = if ep.utm.is_null() {
-            serde_json::json!({})
-        } else {
-            ep.utm
-        };
+        let utm = ep.utm;
         with_pool!(self, pool => {
             // Inserting from the bot's row checks that the bot is in this workspace.
             let done = sqlx::query(
@@ -449,7 +438,7 @@ impl BotStore for Store {
         patch: EntryPointPatch,
         now_ms: i64,
     ) -> StoreResult<EntryPoint> {
-        let utm = patch.utm.as_ref().map(utm_json);
+        let utm = patch.utm.as_ref().map(to_json);
         with_pool!(self, pool => {
             // One statement: a flag says whether each optional field is set.
             let row = sqlx::query(concat!(

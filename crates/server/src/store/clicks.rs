@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::db::{Cols, Pool, Store};
+use super::db::{Cols, Pool, Store, from_name};
 use super::sqlite::click_log::{bucket_of, decode_row};
 use super::sqlite::click_writer::CountsLag;
 use super::{
@@ -160,7 +160,10 @@ fn click_from<R: Cols>(r: &R) -> StoreResult<Click> {
         workspace_id: r.text("workspace_id")?.into(),
         bot_id: r.text("bot_id")?.into(),
         entry_point_id: r.opt_text("entry_point_id")?.map(Into::into),
-        channel: r.opt_text("channel")?,
+        channel: r
+            .opt_text("channel")?
+            .map(|c| from_name("clicks", &c))
+            .transpose()?,
         kind: kind.parse().map_err(|detail| StoreError::Corrupt {
             table: "clicks",
             detail,
@@ -183,15 +186,21 @@ async fn logged_click(pool: &SqlitePool, id: &ClickId) -> StoreResult<Option<Cli
             .bind(ms)
             .fetch_all(pool)
             .await?;
-    let found = rows.iter().find_map(|row| {
-        let clicks = decode_row(ms, row)
-            .inspect_err(|_| tracing::warn!(ms, "a row of the click log cannot be read"))
-            .ok()?;
-        clicks.into_iter().find(|c| c.rest == rest).map(|c| {
-            let channel = (!c.channel.is_empty()).then(|| c.channel.to_owned());
-            (c.link_id.to_owned(), channel, c.kind, c.at, c.visitor)
-        })
-    });
+    let mut found = None;
+    for row in &rows {
+        let clicks = decode_row(ms, row).map_err(|e| StoreError::Corrupt {
+            table: "click_log",
+            detail: format!("the row of {ms} ms: {e:?}"),
+        })?;
+        if let Some(c) = clicks.into_iter().find(|c| c.rest == rest) {
+            let channel = match c.channel {
+                "" => None,
+                name => Some(from_name("click_log", name)?),
+            };
+            found = Some((c.link_id.to_owned(), channel, c.kind, c.at, c.visitor));
+            break;
+        }
+    }
     let Some((link_id, channel, kind, at, visitor)) = found else {
         return Ok(None);
     };

@@ -399,6 +399,19 @@ pub(crate) fn from_json<T: DeserializeOwned>(table: &'static str, text: &str) ->
     })
 }
 
+/// A value stored as its name (a channel, a scheme): one this version does not know is
+/// [`StoreError::Corrupt`], never a default.
+pub(crate) fn from_name<T>(table: &'static str, text: &str) -> StoreResult<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
 /// A value stored as JSON TEXT.
 pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
     // Serializing maps with string keys, vectors and `serde_json::Value` cannot fail.

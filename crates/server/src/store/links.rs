@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 
-use super::db::{Cols, Store, from_json, is_unique_violation, like_escape, to_json, violated};
+use super::db::{
+    Cols, Store, from_json, from_name, is_unique_violation, like_escape, to_json, violated,
+};
 use super::{
     Link, LinkFilter, LinkId, LinkPatch, LinkStore, NewLink, StoreError, StoreResult, Utm,
     WorkspaceId,
@@ -56,7 +58,7 @@ pub(super) fn link_from<R: Cols>(r: &R) -> StoreResult<Link> {
         slug: r.opt_text("slug")?,
         title: r.opt_text("title")?,
         channels: from_json("links", &r.text("channels")?)?,
-        scheme: r.text("scheme")?,
+        scheme: from_name("links", &r.text("scheme")?)?,
         signed: r.boolean("signed")?,
         payload: from_json("links", &r.text("payload")?)?,
         deep_links: from_json("links", &r.text("deep_links")?)?,
@@ -195,7 +197,7 @@ impl LinkStore for Store {
                 .bind(l.slug.as_deref())
                 .bind(l.title.as_deref())
                 .bind(to_json(&l.channels))
-                .bind(&l.scheme)
+                .bind(l.scheme.as_str())
                 .bind(l.signed)
                 .bind(to_json(&l.payload))
                 .bind(to_json(&l.deep_links))

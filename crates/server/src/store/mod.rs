@@ -46,8 +46,8 @@ pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
     EntryPointPatch, InlineClickId, InlineLinkId, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY,
-    NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Role, Stats, StatsRange, StatsScope,
-    UnknownRole, Utm, Workspace, day_of, day_to_date,
+    NewApiKey, NewBot, NewClick, NewEntryPoint, NewLink, Payload, Role, Stats, StatsRange,
+    StatsScope, UnknownRole, Utm, Workspace, day_of, day_to_date,
 };
 pub use postgres::link_changes::{LinkChange, LinkChanges};
 pub use sqlite::click_writer::{CountsLag, Lag, WriteTurn};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use botlink_core::{Channel, Scheme};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
@@ -99,8 +100,7 @@ pub struct NewApiKey {
 /// One channel of a bot: its public settings and its secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BotChannel {
-    /// `telegram`, `viber`, `messenger`, ...
-    pub channel: String,
+    pub channel: Channel,
     /// Public settings (username, uri, page, number, api_base_url, ...), a JSON object.
     pub settings: serde_json::Value,
     /// Tokens and app secrets, already encrypted by the caller; opaque bytes here. Never
@@ -139,9 +139,9 @@ pub struct BotPatch {
     /// it had, so settings can be edited without sending the token again.
     #[serde(default)]
     pub upsert_channels: Vec<BotChannel>,
-    /// Channels to remove (names not configured are ignored).
+    /// Channels to remove (channels not configured are ignored).
     #[serde(default)]
-    pub remove_channels: Vec<String>,
+    pub remove_channels: Vec<Channel>,
 }
 
 /// An entry point of a bot's scenario: what `n__<key>` and stored links start at.
@@ -156,8 +156,8 @@ pub struct EntryPoint {
     pub node: Option<String>,
     /// The field that the first value of a `fields` parameter fills.
     pub default_field: Option<String>,
-    /// Default UTM tags of links made for this entry point, a JSON object.
-    pub utm: serde_json::Value,
+    /// Default UTM tags of links made for this entry point.
+    pub utm: Utm,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -168,9 +168,8 @@ pub struct NewEntryPoint {
     pub key: String,
     pub node: Option<String>,
     pub default_field: Option<String>,
-    /// A JSON object; `null` is stored as `{}`.
     #[serde(default)]
-    pub utm: serde_json::Value,
+    pub utm: Utm,
 }
 
 /// Changes to an entry point. `Some(None)` clears an optional field.
@@ -179,7 +178,7 @@ pub struct EntryPointPatch {
     pub key: Option<String>,
     pub node: Option<Option<String>>,
     pub default_field: Option<Option<String>>,
-    pub utm: Option<serde_json::Value>,
+    pub utm: Option<Utm>,
 }
 
 /// UTM tags of a link.
@@ -218,6 +217,52 @@ pub struct Utm {
     pub content: Option<String>,
 }
 
+/// The data a link carries to the bot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// The customer's id in the CRM (`clientExternalId` in scenarios).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub external_id: Option<String>,
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub phone: Option<String>,
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub email: Option<String>,
+    /// Free variables (`v` in the json scheme).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Field values by field id (fields scheme).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// The parameter itself (raw scheme).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub param: Option<String>,
+    /// The value for the entry point's default field (fields scheme).
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub value: Option<String>,
+    /// Text pre-filled in the message box (Viber, WhatsApp, LINE); may span lines.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub text: Option<String>,
+}
+
 /// The deep link built for one channel of a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeepLinkOut {
@@ -239,13 +284,12 @@ pub struct Link {
     /// A custom short-URL slug; unique, and never equal to another link's code.
     pub slug: Option<String>,
     pub title: Option<String>,
-    pub channels: Vec<String>,
-    /// The payload scheme (`stored`, `json`, `raw`, ...).
-    pub scheme: String,
+    pub channels: Vec<Channel>,
+    pub scheme: Scheme,
     pub signed: bool,
-    pub payload: serde_json::Value,
-    /// Channel name -> the deep link built for it.
-    pub deep_links: BTreeMap<String, DeepLinkOut>,
+    pub payload: Payload,
+    /// The deep link built for each channel.
+    pub deep_links: BTreeMap<Channel, DeepLinkOut>,
     pub utm: Utm,
     pub expires_at: Option<i64>,
     pub max_clicks: Option<i64>,
@@ -263,11 +307,11 @@ pub struct NewLink {
     pub code: String,
     pub slug: Option<String>,
     pub title: Option<String>,
-    pub channels: Vec<String>,
-    pub scheme: String,
+    pub channels: Vec<Channel>,
+    pub scheme: Scheme,
     pub signed: bool,
-    pub payload: serde_json::Value,
-    pub deep_links: BTreeMap<String, DeepLinkOut>,
+    pub payload: Payload,
+    pub deep_links: BTreeMap<Channel, DeepLinkOut>,
     #[serde(default)]
     pub utm: Utm,
     pub expires_at: Option<i64>,
@@ -359,7 +403,7 @@ pub struct NewClick {
     pub id: InlineClickId,
     pub link_id: InlineLinkId,
     /// The channel the person was sent to, when known.
-    pub channel: Option<botlink_core::Channel>,
+    pub channel: Option<Channel>,
     pub kind: ClickKind,
     /// Epoch milliseconds.
     pub at: i64,
@@ -375,7 +419,7 @@ pub struct Click {
     pub workspace_id: WorkspaceId,
     pub bot_id: BotId,
     pub entry_point_id: Option<EntryPointId>,
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     pub kind: ClickKind,
     pub at: i64,
     /// Days since the Unix epoch (UTC).

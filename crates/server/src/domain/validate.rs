@@ -1,4 +1,4 @@
-//! The rules every free-text field of the API follows, in one place: a longest length per kind
+//! The rules every free-text field follows (API, command line), in one place: a longest length per kind
 //! of field, and no characters that hide or reorder text.
 //!
 //! Control characters (NUL, newlines, escapes) break the logs, CSV exports and messenger
@@ -10,7 +10,7 @@
 //! (utoipa takes only literals there); a test checks that the document and these constants
 //! agree.
 
-use crate::api::error::ApiError;
+use crate::domain::DomainError;
 
 /// Names of bots, API keys and workspaces.
 pub const NAME_MAX: usize = 100;
@@ -65,10 +65,10 @@ impl Rule {
     }
 
     /// Checks `value`, the field `field` (as the caller wrote it, e.g. `links[0].title`).
-    pub fn check(&self, field: &str, value: &str) -> Result<(), ApiError> {
+    pub fn check(&self, field: &str, value: &str) -> Result<(), DomainError> {
         let len = value.chars().count();
         if len > self.max {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 self.code,
                 format!(
                     "{field} is {len} characters, over the limit of {}: shorten it",
@@ -77,7 +77,7 @@ impl Rule {
             ));
         }
         if let Some((at, c)) = value.chars().enumerate().find(|(_, c)| !self.allows(*c)) {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 self.code,
                 format!(
                     "{field} has the {} U+{:04X} at character {}: remove it ({field} is text without control characters or direction overrides, at most {} characters)",
@@ -96,7 +96,7 @@ impl Rule {
     }
 
     /// Checks an optional value.
-    pub fn check_opt(&self, field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_opt(&self, field: &str, value: Option<&str>) -> Result<(), DomainError> {
         value.map_or(Ok(()), |v| self.check(field, v))
     }
 
@@ -137,12 +137,12 @@ pub const PAYLOAD_TEXT: Rule = Rule {
 };
 
 /// A name (bot, API key, workspace): trimmed, 1 to [`NAME_MAX`] characters of plain text.
-pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+pub fn name(field: &str, value: &str) -> Result<String, DomainError> {
     // The limit applies to the value as sent, as the document's `maxLength` does.
     NAME.check(field, value)?;
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             NAME.code,
             format!("{field} is empty: give 1-{NAME_MAX} characters"),
         ));
@@ -153,7 +153,7 @@ pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
 /// An identifier that goes into deep links (entry point keys, default fields): 1 to
 /// [`KEY_MAX`] characters of `[A-Za-z0-9_-]`, without `--` (the fields scheme's separator)
 /// and not starting or ending with `-`.
-pub fn deep_link_key(code: &'static str, field: &str, value: &str) -> Result<(), ApiError> {
+pub fn deep_link_key(code: &'static str, field: &str, value: &str) -> Result<(), DomainError> {
     let ok = (1..=KEY_MAX).contains(&value.len())
         && value
             .chars()
@@ -165,7 +165,7 @@ pub fn deep_link_key(code: &'static str, field: &str, value: &str) -> Result<(),
         Ok(())
     } else {
         let shown: String = value.chars().take(KEY_MAX + 1).collect();
-        Err(ApiError::invalid(
+        Err(DomainError::invalid(
             code,
             format!(
                 "{field} {shown:?} must be 1-{KEY_MAX} characters of [A-Za-z0-9_-], without '--' and not starting or ending with '-' (it goes into deep links)"
@@ -180,7 +180,7 @@ mod tests {
 
     fn refused(rule: Rule, value: &str) -> String {
         match rule.check("title", value) {
-            Err(ApiError::Invalid { code, message }) => {
+            Err(DomainError::Invalid { code, message }) => {
                 assert_eq!(code, rule.code);
                 message
             }
