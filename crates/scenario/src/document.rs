@@ -60,19 +60,22 @@ impl Scenario {
             strict_booleans: true,
             leading_zero_numbers_as_strings: true,
         };
+        // The error goes back through serde-saphyr (which adds where it happened, and would
+        // take an early `Ok` for a second document), and its path beside it.
+        let mut path = None;
         let read = serde_saphyr::with_deserializer_from_slice_with_options(bytes, options, |de| {
-            Ok(serde_path_to_error::deserialize::<_, Scenario>(de)
-                .map_err(|e| (e.path().clone(), e.into_inner())))
+            serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
+                path = Some(e.path().clone());
+                e.into_inner()
+            })
         });
-        let scenario = match read {
-            Ok(Ok(scenario)) => scenario,
-            Ok(Err((path, e))) => {
-                return Err(Invalid::at_path(&path, e.without_snippet().to_string()));
+        let scenario = read.map_err(|e| {
+            let message = e.without_snippet().to_string();
+            match &path {
+                Some(path) => Invalid::at_path(path, message),
+                None => Invalid::whole(message),
             }
-            Err(e) => {
-                return Err(Invalid::whole(e.without_snippet().to_string()));
-            }
-        };
+        })?;
         scenario.validate()?;
         Ok(scenario)
     }
@@ -238,25 +241,20 @@ pub struct Request {
     pub save: BTreeMap<String, String>,
 }
 
-/// An HTTP method a request may use. Written in capitals; lower case is accepted.
+/// An HTTP method a request may use, written in capitals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// GET
-    #[serde(alias = "get")]
     Get,
     /// POST, the default.
     #[default]
-    #[serde(alias = "post")]
     Post,
     /// PUT
-    #[serde(alias = "put")]
     Put,
     /// PATCH
-    #[serde(alias = "patch")]
     Patch,
     /// DELETE
-    #[serde(alias = "delete")]
     Delete,
 }
 
