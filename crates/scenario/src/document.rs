@@ -41,8 +41,7 @@ impl Scenario {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let scenario: Scenario = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| Invalid::at_path(e.path(), e.inner().to_string()))?;
-        de.end()
-            .map_err(|e| Invalid::whole(e.to_string()))?;
+        de.end().map_err(|e| Invalid::whole(e.to_string()))?;
         scenario.validate()?;
         Ok(scenario)
     }
@@ -508,9 +507,7 @@ impl TryFrom<RawCondition> for Condition {
         let mut given = tests.into_iter().flatten();
         match (given.next(), given.next()) {
             (Some(test), None) => Ok(Condition { var: raw.var, test }),
-            (None, _) => {
-                Err("an `if` needs one test: equals, starts_with, matches or exists")
-            }
+            (None, _) => Err("an `if` needs one test: equals, starts_with, matches or exists"),
             (Some(_), Some(_)) => Err(
                 "an `if` has one test: equals, starts_with, matches or exists (use one `if` step for each)",
             ),
@@ -558,7 +555,9 @@ where
             while let Some(key) = map.next_key::<String>()? {
                 let value = map.next_value()?;
                 if out.contains_key(&key) {
-                    return Err(de::Error::custom(format_args!("the key {key:?} is given twice")));
+                    return Err(de::Error::custom(format_args!(
+                        "the key {key:?} is given twice"
+                    )));
                 }
                 out.insert(key, value);
             }

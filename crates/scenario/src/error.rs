@@ -96,14 +96,14 @@ impl Invalid {
     pub(crate) fn at_path(path: &Path, message: String) -> Invalid {
         let segments: Vec<&Segment> = path.iter().collect();
         let (node, step, rest) = match segments.as_slice() {
-            [Segment::Map { key: nodes }, Segment::Map { key: node }, rest @ ..]
-                if nodes == "nodes" =>
-            {
-                match rest {
-                    [Segment::Seq { index }, rest @ ..] => (Some(node.as_str()), Some(*index), rest),
-                    _ => (Some(node.as_str()), None, rest),
-                }
-            }
+            [
+                Segment::Map { key: nodes },
+                Segment::Map { key: node },
+                rest @ ..,
+            ] if nodes == "nodes" => match rest {
+                [Segment::Seq { index }, rest @ ..] => (Some(node.as_str()), Some(*index), rest),
+                _ => (Some(node.as_str()), None, rest),
+            },
             rest => (None, None, rest),
         };
         Invalid {

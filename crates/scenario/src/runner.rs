@@ -36,7 +36,7 @@ pub enum Effect {
     Done,
     /// The run stopped before its end, for this reason (a loop, a node that no longer exists,
     /// a template that failed to render, ...). A reason that starts with `loop:` is the loop
-    /// guard. The reason names the node and step, never a variable's value.
+    /// guard. The reason names the node, step and field where the run stopped.
     Halted(String),
 }
 
@@ -146,7 +146,11 @@ const WAITING: &str =
 impl Runner {
     /// A run of `scenario` from `node` (the scenario's `start` when `None`) with these
     /// variables.
-    pub fn start(scenario: &Scenario, node: Option<&str>, vars: Vars) -> Result<Runner, UnknownNode> {
+    pub fn start(
+        scenario: &Scenario,
+        node: Option<&str>,
+        vars: Vars,
+    ) -> Result<Runner, UnknownNode> {
         let node = node.unwrap_or(&scenario.start);
         if !scenario.nodes.contains_key(node) {
             return Err(UnknownNode(node.to_owned()));
@@ -223,7 +227,9 @@ impl Runner {
                     let mut values = Vec::with_capacity(set.len());
                     for (var, source) in set {
                         if OWN_VARS.contains(&var.as_str()) {
-                            let e = format!("{var} is botlink's own variable: a scenario cannot change it");
+                            let e = format!(
+                                "{var} is botlink's own variable: a scenario cannot change it"
+                            );
                             return self.halt_here(format!("set.{var}"), e);
                         }
                         match template::render(source, &context) {
@@ -239,7 +245,11 @@ impl Runner {
                         Ok(holds) => holds,
                         Err(e) => return self.halt_here("if.matches".into(), e),
                     };
-                    let target = if holds { &branch.then } else { &branch.otherwise };
+                    let target = if holds {
+                        &branch.then
+                    } else {
+                        &branch.otherwise
+                    };
                     match target {
                         Some(target) => {
                             if let Some(halted) = self.enter(target) {
@@ -304,7 +314,11 @@ impl Runner {
                 }
             }
         }
-        let target = if outcome.ok { pending.ok } else { pending.not_ok };
+        let target = if outcome.ok {
+            pending.ok
+        } else {
+            pending.not_ok
+        };
         match target {
             // A loop caught here leaves the run halted; `next` says so.
             Some(target) => {

@@ -148,7 +148,11 @@ mod tests {
 
     #[test]
     fn names_and_the_vars_map_reach_every_variable() {
-        let context = Context::new(&vars(&[("user_name", "Ann"), ("order-id", "A-1"), ("7", "x")]));
+        let context = Context::new(&vars(&[
+            ("user_name", "Ann"),
+            ("order-id", "A-1"),
+            ("7", "x"),
+        ]));
         assert_eq!(
             render(
                 r#"{{ user_name }} {{ vars["order-id"] }} {{ vars["7"] }} {{ vars.user_name }}"#,

@@ -49,7 +49,13 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn report(&mut self, node: Option<&str>, step: Option<usize>, field: Option<String>, message: String) {
+    fn report(
+        &mut self,
+        node: Option<&str>,
+        step: Option<usize>,
+        field: Option<String>,
+        message: String,
+    ) {
         if self.errors.len() < limits::ERRORS {
             self.errors
                 .push(ScenarioError::new(node, step, field, message));
@@ -65,7 +71,8 @@ impl Checker<'_> {
     fn finish(mut self) -> Result<(), Invalid> {
         if self.more > 0 {
             let message = format!("and {} more errors", self.more);
-            self.errors.push(ScenarioError::new(None, None, None, message));
+            self.errors
+                .push(ScenarioError::new(None, None, None, message));
         }
         if self.errors.is_empty() {
             Ok(())
@@ -95,7 +102,10 @@ impl Checker<'_> {
                 None,
                 None,
                 Some("start".into()),
-                format!("no node named {:?} in this scenario", shown(&scenario.start)),
+                format!(
+                    "no node named {:?} in this scenario",
+                    shown(&scenario.start)
+                ),
             );
         }
         for (name, steps) in &scenario.nodes {
@@ -146,7 +156,10 @@ impl Checker<'_> {
                         node,
                         index,
                         field,
-                        format!("at most {} characters; this one has {chars}", limits::CONDITION),
+                        format!(
+                            "at most {} characters; this one has {chars}",
+                            limits::CONDITION
+                        ),
                     );
                 } else if let Test::Matches(pattern) = &condition.test
                     && let Err(e) = crate::runner::compile_regex(pattern)
@@ -156,7 +169,9 @@ impl Checker<'_> {
                 self.reference(node, index, "then", branch.then.as_deref());
                 self.reference(node, index, "else", branch.otherwise.as_deref());
             }
-            Step::SendRequest(call) | Step::SendMe(call) => self.call(node, index, step.kind(), call),
+            Step::SendRequest(call) | Step::SendMe(call) => {
+                self.call(node, index, step.kind(), call)
+            }
             Step::Goto(target) => self.reference(node, index, "goto", Some(target)),
         }
     }
@@ -229,7 +244,9 @@ impl Checker<'_> {
             let language = &template.language;
             if language.is_empty()
                 || language.len() > 16
-                || !language.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+                || !language
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'_')
             {
                 self.at(
                     node,
@@ -329,7 +346,10 @@ impl Checker<'_> {
                 node,
                 index,
                 field,
-                format!("a URL has at most {} characters; this one has {chars}", limits::URL),
+                format!(
+                    "a URL has at most {} characters; this one has {chars}",
+                    limits::URL
+                ),
             );
         } else if template::has_markers(source) {
             self.template(node, index, field, source, limits::URL);

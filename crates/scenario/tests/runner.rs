@@ -109,7 +109,10 @@ fn a_crm_that_answers_ok_leads_to_the_subscribed_node_and_the_run_ends() {
             answer: Some(json!({"status": "ok"})),
         })
         .unwrap();
-    assert_eq!(text(runner.next(&scenario)), "You will get order updates here.");
+    assert_eq!(
+        text(runner.next(&scenario)),
+        "You will get order updates here."
+    );
     assert_eq!(runner.next(&scenario), Effect::Done);
     assert!(runner.is_finished());
     // An ended run keeps saying so.
@@ -150,7 +153,10 @@ fn a_run_waiting_for_its_request_survives_serialization_into_another_process() {
             answer: None,
         })
         .unwrap();
-    assert_eq!(text(runner.next(&scenario)), "You will get order updates here.");
+    assert_eq!(
+        text(runner.next(&scenario)),
+        "You will get order updates here."
+    );
     assert_eq!(runner.next(&scenario), Effect::Done);
 }
 
@@ -174,10 +180,17 @@ fn next_while_waiting_halts_without_losing_the_request_and_resume_needs_a_reques
     assert!(reason.contains("request is in flight"), "{reason}");
     assert!(runner.is_waiting(), "the run still waits for its request");
     runner.resume(unused.clone()).unwrap();
-    assert_eq!(text(runner.next(&scenario)), "You will get order updates here.");
+    assert_eq!(
+        text(runner.next(&scenario)),
+        "You will get order updates here."
+    );
     assert_eq!(runner.next(&scenario), Effect::Done);
     assert_eq!(runner.resume(unused), Err(NotWaiting));
-    assert_eq!(runner.next(&scenario), Effect::Done, "a refused resume changes nothing");
+    assert_eq!(
+        runner.next(&scenario),
+        Effect::Done,
+        "a refused resume changes nothing"
+    );
 }
 
 #[test]
@@ -191,7 +204,10 @@ fn call_node_order_shipped_tells_the_order_when_there_is_one() {
     assert_eq!(runner.next(&scenario), Effect::Done);
 
     let mut runner = Runner::start(&scenario, Some("order_shipped"), start_vars()).unwrap();
-    assert_eq!(text(runner.next(&scenario)), "You will get order updates here.");
+    assert_eq!(
+        text(runner.next(&scenario)),
+        "You will get order updates here."
+    );
     assert_eq!(runner.next(&scenario), Effect::Done);
 }
 
@@ -199,7 +215,10 @@ fn call_node_order_shipped_tells_the_order_when_there_is_one() {
 fn track_sets_a_variable_and_jumps() {
     let scenario = example();
     let mut runner = Runner::start(&scenario, Some("track"), start_vars()).unwrap();
-    assert_eq!(text(runner.next(&scenario)), "You will get order updates here.");
+    assert_eq!(
+        text(runner.next(&scenario)),
+        "You will get order updates here."
+    );
     assert_eq!(runner.node(), "subscribed");
     assert_eq!(runner.vars()["asked"], "yes");
     assert_eq!(runner.next(&scenario), Effect::Done);
@@ -228,15 +247,20 @@ fn lookup() -> Scenario {
 #[test]
 fn save_sets_variables_from_a_json_answer() {
     let scenario = lookup();
-    let mut runner =
-        Runner::start(&scenario, None, vars(&[("order-id", "A-7"), ("missing", "kept")])).unwrap();
+    let mut runner = Runner::start(
+        &scenario,
+        None,
+        vars(&[("order-id", "A-7"), ("missing", "kept")]),
+    )
+    .unwrap();
     let out = request(runner.next(&scenario));
     assert_eq!(out.kind, RequestKind::SendRequest);
     assert_eq!(out.method, Method::Get);
     assert_eq!(out.url, "https://shop.example/orders/A-7");
     assert_eq!(out.data, Value::Null, "no data, no body");
 
-    let answer = json!({"order": {"status": "shipped", "total": 12.5, "items": [1, "two"]}, "a/b": true});
+    let answer =
+        json!({"order": {"status": "shipped", "total": 12.5, "items": [1, "two"]}, "a/b": true});
     runner
         .resume(Outcome {
             ok: true,
@@ -246,10 +270,19 @@ fn save_sets_variables_from_a_json_answer() {
     assert_eq!(text(runner.next(&scenario)), r#"shipped, 12.5, [1,"two"]"#);
     let vars = runner.vars();
     assert_eq!(vars["status"], "shipped", "a JSON string as it is");
-    assert_eq!(vars["items"], r#"[1,"two"]"#, "other JSON as its compact text");
+    assert_eq!(
+        vars["items"], r#"[1,"two"]"#,
+        "other JSON as its compact text"
+    );
     assert_eq!(vars["slash"], "true");
-    assert_eq!(vars["missing"], "kept", "a pointer that finds nothing sets nothing");
-    assert_eq!(serde_json::from_str::<Value>(&vars["answer"]).unwrap(), answer);
+    assert_eq!(
+        vars["missing"], "kept",
+        "a pointer that finds nothing sets nothing"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&vars["answer"]).unwrap(),
+        answer
+    );
 }
 
 #[test]
@@ -293,15 +326,22 @@ fn a_header_template_renders() {
         {"send_me": {"url": "https://crm.example/hook", "headers": {"Authorization": "Bearer {{ crm_token }}"}}}]}}));
     let mut runner = Runner::start(&scenario, None, vars(&[("crm_token", "t0k")])).unwrap();
     let out = request(runner.next(&scenario));
-    assert_eq!(out.headers, vec![("Authorization".into(), "Bearer t0k".into())]);
+    assert_eq!(
+        out.headers,
+        vec![("Authorization".into(), "Bearer t0k".into())]
+    );
 }
 
 #[test]
 fn a_line_break_smuggled_into_a_header_halts_the_run() {
     let scenario = scenario(json!({"start": "a", "nodes": {"a": [
         {"send_me": {"url": "https://crm.example/hook", "headers": {"X-Name": "{{ user_name }}"}}}]}}));
-    let mut runner =
-        Runner::start(&scenario, None, vars(&[("user_name", "Ann\r\nX-Admin: yes")])).unwrap();
+    let mut runner = Runner::start(
+        &scenario,
+        None,
+        vars(&[("user_name", "Ann\r\nX-Admin: yes")]),
+    )
+    .unwrap();
     let reason = halted(runner.next(&scenario));
     assert_eq!(
         reason,
@@ -339,18 +379,24 @@ fn send_me_adds_chat_id_and_channel_to_object_data_only() {
 
 #[test]
 fn a_goto_loop_halts_at_the_guard() {
-    let scenario = scenario(json!({"start": "a", "nodes": {"a": [{"goto": "b"}], "b": [{"goto": "a"}]}}));
+    let scenario =
+        scenario(json!({"start": "a", "nodes": {"a": [{"goto": "b"}], "b": [{"goto": "a"}]}}));
     let mut runner = Runner::start(&scenario, None, Vars::new()).unwrap();
     let reason = halted(runner.next(&scenario));
     assert!(reason.starts_with("loop: "), "{reason}");
     assert!(reason.contains("100 nodes"), "{reason}");
     assert!(runner.is_finished());
-    assert_eq!(halted(runner.next(&scenario)), reason, "an ended run keeps its reason");
+    assert_eq!(
+        halted(runner.next(&scenario)),
+        reason,
+        "an ended run keeps its reason"
+    );
 }
 
 #[test]
 fn a_loop_that_sends_messages_is_cut_at_the_guard_too() {
-    let scenario = scenario(json!({"start": "a", "nodes": {"a": [{"message": "again"}, {"goto": "a"}]}}));
+    let scenario =
+        scenario(json!({"start": "a", "nodes": {"a": [{"message": "again"}, {"goto": "a"}]}}));
     let mut runner = Runner::start(&scenario, None, Vars::new()).unwrap();
     let mut messages = 0;
     let reason = loop {
@@ -423,7 +469,10 @@ fn conditions_compare_text_and_an_unset_variable_as_empty() {
         text(runner.next(&scenario))
     };
     assert_eq!(run(&[("phone", "+79001234567")]), "ru");
-    assert_eq!(run(&[("phone", "+1555"), ("email", "ann@example.com")]), "staff");
+    assert_eq!(
+        run(&[("phone", "+1555"), ("email", "ann@example.com")]),
+        "staff"
+    );
     assert_eq!(run(&[("email", "ann@example.com.evil")]), "unknown");
     assert_eq!(run(&[("language", "")]), "known", "set, though empty");
     assert_eq!(run(&[("language", "en")]), "known");
@@ -460,7 +509,10 @@ fn a_url_that_renders_to_something_else_than_http_halts() {
     let mut runner = Runner::start(
         &scenario,
         None,
-        vars(&[("link", "javascript:alert(1)"), ("hook", "https://ok.example")]),
+        vars(&[
+            ("link", "javascript:alert(1)"),
+            ("hook", "https://ok.example"),
+        ]),
     )
     .unwrap();
     let reason = halted(runner.next(&scenario));
@@ -484,7 +536,9 @@ fn a_url_that_renders_to_something_else_than_http_halts() {
     );
     let reason = halted(runner.next(&scenario));
     assert!(
-        reason.starts_with(r#"node "a", step 2, field "send_request.url": not an absolute http(s) URL"#),
+        reason.starts_with(
+            r#"node "a", step 2, field "send_request.url": not an absolute http(s) URL"#
+        ),
         "{reason}"
     );
 }

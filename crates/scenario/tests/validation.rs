@@ -16,15 +16,18 @@ fn errors(document: Value) -> Vec<ScenarioError> {
     }
 }
 
-/// The one error a document has, as (node, step, field) and its message.
-fn one(document: Value) -> ((Option<String>, Option<usize>, Option<String>), String) {
+/// Where an error is: node, step, field.
+type Place = (Option<String>, Option<usize>, Option<String>);
+
+/// The one error a document has, as its place and its message.
+fn one(document: Value) -> (Place, String) {
     let errors = errors(document);
     assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
     let e = errors.into_iter().next().unwrap();
     ((e.node, e.step, e.field), e.message)
 }
 
-fn at(node: &str, step: usize, field: &str) -> (Option<String>, Option<usize>, Option<String>) {
+fn at(node: &str, step: usize, field: &str) -> Place {
     (Some(node.into()), Some(step), Some(field.into()))
 }
 
@@ -133,13 +136,41 @@ fn every_node_a_step_names_must_exist() {
     assert_eq!(
         places,
         vec![
-            (0, "buttons[1].node".into(), r#"no node named "x1" in this scenario"#.into()),
-            (1, "then".into(), r#"no node named "x2" in this scenario"#.into()),
-            (1, "else".into(), r#"no node named "x3" in this scenario"#.into()),
-            (2, "ok".into(), r#"no node named "x4" in this scenario"#.into()),
-            (2, "not_ok".into(), r#"no node named "x5" in this scenario"#.into()),
-            (3, "not_ok".into(), r#"no node named "x6" in this scenario"#.into()),
-            (4, "goto".into(), r#"no node named "x7" in this scenario"#.into()),
+            (
+                0,
+                "buttons[1].node".into(),
+                r#"no node named "x1" in this scenario"#.into()
+            ),
+            (
+                1,
+                "then".into(),
+                r#"no node named "x2" in this scenario"#.into()
+            ),
+            (
+                1,
+                "else".into(),
+                r#"no node named "x3" in this scenario"#.into()
+            ),
+            (
+                2,
+                "ok".into(),
+                r#"no node named "x4" in this scenario"#.into()
+            ),
+            (
+                2,
+                "not_ok".into(),
+                r#"no node named "x5" in this scenario"#.into()
+            ),
+            (
+                3,
+                "not_ok".into(),
+                r#"no node named "x6" in this scenario"#.into()
+            ),
+            (
+                4,
+                "goto".into(),
+                r#"no node named "x7" in this scenario"#.into()
+            ),
         ]
     );
     assert!(errors.iter().all(|e| e.node.as_deref() == Some("a")));
@@ -147,12 +178,15 @@ fn every_node_a_step_names_must_exist() {
 
 #[test]
 fn errors_read_with_their_place_step_counted_from_one() {
-    let errors = errors(doc(json!([{"message": "hi"}, {"send_me": {"url": "crm.example/hook"}}])));
+    let errors = errors(doc(
+        json!([{"message": "hi"}, {"send_me": {"url": "crm.example/hook"}}]),
+    ));
     assert_eq!(
         errors[0].to_string(),
         r#"node "a", step 2, field "send_me.url": not an absolute http(s) URL: relative URL without a base"#
     );
-    let invalid = Scenario::from_json(br#"{"start": "x", "nodes": {"x": [{"goto": "y"}]}}"#).unwrap_err();
+    let invalid =
+        Scenario::from_json(br#"{"start": "x", "nodes": {"x": [{"goto": "y"}]}}"#).unwrap_err();
     assert_eq!(
         invalid.to_string(),
         r#"invalid scenario: node "x", step 1, field "goto": no node named "y" in this scenario"#
@@ -161,17 +195,25 @@ fn errors_read_with_their_place_step_counted_from_one() {
 
 #[test]
 fn a_step_does_exactly_one_thing() {
-    let (place, message) = one(doc(json!([{"message": "hi"}, {"message": "hi", "goto": "b"}])));
+    let (place, message) = one(doc(
+        json!([{"message": "hi"}, {"message": "hi", "goto": "b"}]),
+    ));
     assert_eq!(place, (Some("a".into()), Some(1), None));
     assert_has(&message, "this one has message and goto");
 
     let (place, message) = one(doc(json!([{}])));
     assert_eq!(place, (Some("a".into()), Some(0), None));
-    assert_has(&message, "a step needs one of: message, set, if, send_request, send_me, goto");
+    assert_has(
+        &message,
+        "a step needs one of: message, set, if, send_request, send_me, goto",
+    );
 
     let (place, message) = one(doc(json!([{"goto": "b", "buttons": []}])));
     assert_eq!(place, (Some("a".into()), Some(0), None));
-    assert_has(&message, "`buttons` belongs to a message step, not to a goto step");
+    assert_has(
+        &message,
+        "`buttons` belongs to a message step, not to a goto step",
+    );
 
     let (_, message) = one(doc(json!([{"message": "hi", "ok": "b"}])));
     assert_has(&message, "`ok` belongs to a send_request or send_me step");
@@ -183,7 +225,9 @@ fn a_typo_is_an_error_not_an_ignored_field() {
     assert_eq!(place, at("a", 0, "mesage"));
     assert_has(&message, "unknown field `mesage`");
 
-    let (place, message) = one(doc(json!([{"send_me": {"url": "https://x.example", "hedaers": {}}}])));
+    let (place, message) = one(doc(
+        json!([{"send_me": {"url": "https://x.example", "hedaers": {}}}]),
+    ));
     assert_eq!(place, at("a", 0, "send_me.hedaers"));
     assert_has(&message, "unknown field `hedaers`");
 
@@ -194,7 +238,9 @@ fn a_typo_is_an_error_not_an_ignored_field() {
 
 #[test]
 fn a_wrong_type_is_placed_at_its_field() {
-    let (place, message) = one(doc(json!([{"message": "hi", "buttons": [{"text": "a", "node": "b"}, {"text": 5, "node": "b"}]}])));
+    let (place, message) = one(doc(
+        json!([{"message": "hi", "buttons": [{"text": "a", "node": "b"}, {"text": 5, "node": "b"}]}]),
+    ));
     assert_eq!(place, at("a", 0, "buttons[1].text"));
     assert_has(&message, "invalid type: integer `5`, expected a string");
 
@@ -222,9 +268,10 @@ fn json_syntax_errors_say_where() {
 
 #[test]
 fn a_node_given_twice_is_an_error() {
-    let errors = Scenario::from_json(br#"{"start": "a", "nodes": {"a": [], "a": [{"goto": "a"}]}}"#)
-        .unwrap_err()
-        .errors;
+    let errors =
+        Scenario::from_json(br#"{"start": "a", "nodes": {"a": [], "a": [{"goto": "a"}]}}"#)
+            .unwrap_err()
+            .errors;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field.as_deref(), Some("nodes"));
     assert_has(&errors[0].message, r#"the key "a" is given twice"#);
@@ -232,22 +279,30 @@ fn a_node_given_twice_is_an_error() {
 
 #[test]
 fn a_button_leads_to_a_node_or_a_url() {
-    let (place, message) = one(doc(json!([{"message": "hi", "buttons": [{"text": "x", "node": "b", "url": "https://x.example"}]}])));
+    let (place, message) = one(doc(
+        json!([{"message": "hi", "buttons": [{"text": "x", "node": "b", "url": "https://x.example"}]}]),
+    ));
     assert_eq!(place, at("a", 0, "buttons[0]"));
     assert_has(&message, "`node` or `url`, not both");
     let (place, _) = one(doc(json!([{"message": "hi", "buttons": [{"text": "x"}]}])));
     assert_eq!(place, at("a", 0, "buttons[0]"));
-    let (place, message) = one(doc(json!([{"message": "hi", "buttons": [{"text": "x", "url": "ftp://x.example"}]}])));
+    let (place, message) = one(doc(
+        json!([{"message": "hi", "buttons": [{"text": "x", "url": "ftp://x.example"}]}]),
+    ));
     assert_eq!(place, at("a", 0, "buttons[0].url"));
     assert_eq!(message, "the URL must be http or https, not ftp");
-    let (place, message) = one(doc(json!([{"message": "hi", "buttons": [{"text": "", "node": "b"}]}])));
+    let (place, message) = one(doc(
+        json!([{"message": "hi", "buttons": [{"text": "", "node": "b"}]}]),
+    ));
     assert_eq!(place, at("a", 0, "buttons[0].text"));
     assert_eq!(message, "a button needs a text");
 }
 
 #[test]
 fn an_if_has_one_test() {
-    let (place, message) = one(doc(json!([{"if": {"var": "v", "equals": "1", "exists": true}}])));
+    let (place, message) = one(doc(
+        json!([{"if": {"var": "v", "equals": "1", "exists": true}}]),
+    ));
     assert_eq!(place, at("a", 0, "if"));
     assert_has(&message, "an `if` has one test");
     let (place, message) = one(doc(json!([{"if": {"var": "v"}}])));
@@ -257,21 +312,36 @@ fn an_if_has_one_test() {
 
 #[test]
 fn the_method_must_be_known() {
-    let (place, message) = one(doc(json!([{"send_request": {"url": "https://x.example", "method": "FETCH"}}])));
+    let (place, message) = one(doc(
+        json!([{"send_request": {"url": "https://x.example", "method": "FETCH"}}]),
+    ));
     assert_eq!(place, at("a", 0, "send_request.method"));
     assert_has(&message, "unknown variant `FETCH`, expected one of");
-    assert_has(&message, "expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`");
+    assert_has(
+        &message,
+        "expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`",
+    );
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-        let document = doc(json!([{"send_request": {"url": "https://x.example", "method": method}}]));
-        assert!(Scenario::from_json(document.to_string().as_bytes()).is_ok(), "{method}");
+        let document =
+            doc(json!([{"send_request": {"url": "https://x.example", "method": method}}]));
+        assert!(
+            Scenario::from_json(document.to_string().as_bytes()).is_ok(),
+            "{method}"
+        );
     }
 }
 
 #[test]
 fn a_url_without_template_markers_must_be_absolute_http() {
     for (url, expected) in [
-        ("/hook", "not an absolute http(s) URL: relative URL without a base"),
-        ("mailto:a@example.com", "the URL must be http or https, not mailto"),
+        (
+            "/hook",
+            "not an absolute http(s) URL: relative URL without a base",
+        ),
+        (
+            "mailto:a@example.com",
+            "the URL must be http or https, not mailto",
+        ),
         ("https://", "not an absolute http(s) URL: empty host"),
     ] {
         let (place, message) = one(doc(json!([{"send_me": {"url": url}}])));
@@ -281,7 +351,9 @@ fn a_url_without_template_markers_must_be_absolute_http() {
     // With markers, only the template is checked now; the rendered URL is checked at run time.
     let document = doc(json!([{"send_me": {"url": "{{ crm_url }}/hook"}}]));
     assert!(Scenario::from_json(document.to_string().as_bytes()).is_ok());
-    let (place, message) = one(doc(json!([{"send_me": {"url": "https://x.example/{{ id }"}}])));
+    let (place, message) = one(doc(
+        json!([{"send_me": {"url": "https://x.example/{{ id }"}}]),
+    ));
     assert_eq!(place, at("a", 0, "send_me.url"));
     assert_has(&message, "template: syntax error");
 }
@@ -310,16 +382,25 @@ fn templates_are_compiled_where_they_are_written() {
             (3, "template.components[0].parameters[0].text".into()),
         ]
     );
-    assert!(errors.iter().all(|e| e.message.starts_with("template: syntax error")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.message.starts_with("template: syntax error")),
+        "{errors:#?}"
+    );
 }
 
 #[test]
 fn a_matches_pattern_must_compile() {
-    let (place, message) = one(doc(json!([{"if": {"var": "v", "matches": "(unclosed"}, "then": "b"}])));
+    let (place, message) = one(doc(
+        json!([{"if": {"var": "v", "matches": "(unclosed"}, "then": "b"}]),
+    ));
     assert_eq!(place, at("a", 0, "if.matches"));
     assert_has(&message, "the pattern does not compile");
     // A pattern that compiles past the size limit is refused too.
-    let (place, message) = one(doc(json!([{"if": {"var": "v", "matches": "\\w{1000}\\w{1000}"}}])));
+    let (place, message) = one(doc(
+        json!([{"if": {"var": "v", "matches": "\\w{1000}\\w{1000}"}}]),
+    ));
     assert_eq!(place, at("a", 0, "if.matches"));
     assert_has(&message, "size limit");
 }
@@ -352,9 +433,11 @@ fn chat_id_and_channel_cannot_be_changed_by_a_scenario() {
 
 #[test]
 fn headers_are_tokens_and_not_botlinks_own() {
-    let errors = errors(doc(json!([{"send_me": {"url": "https://x.example", "headers": {
+    let errors = errors(doc(
+        json!([{"send_me": {"url": "https://x.example", "headers": {
         "Bad Header": "x", "Webhook-Signature": "v1,forged", "Content-Length": "1",
-        "X-Fine": "ok", "X-Split": "a\r\nb"}}}])));
+        "X-Fine": "ok", "X-Split": "a\r\nb"}}}]),
+    ));
     let places: Vec<_> = errors
         .iter()
         .map(|e| (e.field.clone().unwrap(), e.message.clone()))
@@ -362,10 +445,22 @@ fn headers_are_tokens_and_not_botlinks_own() {
     assert_eq!(
         places,
         vec![
-            ("send_me.headers.Bad Header".into(), "a header's name is letters, digits and !#$%&'*+-.^_`|~ (RFC 9110)".into()),
-            ("send_me.headers.Content-Length".into(), "botlink sets the Content-Length header itself".into()),
-            ("send_me.headers.Webhook-Signature".into(), "botlink sets the Webhook-Signature header itself".into()),
-            ("send_me.headers.X-Split".into(), "a header's value may not hold a line break".into()),
+            (
+                "send_me.headers.Bad Header".into(),
+                "a header's name is letters, digits and !#$%&'*+-.^_`|~ (RFC 9110)".into()
+            ),
+            (
+                "send_me.headers.Content-Length".into(),
+                "botlink sets the Content-Length header itself".into()
+            ),
+            (
+                "send_me.headers.Webhook-Signature".into(),
+                "botlink sets the Webhook-Signature header itself".into()
+            ),
+            (
+                "send_me.headers.X-Split".into(),
+                "a header's value may not hold a line break".into()
+            ),
         ]
     );
 }
@@ -391,18 +486,24 @@ fn tags_and_whatsapp_templates_have_their_platforms_shapes() {
             (3, "message".into()),
         ]
     );
-    let (place, message) = one(doc(json!([{"message": "x", "template": {"name": "t", "language": "en", "namespace": "n"}}])));
+    let (place, message) = one(doc(
+        json!([{"message": "x", "template": {"name": "t", "language": "en", "namespace": "n"}}]),
+    ));
     assert_eq!(place, at("a", 0, "template.namespace"));
     assert_has(&message, "unknown field `namespace`");
 }
 
 #[test]
 fn limits_are_errors_that_name_the_limit_and_the_size() {
-    let (place, message) = one(doc(json!([{"message": "x".repeat(limits::MESSAGE_TEXT + 1)}])));
+    let (place, message) = one(doc(
+        json!([{"message": "x".repeat(limits::MESSAGE_TEXT + 1)}]),
+    ));
     assert_eq!(place, at("a", 0, "message"));
     assert_eq!(message, "at most 4096 characters; this one has 4097");
 
-    let buttons: Vec<Value> = (0..11).map(|i| json!({"text": i.to_string(), "node": "b"})).collect();
+    let buttons: Vec<Value> = (0..11)
+        .map(|i| json!({"text": i.to_string(), "node": "b"}))
+        .collect();
     let (place, message) = one(doc(json!([{"message": "x", "buttons": buttons}])));
     assert_eq!(place, at("a", 0, "buttons"));
     assert_eq!(message, "a message has at most 10 buttons; this one has 11");
@@ -417,9 +518,13 @@ fn limits_are_errors_that_name_the_limit_and_the_size() {
     nodes.insert("a".into(), json!([]));
     let (place, message) = one(json!({"start": "a", "nodes": nodes}));
     assert_eq!(place, (None, None, Some("nodes".into())));
-    assert_eq!(message, "a scenario has at most 1000 nodes; this one has 1002");
+    assert_eq!(
+        message,
+        "a scenario has at most 1000 nodes; this one has 1002"
+    );
 
-    let set: serde_json::Map<String, Value> = (0..101).map(|i| (format!("v{i}"), json!("x"))).collect();
+    let set: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("v{i}"), json!("x"))).collect();
     let (place, message) = one(doc(json!([{"set": set}])));
     assert_eq!(place, at("a", 0, "set"));
     assert_eq!(message, "at most 100 entries; this one has 101");
@@ -428,7 +533,9 @@ fn limits_are_errors_that_name_the_limit_and_the_size() {
 #[test]
 fn node_and_variable_names_are_bounded_and_printable() {
     let long = "n".repeat(65);
-    let errors = errors(json!({"start": "a", "nodes": {"a": [], "": [], long.clone(): [], "tab\there": []}}));
+    let errors = errors(
+        json!({"start": "a", "nodes": {"a": [], "": [], long.clone(): [], "tab\there": []}}),
+    );
     let places: Vec<_> = errors
         .iter()
         .map(|e| (e.node.clone().unwrap(), e.message.clone()))
@@ -436,14 +543,26 @@ fn node_and_variable_names_are_bounded_and_printable() {
     assert_eq!(
         places,
         vec![
-            (String::new(), "a node's name has 1 to 64 characters; this one has 0".into()),
-            (format!("{}…", "n".repeat(64)), "a node's name has 1 to 64 characters; this one has 65".into()),
-            ("tab\there".into(), "a node's name may not hold control characters".into()),
+            (
+                String::new(),
+                "a node's name has 1 to 64 characters; this one has 0".into()
+            ),
+            (
+                format!("{}…", "n".repeat(64)),
+                "a node's name has 1 to 64 characters; this one has 65".into()
+            ),
+            (
+                "tab\there".into(),
+                "a node's name may not hold control characters".into()
+            ),
         ]
     );
     let (place, message) = one(doc(json!([{"if": {"var": "", "exists": true}}])));
     assert_eq!(place, at("a", 0, "if.var"));
-    assert_eq!(message, "a variable's name has 1 to 64 characters; this one has 0");
+    assert_eq!(
+        message,
+        "a variable's name has 1 to 64 characters; this one has 0"
+    );
     // Names of payload variables may be digits or hold - and .
     let document = doc(json!([{"set": {"7": "x", "order-id": "y", "utm.source": "z"}}]));
     assert!(Scenario::from_json(document.to_string().as_bytes()).is_ok());
@@ -451,7 +570,9 @@ fn node_and_variable_names_are_bounded_and_printable() {
 
 #[test]
 fn errors_stop_at_the_limit_and_count_the_rest() {
-    let steps: Vec<Value> = (0..100).map(|i| json!({"goto": format!("missing{i}")})).collect();
+    let steps: Vec<Value> = (0..100)
+        .map(|i| json!({"goto": format!("missing{i}")}))
+        .collect();
     let mut nodes = serde_json::Map::new();
     nodes.insert("a".into(), Value::Array(steps.clone()));
     nodes.insert("b".into(), Value::Array(steps[..50].to_vec()));
