@@ -143,7 +143,11 @@ impl Checker<'_> {
             }
             Step::If(branch) => {
                 let condition = &branch.condition;
-                self.var_name(node, index, "if.var", &condition.var);
+                if let Err(message) =
+                    name_rule("a variable's name", &condition.var, limits::VAR_NAME)
+                {
+                    self.at(node, index, "if.var", message);
+                }
                 let (field, value) = match &condition.test {
                     Test::Equals(v) => ("if.equals", v),
                     Test::StartsWith(v) => ("if.starts_with", v),
@@ -358,6 +362,7 @@ impl Checker<'_> {
         }
     }
 
+    /// A variable `set` or `save` writes: a valid name, and not one of botlink's own.
     fn var_name(&mut self, node: &str, index: usize, field: &str, var: &str) {
         if let Err(message) = name_rule("a variable's name", var, limits::VAR_NAME) {
             self.at(node, index, field, message);

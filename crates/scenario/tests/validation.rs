@@ -429,6 +429,12 @@ fn chat_id_and_channel_cannot_be_changed_by_a_scenario() {
     let places: Vec<_> = errors.iter().map(|e| e.field.clone().unwrap()).collect();
     assert_eq!(places, vec!["set.chat_id", "send_request.save.channel"]);
     assert_has(&errors[0].message, "chat_id is botlink's own variable");
+    // Reading them is fine.
+    let document = doc(
+        json!([{"if": {"var": "channel", "equals": "telegram"}, "then": "b"},
+                              {"message": "{{ chat_id }}"}]),
+    );
+    assert!(Scenario::from_json(document.to_string().as_bytes()).is_ok());
 }
 
 #[test]
