@@ -6,11 +6,13 @@
 
 pub mod arrival;
 pub mod channel;
+pub mod inbound;
 pub mod link;
 pub mod payload;
 pub mod signature;
 
 pub use channel::{Channel, Charset, ParamRule};
+pub use inbound::{Inbound, InboundError, InboundKind};
 pub use link::{
     DeepLink, LinkError, LinkKind, LinkSpec, ParsedLink, TelegramForm, build_link, parse_link,
 };
