@@ -39,7 +39,7 @@ fn parse(body: &[u8]) -> Result<Value, ArrivalError> {
     serde_json::from_slice(body).map_err(|e| ArrivalError::NotJson(e.to_string()))
 }
 
-fn id_string(v: &Value) -> Option<String> {
+pub(crate) fn id_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -77,8 +77,18 @@ pub fn telegram_start_param(text: &str, bot: Option<&str>) -> Result<Option<Stri
     Ok((!rest.is_empty()).then(|| rest.to_string()))
 }
 
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
+}
+
+/// A Telegram user's name as shown: `first_name`, then `last_name` when there is one.
+pub(crate) fn telegram_user_name(from: &Value) -> Option<String> {
+    from.get("first_name").and_then(Value::as_str).map(|first| {
+        match from.get("last_name").and_then(Value::as_str) {
+            Some(last) => format!("{first} {last}"),
+            None => first.to_string(),
+        }
+    })
 }
 
 /// A Telegram update carrying `/start`.
@@ -102,12 +112,7 @@ pub fn telegram_update(body: &[u8], bot: Option<&str>) -> Result<Start, ArrivalE
         .and_then(|c| c.get("id"))
         .and_then(id_string)
         .ok_or(ArrivalError::Missing("message.chat.id"))?;
-    let user_name = from.get("first_name").and_then(Value::as_str).map(|first| {
-        match from.get("last_name").and_then(Value::as_str) {
-            Some(last) => format!("{first} {last}"),
-            None => first.to_string(),
-        }
-    });
+    let user_name = telegram_user_name(from);
     Ok(Start {
         channel: Channel::Telegram,
         user_id,
