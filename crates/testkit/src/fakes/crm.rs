@@ -213,10 +213,10 @@ impl FakeCrm {
 
 impl Drop for FakeCrm {
     fn drop(&mut self) {
-        if let Ok(mut running) = self.running.lock() {
-            if let Some(running) = running.take() {
-                running.stop.cancel();
-            }
+        if let Ok(mut running) = self.running.lock()
+            && let Some(running) = running.take()
+        {
+            running.stop.cancel();
         }
     }
 }

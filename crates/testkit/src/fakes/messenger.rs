@@ -3,16 +3,17 @@
 //! place of the platform's origin (`https://api.telegram.org`, `https://chatapi.viber.com`,
 //! `https://graph.facebook.com`, `https://api.line.me`, `https://platform-api2.max.ru`).
 //!
-//! What it serves, each in its own module with the platform's rules cited there:
+//! What it serves, each platform in a file of its own under `messenger/`, which cites the
+//! platform's rules it follows:
 //!
 //! | platform | calls |
 //! |---|---|
-//! | Telegram ([`telegram`]) | `/bot<token>/sendMessage`, `setWebhook`, `deleteWebhook`, `getWebhookInfo`, `getMe` |
-//! | Viber ([`viber`]) | `POST /pa/send_message`, `POST /pa/set_webhook` |
-//! | Messenger, Instagram ([`meta`]) | `POST /<version>/me/messages` (or `/<page id>/messages`) |
-//! | WhatsApp Cloud API ([`whatsapp`]) | `POST /<version>/<phone number id>/messages` |
-//! | LINE ([`line`]) | `POST /v2/bot/message/push` |
-//! | MAX ([`max`]) | `POST /messages?user_id=` or `?chat_id=`, `POST /subscriptions` |
+//! | Telegram (`telegram.rs`) | `/bot<token>/sendMessage`, `setWebhook`, `deleteWebhook`, `getWebhookInfo`, `getMe` |
+//! | Viber (`viber.rs`) | `POST /pa/send_message`, `POST /pa/set_webhook` |
+//! | Messenger, Instagram (`meta.rs`) | `POST /<version>/me/messages` (or `/<page id>/messages`) |
+//! | WhatsApp Cloud API (`whatsapp.rs`) | `POST /<version>/<phone number id>/messages` |
+//! | LINE (`line.rs`) | `POST /v2/bot/message/push` |
+//! | MAX (`max.rs`) | `POST /messages?user_id=` or `?chat_id=`, `POST /subscriptions` |
 //!
 //! A send that the platform would accept is recorded ([`FakeMessenger::messages`]). Before that,
 //! in this order, it may be refused: by an injected failure ([`FakeMessenger::fail_next`]), by the
@@ -255,7 +256,8 @@ impl FakeMessenger {
         );
     }
 
-    /// Sets the rate limits of `bot` (as in [`SentMessage::bot`]), in place of its platform's.
+    /// Sets the rate limits of `bot` (as in [`SentMessage::bot`]), in place of its platform's. A
+    /// limit counts the sends made while it is set.
     pub fn set_limits(&self, bot: &str, limits: Limits) {
         for b in self.fake.state().bots_named(bot) {
             b.limits = limits;
@@ -513,9 +515,16 @@ impl Bot {
     /// both; else says how long until the fuller one has room (whole seconds, at least 1, as
     /// Telegram's `retry_after`).
     fn admit(&mut self, chat_id: &str, now: Instant) -> Result<(), (u32, Scope)> {
-        let chat_sends = self.sends_by_chat.entry(chat_id.to_owned()).or_default();
+        // Chats are counted only under a per-chat limit, so that a bot without one keeps no
+        // window for each of its chats.
+        let mut chat_sends = self
+            .limits
+            .per_chat
+            .map(|_| self.sends_by_chat.entry(chat_id.to_owned()).or_default());
         let bot_wait = wait(&mut self.sends, self.limits.per_bot, now);
-        let chat_wait = wait(chat_sends, self.limits.per_chat, now);
+        let chat_wait = chat_sends
+            .as_deref_mut()
+            .and_then(|sends| wait(sends, self.limits.per_chat, now));
         let refused = match (bot_wait, chat_wait) {
             (Some(b), Some(c)) if c > b => Some((c, Scope::Chat)),
             (Some(b), _) => Some((b, Scope::Bot)),
@@ -528,8 +537,8 @@ impl Bot {
         if self.limits.per_bot.is_some() {
             self.sends.push_back(now);
         }
-        if self.limits.per_chat.is_some() {
-            chat_sends.push_back(now);
+        if let Some(sends) = chat_sends {
+            sends.push_back(now);
         }
         Ok(())
     }

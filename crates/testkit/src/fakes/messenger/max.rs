@@ -52,10 +52,10 @@ pub(super) async fn handle(fake: &Fake, call: &Call) -> Response {
         (&Method::DELETE, "/subscriptions") => {
             let url = call.query("url").unwrap_or_default();
             let mut state = fake.state();
-            if let Some(bot) = state.bots.get_mut(&(Platform::Max, token.to_owned())) {
-                if bot.webhook.as_ref().is_some_and(|w| w.url == url) {
-                    bot.webhook = None;
-                }
+            if let Some(bot) = state.bots.get_mut(&(Platform::Max, token.to_owned()))
+                && bot.webhook.as_ref().is_some_and(|w| w.url == url)
+            {
+                bot.webhook = None;
             }
             json(StatusCode::OK, json!({ "success": true }))
         }
