@@ -9,6 +9,8 @@
 //! `skipped: ...` and returns; with `CI=true` it fails instead, so that CI never passes a
 //! PostgreSQL test that did not run.
 
+pub mod fakes;
+
 use std::net::SocketAddr;
 
 use botlink_core::{Channel, Scheme};
