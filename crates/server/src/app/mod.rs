@@ -35,7 +35,8 @@ use crate::redirect::Resolved;
 use crate::redirect::cache::LinkCache;
 use crate::redirect::clicks::{self, ClickRecorder, ClickSettings};
 use crate::store::{
-    self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, WorkspaceId, WorkspaceStore,
+    self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, Stores, WorkspaceId,
+    WorkspaceStore,
 };
 
 /// Why the server could not start.
@@ -60,7 +61,8 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    store: Arc<Store>,
+    /// The storage, seen through a trait per aggregate.
+    stores: Stores,
     secret: SecretKey,
     default_workspace: WorkspaceId,
     recorder: ClickRecorder,
@@ -80,16 +82,16 @@ impl AppState {
         &self.0.config
     }
     pub fn workspaces(&self) -> &dyn WorkspaceStore {
-        &*self.0.store
+        &*self.0.stores.workspaces
     }
     pub fn bots(&self) -> &dyn BotStore {
-        &*self.0.store
+        &*self.0.stores.bots
     }
     pub fn links(&self) -> &dyn LinkStore {
-        &*self.0.store
+        &*self.0.stores.links
     }
     pub fn clicks(&self) -> &dyn ClickStore {
-        &*self.0.store
+        &*self.0.stores.clicks
     }
     pub fn secret(&self) -> &SecretKey {
         &self.0.secret
@@ -109,7 +111,7 @@ impl AppState {
     /// How the API's writes have fared lately (for `/healthz`).
     /// Marks an API write under way until the turn is dropped (see [`crate::store::WriteTurn`]).
     pub fn write_turn(&self) -> Option<crate::store::WriteTurn> {
-        self.0.store.write_turn()
+        self.0.stores.database.write_turn()
     }
 
     pub fn database_writes(&self) -> &DatabaseWrites {
@@ -117,7 +119,7 @@ impl AppState {
     }
     /// Checks that the database answers (for `/healthz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.0.store.ping().await
+        self.0.stores.database.ping().await
     }
 
     /// The metrics series of a redirect route's 302s.
@@ -162,7 +164,7 @@ impl AppState {
             return Some(Some(link));
         }
         let generation = cache.generation();
-        match self.0.store.link_by_code_or_slug_now(code)? {
+        match self.links().link_by_code_or_slug_now(code)? {
             Ok(link) => Some(link.map(|l| self.keep_link(code, l, generation))),
             // The pool will be asked, and say what failed.
             Err(_) => None,
@@ -325,7 +327,7 @@ pub async fn run_checked(
     let state = AppState(Arc::new(Inner {
         limiter: KeyLimiter::new(config.rate_limit_per_second),
         config,
-        store,
+        stores: store.stores(),
         secret,
         default_workspace,
         recorder,

@@ -491,3 +491,16 @@ fn lower_sqlite_threads() {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl super::Database for Store {
+    fn backend(&self) -> Backend {
+        Store::backend(self)
+    }
+    fn write_turn(&self) -> Option<WriteTurn> {
+        Store::write_turn(self)
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        Store::ping(self).await
+    }
+}

@@ -108,6 +108,10 @@ fn parse_cursor(cursor: &str) -> StoreResult<(i64, String)> {
 
 #[async_trait]
 impl LinkStore for Store {
+    fn link_by_code_or_slug_now(&self, s: &str) -> Option<StoreResult<Option<Link>>> {
+        Store::link_by_code_or_slug_now(self, s)
+    }
+
     async fn create_links(
         &self,
         ws: &WorkspaceId,

@@ -259,6 +259,12 @@ pub trait LinkStore: Send + Sync {
         now_ms: i64,
     ) -> StoreResult<Vec<Link>>;
     async fn get_link(&self, ws: &WorkspaceId, id: &LinkId) -> StoreResult<Link>;
+    /// A short link read without waiting (SQLite: on the calling thread, from a connection of
+    /// its own), for the redirect path; `None` when this store cannot read it so (then
+    /// [`LinkStore::link_by_code_or_slug`]).
+    fn link_by_code_or_slug_now(&self, _s: &str) -> Option<StoreResult<Option<Link>>> {
+        None
+    }
     /// The link whose code, or else whose slug, is `s` (the public redirect lookup; any
     /// workspace). Disabled and expired links are returned too: the caller decides.
     async fn link_by_code_or_slug(&self, s: &str) -> StoreResult<Option<Link>>;
@@ -309,9 +315,21 @@ pub trait ClickStore: Send + Sync {
     ) -> StoreResult<Vec<LinkCount>>;
 }
 
+/// The database as a whole: which backend, whether it answers, and the write turns API
+/// writes take with the click writer (see [`WriteTurn`]).
+#[async_trait]
+pub trait Database: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// Marks an API write under way until the turn is dropped (SQLite; `None` elsewhere).
+    fn write_turn(&self) -> Option<WriteTurn>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
 /// The store seen through each trait, ready for an application state.
 #[derive(Clone)]
 pub struct Stores {
+    pub database: Arc<dyn Database>,
     pub workspaces: Arc<dyn WorkspaceStore>,
     pub bots: Arc<dyn BotStore>,
     pub links: Arc<dyn LinkStore>,
@@ -322,6 +340,7 @@ impl Store {
     /// This store behind each of its traits.
     pub fn stores(self: &Arc<Self>) -> Stores {
         Stores {
+            database: self.clone(),
             workspaces: self.clone(),
             bots: self.clone(),
             links: self.clone(),
