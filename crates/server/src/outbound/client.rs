@@ -62,8 +62,8 @@ pub struct OutboundRequest {
 }
 
 impl OutboundRequest {
-    /// A `POST` of `body` serialized as JSON, with `Content-Type: application/json`.
-    pub fn post_json(url: Url, body: &impl serde::Serialize) -> OutboundRequest {
+    /// A `POST` of `body` as JSON, with `Content-Type: application/json`.
+    pub fn post_json(url: Url, body: &serde_json::Value) -> OutboundRequest {
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -73,8 +73,7 @@ impl OutboundRequest {
             method: Method::POST,
             url,
             headers,
-            // Serializing a `Serialize` value with string keys to a Vec cannot fail.
-            body: Some(serde_json::to_vec(body).unwrap_or_default()),
+            body: Some(body.to_string().into_bytes()),
         }
     }
 
