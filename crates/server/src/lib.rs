@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod crypto;
 pub mod domain;
+pub mod outbound;
 pub mod redirect;
 pub mod store;
 pub mod util;
