@@ -20,11 +20,15 @@ pub enum Channel {
     Line,
     Max,
     Webchat,
+    /// A business's own chat (an app or a site widget): its page opens with `?start=<p>`,
+    /// its backend posts updates to botlink and receives the bot's messages, both signed
+    /// (`docs/custom-channel.md`).
+    Custom,
 }
 
 impl Channel {
     /// Every channel, in the order botlink lists them.
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Telegram,
         Channel::Viber,
         Channel::Messenger,
@@ -33,6 +37,7 @@ impl Channel {
         Channel::Line,
         Channel::Max,
         Channel::Webchat,
+        Channel::Custom,
     ];
 
     /// The lowercase name used on the command line, in the API and in storage.
@@ -46,6 +51,7 @@ impl Channel {
             Channel::Line => "line",
             Channel::Max => "max",
             Channel::Webchat => "webchat",
+            Channel::Custom => "custom",
         }
     }
 
@@ -60,6 +66,7 @@ impl Channel {
             Channel::Line => "LINE",
             Channel::Max => "MAX",
             Channel::Webchat => "Web chat",
+            Channel::Custom => "Chat",
         }
     }
 
@@ -73,6 +80,7 @@ impl Channel {
             Channel::Whatsapp | Channel::Line => ParamRule::VISIBLE_TEXT,
             Channel::Max => ParamRule::MAX,
             Channel::Webchat => ParamRule::WEBCHAT,
+            Channel::Custom => ParamRule::CUSTOM,
         }
     }
 
@@ -91,7 +99,7 @@ impl fmt::Display for Channel {
 /// A channel name that botlink does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown channel {0:?}: use one of telegram, viber, messenger, instagram, whatsapp, line, max, webchat"
+    "unknown channel {0:?}: use one of telegram, viber, messenger, instagram, whatsapp, line, max, webchat, custom"
 )]
 pub struct UnknownChannel(pub String);
 
@@ -201,6 +209,12 @@ impl ParamRule {
         charset: Charset::AnyText,
         max_len: 2048,
         source: "botlink's cap for web chat ref",
+    };
+    /// A custom chat's `?start=`: URL-encoded text, as the web chat's.
+    pub const CUSTOM: ParamRule = ParamRule {
+        charset: Charset::AnyText,
+        max_len: 2048,
+        source: "botlink's cap for a custom chat's start",
     };
 }
 

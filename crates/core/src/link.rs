@@ -427,6 +427,22 @@ pub fn check_bot(channel: Channel, bot: &str) -> Result<String, LinkError> {
                 Err(bad("a web chat bot id is 1-64 characters of [A-Za-z0-9_-]"))
             }
         }
+        Channel::Custom => {
+            let rest = bot
+                .strip_prefix("https://")
+                .or_else(|| bot.strip_prefix("http://"));
+            let ok = bot.len() <= 2048
+                && rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+                && !bot.contains(['?', '#'])
+                && all_chars(bot, |c| c.is_ascii_graphic());
+            if ok {
+                Ok(bot.to_string())
+            } else {
+                Err(bad(
+                    "a custom chat's link is an http(s) URL without a query or fragment (its page, which opens with ?start=<p>)",
+                ))
+            }
+        }
     }
 }
 
@@ -583,6 +599,13 @@ pub fn build_link(spec: &LinkSpec<'_>) -> Result<DeepLink, LinkError> {
             url.push_str(&bot);
             if let Some(p) = spec.param {
                 url.push_str("?ref=");
+                push_encoded(&mut url, p);
+            }
+        }
+        Channel::Custom => {
+            url.push_str(&bot);
+            if let Some(p) = spec.param {
+                url.push_str("?start=");
                 push_encoded(&mut url, p);
             }
         }
@@ -850,11 +873,17 @@ pub fn parse_link(url: &str) -> Result<ParsedLink, LinkError> {
             )),
             _ => Err(malformed(url, "expected max.ru/<bot>")),
         },
-        ("https" | "http", _) => match segments.as_slice() {
-            [.., "chat", bot] => Ok(simple(
+        ("https" | "http", _) => match (segments.as_slice(), get(&pairs, "start")) {
+            ([.., "chat", bot], _) => Ok(simple(
                 Channel::Webchat,
                 (*bot).to_string(),
                 get(&pairs, "ref").cloned().flatten(),
+            )),
+            // Any other page opened with `?start=`: a custom chat, whose link is the page.
+            (_, Some(start)) => Ok(simple(
+                Channel::Custom,
+                url.split(['?', '#']).next().unwrap_or(url).to_string(),
+                start.clone(),
             )),
             _ => Err(LinkError::NotADeepLink {
                 url: url.to_string(),

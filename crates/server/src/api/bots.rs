@@ -24,7 +24,7 @@ use crate::util::format_rfc3339;
 /// `app_secret`, `page_token`, `verify_token`; instagram `username`, `app_secret`,
 /// `access_token`; whatsapp `number`, `phone_number_id`, `business_account_id`,
 /// `access_token`, `app_secret`; line `id`, `channel_secret`, `access_token`; max `username`,
-/// `token`; webchat `id` (default: the bot's id). Any channel takes `api_base_url` (e.g. a
+/// `token`; webchat `id` (default: the bot's id); custom `link`, `url`, `webhook_secret`. Any channel takes `api_base_url` (e.g. a
 /// local Telegram Bot API server).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +75,19 @@ pub struct ChannelIn {
         pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub api_base_url: Option<String>,
+    /// custom: the chat's page (an http(s) URL without a query), which links open with
+    /// `?start=<parameter>`.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub link: Option<String>,
+    /// custom: where botlink posts the bot's messages (signed with `webhook_secret`).
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub url: Option<String>,
     /// Secret. An empty string removes it.
     #[schema(
         max_length = 4096,
@@ -140,6 +153,8 @@ pub struct ChannelsIn {
     max: ChannelIn,
     #[schema(required = false)]
     webchat: ChannelIn,
+    #[schema(required = false)]
+    custom: ChannelIn,
 }
 
 /// Channels to set (an object) or remove (`null`), as `BotPatchIn` takes them.
@@ -155,6 +170,7 @@ pub struct ChannelsPatchIn {
     line: Option<ChannelIn>,
     max: Option<ChannelIn>,
     webchat: Option<ChannelIn>,
+    custom: Option<ChannelIn>,
 }
 
 /// A channel's name, as links and bots take it.
@@ -170,6 +186,7 @@ pub enum ChannelName {
     Line,
     Max,
     Webchat,
+    Custom,
 }
 
 const PUBLIC_FIELDS: &[&str] = &[
@@ -182,10 +199,12 @@ const PUBLIC_FIELDS: &[&str] = &[
     "business_account_id",
     "id",
     "api_base_url",
+    "link",
+    "url",
 ];
 
 impl ChannelIn {
-    fn public(&self) -> [(&'static str, &Option<String>); 9] {
+    fn public(&self) -> [(&'static str, &Option<String>); 11] {
         [
             ("username", &self.username),
             ("uri", &self.uri),
@@ -196,6 +215,8 @@ impl ChannelIn {
             ("business_account_id", &self.business_account_id),
             ("id", &self.id),
             ("api_base_url", &self.api_base_url),
+            ("link", &self.link),
+            ("url", &self.url),
         ]
     }
 

@@ -18,6 +18,7 @@ pub fn identifier_key(channel: Channel) -> &'static str {
         Channel::Messenger => "page",
         Channel::Whatsapp => "number",
         Channel::Line | Channel::Webchat => "id",
+        Channel::Custom => "link",
     }
 }
 
@@ -75,7 +76,7 @@ pub fn relink(
     }
 }
 
-fn check_url(channel: Channel, url: &str) -> Result<(), DomainError> {
+fn check_url(channel: Channel, field: &str, url: &str) -> Result<(), DomainError> {
     let ok = url::Url::parse(url)
         .ok()
         .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
@@ -84,7 +85,7 @@ fn check_url(channel: Channel, url: &str) -> Result<(), DomainError> {
     } else {
         Err(DomainError::invalid(
             "invalid_channel_settings",
-            format!("{channel}.api_base_url {url:?} is not an http(s) URL"),
+            format!("{channel}.{field} {url:?} is not an http(s) URL"),
         ))
     }
 }
@@ -108,7 +109,11 @@ pub fn channel_row(
     let mut settings = serde_json::Map::new();
     for &(k, v) in public {
         if let Some(v) = v {
-            let rule = if k == "api_base_url" { URL } else { SETTING };
+            let rule = if matches!(k, "api_base_url" | "link" | "url") {
+                URL
+            } else {
+                SETTING
+            };
             rule.check(&format!("channels.{channel}.{k}"), v)?;
             settings.insert(
                 k.to_string(),
@@ -136,8 +141,10 @@ pub fn channel_row(
             ));
         }
     }
-    if let Some((_, Some(u))) = public.iter().find(|(k, _)| *k == "api_base_url") {
-        check_url(channel, u)?;
+    for &(k, v) in public {
+        if let (true, Some(u)) = (matches!(k, "api_base_url" | "url"), v) {
+            check_url(channel, k, u)?;
+        }
     }
     let mut secrets = match old_secrets {
         Some(sealed) => open_sealed(key, bot_id, channel, sealed)?,
