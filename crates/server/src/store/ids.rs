@@ -88,6 +88,32 @@ typed_id!(
     ClickId
 );
 
+typed_id!(
+    /// A contact: one person in one channel of one bot.
+    ContactId, prefix = "ct"
+);
+typed_id!(
+    /// An update received from a messenger, in the inbox.
+    InboxId, prefix = "in"
+);
+typed_id!(
+    /// A recorded Start.
+    StartId, prefix = "st"
+);
+typed_id!(
+    /// A message in the outbox, to send through a channel.
+    MessageId, prefix = "om"
+);
+typed_id!(
+    /// A delivery (`send_me`, `send_request`): also its Standard Webhooks `webhook-id`, the
+    /// same on every attempt so that the receiver can drop a duplicate.
+    DeliveryId, prefix = "msg"
+);
+typed_id!(
+    /// A call_node run.
+    RunId, prefix = "run"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

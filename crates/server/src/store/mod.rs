@@ -31,6 +31,7 @@ macro_rules! with_pool {
 mod bots;
 mod clicks;
 mod db;
+mod flow;
 mod ids;
 mod links;
 mod model;
@@ -42,7 +43,15 @@ mod workspaces;
 
 pub use clicks::STATS_WAIT;
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
-pub use ids::{ApiKeyId, BotId, ClickId, EntryPointId, LinkId, WorkspaceId};
+pub use flow::{
+    Attempt, Contact, ContactFilter, ContactWrite, Continuation, Delivery, DeliveryAttempt,
+    DeliveryFilter, FlowCommit, FlowStore, InboxItem, NewDelivery, NewMessage, OutboxMessage,
+    RecipientOutcome, Run, ScenarioVersion, StartRecord, WorkStatus,
+};
+pub use ids::{
+    ApiKeyId, BotId, ClickId, ContactId, DeliveryId, EntryPointId, InboxId, LinkId, MessageId,
+    RunId, StartId, WorkspaceId,
+};
 pub use model::{
     ApiKey, Bot, BotChannel, BotPatch, Bucket, Click, ClickKind, DeepLinkOut, EntryPoint,
     EntryPointPatch, InlineClickId, InlineLinkId, Link, LinkCount, LinkFilter, LinkPatch, NONE_KEY,
