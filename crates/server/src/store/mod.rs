@@ -190,6 +190,8 @@ pub trait BotStore: Send + Sync {
     /// Creates a bot and its channels in one transaction.
     async fn create_bot(&self, ws: &WorkspaceId, bot: NewBot, now_ms: i64) -> StoreResult<Bot>;
     async fn get_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<Bot>;
+    /// A bot of any workspace, for what arrives addressed to a bot (messenger webhooks).
+    async fn bot_by_id(&self, id: &BotId) -> StoreResult<Option<Bot>>;
     /// Bots of a workspace with their channels, by name.
     async fn list_bots(&self, ws: &WorkspaceId) -> StoreResult<Vec<Bot>>;
     /// Renames and/or changes channels in one transaction; returns the bot as it now is.
