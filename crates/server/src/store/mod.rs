@@ -32,6 +32,7 @@ mod bots;
 mod clicks;
 mod db;
 mod flow;
+mod flow_sql;
 mod ids;
 mod links;
 mod model;
@@ -345,6 +346,7 @@ pub struct Stores {
     pub bots: Arc<dyn BotStore>,
     pub links: Arc<dyn LinkStore>,
     pub clicks: Arc<dyn ClickStore>,
+    pub flow: Arc<dyn FlowStore>,
 }
 
 impl Store {
@@ -356,6 +358,7 @@ impl Store {
             bots: self.clone(),
             links: self.clone(),
             clicks: self.clone(),
+            flow: self.clone(),
         }
     }
 }
