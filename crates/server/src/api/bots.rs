@@ -16,6 +16,7 @@ use crate::api::error::{ApiError, ErrorBody, Json};
 use crate::app::AppState;
 use crate::domain::bots::{channel_row, identifier, relink};
 use crate::domain::links::parse_channel;
+use crate::flow::deliver::new_signing_secret;
 use crate::store::{Bot, BotId, BotPatch, NewBot, Role};
 use crate::util::format_rfc3339;
 
@@ -282,8 +283,19 @@ pub struct BotOut {
     pub id: String,
     pub name: String,
     pub channels: Vec<ChannelOut>,
+    /// The secret that signs the bot's deliveries (`whsec_...`, Standard Webhooks): in the
+    /// answer that creates the bot only, never again (rotate it to get a new one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A bot's new signing secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningSecretOut {
+    /// `whsec_` and Base64: verify deliveries' `webhook-signature` with it. Shown once.
+    pub signing_secret: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -295,6 +307,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_bot, list_bots))
         .routes(routes!(get_bot, update_bot, delete_bot))
+        .routes(routes!(rotate_signing_secret))
 }
 
 pub fn bot_out(bot: &Bot) -> BotOut {
@@ -322,6 +335,7 @@ pub fn bot_out(bot: &Bot) -> BotOut {
                 }
             })
             .collect(),
+        signing_secret: None,
         created_at: format_rfc3339(bot.created_at),
         updated_at: format_rfc3339(bot.updated_at),
     }
@@ -360,7 +374,35 @@ pub async fn create_bot(
         .bots()
         .create_bot(&auth.workspace_id, NewBot { id, name, channels }, now)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(bot_out(&bot))))
+    let (whsec, sealed) = new_signing_secret(state.secret(), &bot.id);
+    state
+        .flow()
+        .set_signing_secret(&auth.workspace_id, &bot.id, &sealed, now)
+        .await?;
+    let mut out = bot_out(&bot);
+    out.signing_secret = Some(whsec);
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+/// Make a new signing secret for the bot's deliveries; the old one stops at once.
+#[utoipa::path(post, path = "/api/v1/bots/{bot_id}/signing_secret", tag = "bots",
+    security(("api_key" = [])), params(("bot_id" = String, Path)),
+    responses((status = 200, body = SigningSecretOut), (status = 404, body = ErrorBody)))]
+pub async fn rotate_signing_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(bot_id): Path<String>,
+) -> Result<axum::Json<SigningSecretOut>, ApiError> {
+    auth.admin()?;
+    let bot = load_bot(&state, &auth, &bot_id).await?;
+    let (whsec, sealed) = new_signing_secret(state.secret(), &bot.id);
+    state
+        .flow()
+        .set_signing_secret(&auth.workspace_id, &bot.id, &sealed, crate::util::now_ms())
+        .await?;
+    Ok(axum::Json(SigningSecretOut {
+        signing_secret: whsec,
+    }))
 }
 
 /// List the workspace's bots.

@@ -33,6 +33,9 @@ pub enum ApiError {
     Invalid { code: &'static str, message: String },
     #[error("missing or invalid API key: send `Authorization: Bearer blk_...`")]
     Unauthorized,
+    /// A webhook whose signature does not verify (nothing was stored).
+    #[error("{0}")]
+    InvalidSignature(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -349,5 +353,21 @@ where
             .await
             .map(|axum::extract::Query(v)| Query(v))
             .map_err(|e| ApiError::invalid("invalid_query", e.body_text()))
+    }
+}
+
+/// A request body as bytes (a messenger's webhook, verified on these bytes before anything
+/// reads them), refused like [`Json`]'s when too large or too slow.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(e) if timed_out(&e) => Err(ApiError::Timeout),
+            Err(e) => Err(ApiError::TooLarge(e.body_text())),
+        }
     }
 }

@@ -8,10 +8,14 @@ use crate::app::AppState;
 
 pub mod auth;
 pub mod bots;
+pub mod contacts;
+pub mod deliveries;
 pub mod entry_points;
 pub mod error;
 pub mod keys;
 pub mod links;
+pub mod notify;
+pub mod scenarios;
 pub mod stats;
 
 #[derive(OpenApi)]
@@ -27,7 +31,11 @@ pub mod stats;
         (name = "entry points", description = "Where links start a bot's scenario"),
         (name = "links", description = "Short links and deep links"),
         (name = "stats", description = "Clicks, unique clicks and previews"),
-        (name = "api keys", description = "Keys of the workspace")
+        (name = "api keys", description = "Keys of the workspace"),
+        (name = "scenarios", description = "A bot's scenario, versioned"),
+        (name = "contacts", description = "The people who started a bot"),
+        (name = "deliveries", description = "Requests scenarios make to a CRM, with every attempt"),
+        (name = "notify", description = "call_node: notify a person who has started the bot, and follow the run")
     )
 )]
 pub struct ApiDoc;
@@ -51,7 +59,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(entry_points::router())
         .merge(links::router())
         .merge(stats::router())
-        .merge(keys::router());
+        .merge(keys::router())
+        .merge(notify::router())
+        .merge(scenarios::router())
+        .merge(contacts::router())
+        .merge(deliveries::router());
     // After the merge: the document's own modifiers run before the routes are in it.
     ErrorResponses.modify(router.get_openapi_mut());
     router

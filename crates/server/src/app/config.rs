@@ -57,6 +57,41 @@ pub struct Config {
     /// not fails to read (the API answers 408). A megabyte (the most the API takes) in a
     /// minute is 17 kB/s, slower than any client that means to send it.
     pub body_deadline: std::time::Duration,
+    /// Address ranges that outbound requests (deliveries, channel APIs) may reach although
+    /// they are private, loopback or the like (`--outbound-allow`); none by default.
+    pub outbound_allow: crate::outbound::OutboundAllow,
+    /// When a failed delivery is tried again, after each failed attempt in turn; after the
+    /// last, it is given up (`--retry-schedule`, default `5s,5m,30m,2h,5h,10h`).
+    pub retry_schedule: Vec<std::time::Duration>,
+}
+
+/// The default `--retry-schedule`: seven attempts over about 18 hours.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h";
+
+/// Reads a retry schedule: durations such as `5s`, `5m`, `2h`, comma-separated, each after
+/// the one before.
+pub fn parse_retry_schedule(s: &str) -> Result<Vec<std::time::Duration>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let d = humantime::parse_duration(part).map_err(|e| {
+            format!("{part:?} in the retry schedule is not a duration such as 5s, 5m or 2h ({e})")
+        })?;
+        if d.is_zero() || d > std::time::Duration::from_secs(7 * 86_400) {
+            return Err(format!(
+                "{part:?} in the retry schedule must be more than 0 and at most 7 days"
+            ));
+        }
+        if out.last().is_some_and(|last| *last > d) {
+            return Err(format!(
+                "the retry schedule must not shrink: {part:?} comes after a longer wait"
+            ));
+        }
+        out.push(d);
+    }
+    if out.len() > 20 {
+        return Err("the retry schedule has more than 20 waits".to_owned());
+    }
+    Ok(out)
 }
 
 impl Config {
@@ -79,6 +114,9 @@ impl Config {
             link_cache_ms: None,
             idle_timeout: std::time::Duration::from_secs(75),
             body_deadline: std::time::Duration::from_secs(60),
+            outbound_allow: crate::outbound::OutboundAllow::default(),
+            retry_schedule: parse_retry_schedule(DEFAULT_RETRY_SCHEDULE)
+                .expect("the default schedule reads"),
         }
     }
 

@@ -35,8 +35,8 @@ use crate::redirect::Resolved;
 use crate::redirect::cache::LinkCache;
 use crate::redirect::clicks::{self, ClickRecorder, ClickSettings};
 use crate::store::{
-    self, BotStore, ClickStore, Link, LinkStore, Store, StoreError, Stores, WorkspaceId,
-    WorkspaceStore,
+    self, BotStore, ClickStore, FlowStore, Link, LinkStore, Store, StoreError, Stores,
+    WorkspaceId, WorkspaceStore,
 };
 
 /// Why the server could not start.
@@ -75,6 +75,8 @@ struct Inner {
     /// per outage, not once per request.
     redirect_db_down: AtomicBool,
     database_writes: DatabaseWrites,
+    /// What the Start flow's workers work with (shared with the API: call_node).
+    flow: Arc<crate::flow::Flow>,
 }
 
 impl AppState {
@@ -92,6 +94,16 @@ impl AppState {
     }
     pub fn clicks(&self) -> &dyn ClickStore {
         &*self.0.stores.clicks
+    }
+    pub fn flow(&self) -> &dyn FlowStore {
+        &*self.0.stores.flow
+    }
+    /// The Start flow's workers' context (stores, key, outbound client, wake-ups).
+    pub fn flow_context(&self) -> &crate::flow::Flow {
+        &self.0.flow
+    }
+    pub fn wake(&self) -> &crate::flow::Wake {
+        &self.0.flow.wake
     }
     pub fn secret(&self) -> &SecretKey {
         &self.0.secret
@@ -324,10 +336,27 @@ pub async fn run_checked(
         ))
     });
     let db = store.clone();
+    let stores = store.stores();
+    let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundConfig {
+        allow: config.outbound_allow.clone(),
+        ..crate::outbound::OutboundConfig::default()
+    })
+    .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let flow = Arc::new(crate::flow::Flow {
+        flow: stores.flow.clone(),
+        bots: stores.bots.clone(),
+        links: stores.links.clone(),
+        secret: secret.clone(),
+        outbound,
+        retry_schedule: config.retry_schedule.clone(),
+        wake: Arc::default(),
+    });
+    let flow_stop = CancellationToken::new();
+    let workers = crate::flow::spawn(flow.clone(), flow_stop.clone());
     let state = AppState(Arc::new(Inner {
         limiter: KeyLimiter::new(config.rate_limit_per_second),
         config,
-        stores: store.stores(),
+        stores,
         secret,
         default_workspace,
         recorder,
@@ -336,6 +365,7 @@ pub async fn run_checked(
         redirect_series: crate::redirect::RedirectSeries::default(),
         redirect_db_down: AtomicBool::new(false),
         database_writes: DatabaseWrites::default(),
+        flow,
     }));
     let app = router(state.clone());
     let addr = listener.local_addr()?;
@@ -344,6 +374,9 @@ pub async fn run_checked(
     // The server has stopped taking requests and finished the ones in flight: no more
     // clicks can arrive, so flush what is queued.
     drop(upkeep);
+    // The workers finish the work in hand (what they have not claimed stays stored).
+    flow_stop.cancel();
+    workers.wait().await;
     changes_stop.cancel();
     if let Some(following) = following {
         let _ = following.await;
@@ -511,6 +544,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(crate::redirect::router())
         .merge(crate::redirect::webchat::router())
+        .merge(crate::webhooks::router())
         .route("/healthz", get(crate::app::health::healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)

@@ -12,6 +12,9 @@ use crate::app::config::Config;
 use crate::domain::validate;
 use crate::store::Store;
 
+/// A retry schedule, read as one value (clap takes a `Vec` field for many).
+type RetrySchedule = Vec<std::time::Duration>;
+
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -91,6 +94,18 @@ pub struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a proxy you trust).
     #[arg(long, env = "BOTLINK_BEHIND_PROXY")]
     pub behind_proxy: bool,
+    /// Address ranges that deliveries and channel API calls may reach although they are
+    /// private, loopback, link-local or the like: comma-separated CIDRs, e.g. 10.1.0.0/16
+    /// (refused by default, so that a scenario cannot reach your internal network).
+    #[arg(long, env = "BOTLINK_OUTBOUND_ALLOW", default_value = "",
+          value_parser = |s: &str| s.parse::<crate::outbound::OutboundAllow>().map_err(|e| e.to_string()))]
+    pub outbound_allow: crate::outbound::OutboundAllow,
+    /// When a failed delivery is tried again: the wait after each failed attempt in turn,
+    /// comma-separated (after the last, the delivery is given up).
+    #[arg(long, env = "BOTLINK_RETRY_SCHEDULE",
+          default_value = crate::app::config::DEFAULT_RETRY_SCHEDULE,
+          value_parser = crate::app::config::parse_retry_schedule)]
+    pub retry_schedule: RetrySchedule,
     /// Log lines as text or JSON (level from RUST_LOG, default info).
     #[arg(long, env = "BOTLINK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -210,6 +225,8 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.click_batch = usize::from(args.click_batch);
     config.behind_proxy = args.behind_proxy;
     config.link_cache_ms = args.link_cache_ms;
+    config.outbound_allow = args.outbound_allow;
+    config.retry_schedule = args.retry_schedule;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     // Everything that can be checked without the network, before binding: a bad setting is
     // reported as itself, not as whatever binding the address runs into.

@@ -125,15 +125,24 @@ impl BotStore for Store {
     }
 
     async fn get_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<Bot> {
+        let bot = self.bot_by_id(id).await?.ok_or(StoreError::NotFound)?;
+        if bot.workspace_id != *ws {
+            return Err(StoreError::NotFound);
+        }
+        Ok(bot)
+    }
+
+    async fn bot_by_id(&self, id: &BotId) -> StoreResult<Option<Bot>> {
         with_pool!(self, pool => {
-            let row = sqlx::query(
-                "SELECT id, workspace_id, name, created_at, updated_at FROM bots WHERE id = $1 AND workspace_id = $2",
+            let Some(row) = sqlx::query(
+                "SELECT id, workspace_id, name, created_at, updated_at FROM bots WHERE id = $1",
             )
             .bind(id.as_str())
-            .bind(ws.as_str())
             .fetch_optional(pool)
             .await?
-            .ok_or(StoreError::NotFound)?;
+            else {
+                return Ok(None);
+            };
             let mut bot = bot_from(&row)?;
             let rows = sqlx::query(
                 "SELECT bot_id, channel, settings, secrets FROM bot_channels WHERE bot_id = $1 ORDER BY channel",
@@ -144,7 +153,7 @@ impl BotStore for Store {
             for r in &rows {
                 bot.channels.push(channel_from(r)?.1);
             }
-            Ok(bot)
+            Ok(Some(bot))
         })
     }
 

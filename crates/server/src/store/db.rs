@@ -232,6 +232,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "settings",
         include_str!("../../migrations/sqlite/0005_settings.sql"),
     ),
+    (
+        6,
+        "flow",
+        include_str!("../../migrations/sqlite/0006_flow.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -255,6 +260,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "settings",
         include_str!("../../migrations/postgres/0005_settings.sql"),
+    ),
+    (
+        6,
+        "flow",
+        include_str!("../../migrations/postgres/0006_flow.sql"),
     ),
 ];
 

@@ -117,6 +117,7 @@ pub struct OutboxMessage {
     pub chat_id: String,
     pub message: serde_json::Value,
     pub run_id: Option<RunId>,
+    /// Earlier attempts to send it (0 on the first claim).
     pub attempts: i64,
     pub created_at: i64,
 }
@@ -194,6 +195,8 @@ pub struct Delivery {
     /// Present until the first attempt has been answered (or failed).
     pub continuation: Option<Continuation>,
     pub status: WorkStatus,
+    /// The attempts recorded, and one more while a claim's attempt is under way; as a claim
+    /// hands it out, the earlier attempts (0 on the first claim).
     pub attempts: i64,
     /// When the next attempt is due (pending only).
     pub next_at: Option<i64>,
@@ -235,7 +238,7 @@ pub struct DeliveryAttempt {
 }
 
 /// What a contact becomes: created with `new_id` when (bot, channel, chat_id) is new, else
-/// the stored contact updated.
+/// the stored contact updated. A value that is `None` keeps the stored one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactWrite {
     pub new_id: ContactId,
@@ -251,7 +254,7 @@ pub struct ContactWrite {
     /// Merged over the stored ones.
     pub variables: BTreeMap<String, String>,
     pub fields: BTreeMap<String, String>,
-    /// Set when `Some`, kept otherwise.
+    /// Set when `Some`, kept otherwise (a new contact: subscribed unless `Some(false)`).
     pub subscribed: Option<bool>,
     /// An attributed Start's link and UTM tags: the first link is set once, the last always.
     pub touch: Option<(LinkId, Utm)>,
@@ -329,7 +332,8 @@ pub trait FlowStore: Send + Sync {
         now_ms: i64,
     ) -> StoreResult<u64>;
     /// Claims up to `limit` inbox items due (oldest first), leased for `lease_ms`: another
-    /// claim skips them until the lease ends.
+    /// claim skips them until the lease ends. A chat's updates are claimed in the order they
+    /// were received, never two at once (one waits while an older one is pending).
     async fn claim_inbox(
         &self,
         limit: u32,

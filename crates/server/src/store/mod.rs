@@ -32,6 +32,7 @@ mod bots;
 mod clicks;
 mod db;
 mod flow;
+mod flow_sql;
 mod ids;
 mod links;
 mod model;
@@ -190,6 +191,8 @@ pub trait BotStore: Send + Sync {
     /// Creates a bot and its channels in one transaction.
     async fn create_bot(&self, ws: &WorkspaceId, bot: NewBot, now_ms: i64) -> StoreResult<Bot>;
     async fn get_bot(&self, ws: &WorkspaceId, id: &BotId) -> StoreResult<Bot>;
+    /// A bot of any workspace, for what arrives addressed to a bot (messenger webhooks).
+    async fn bot_by_id(&self, id: &BotId) -> StoreResult<Option<Bot>>;
     /// Bots of a workspace with their channels, by name.
     async fn list_bots(&self, ws: &WorkspaceId) -> StoreResult<Vec<Bot>>;
     /// Renames and/or changes channels in one transaction; returns the bot as it now is.
@@ -343,6 +346,7 @@ pub struct Stores {
     pub bots: Arc<dyn BotStore>,
     pub links: Arc<dyn LinkStore>,
     pub clicks: Arc<dyn ClickStore>,
+    pub flow: Arc<dyn FlowStore>,
 }
 
 impl Store {
@@ -354,6 +358,7 @@ impl Store {
             bots: self.clone(),
             links: self.clone(),
             clicks: self.clone(),
+            flow: self.clone(),
         }
     }
 }

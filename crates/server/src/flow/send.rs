@@ -1,0 +1,165 @@
+//! The outbox: messages sent through each channel's API, a contact's in the order they were
+//! written. A rate limit or a passing failure delays a message, never drops it; a platform's
+//! "blocked" unsubscribes the contact.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use botlink_core::Channel;
+
+use super::creds::sender;
+use super::{Flow, LEASE_MS, now_ms};
+use crate::outbound::channels::{self, ChannelSender, SendOutcome};
+use crate::store::{BotId, FlowCommit, OutboxMessage, RecipientOutcome, StoreError, WorkStatus};
+
+/// Messages claimed at once.
+const BATCH: u32 = 64;
+/// Attempts at a message that keeps failing in passing (5xx, timeouts) before it is given up.
+const MAX_ATTEMPTS: i64 = 12;
+
+/// Claims the messages that are due and sends each; returns how many it claimed.
+pub async fn send_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
+    let claimed = flow.flow.claim_messages(BATCH, LEASE_MS, now_ms()).await?;
+    let n = claimed.len();
+    // One sender per bot channel for the batch: its secrets are opened once.
+    let mut senders: HashMap<(BotId, Channel), Arc<Result<ChannelSender, String>>> =
+        HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for m in claimed {
+        let key = (m.bot_id.clone(), m.channel);
+        let sender = match senders.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(match flow.bots.bot_by_id(&m.bot_id).await? {
+                    Some(bot) => sender(&flow.secret, &bot, m.channel).map_err(|e| e.to_string()),
+                    None => Err("the bot was deleted".to_owned()),
+                });
+                senders.insert(key, s.clone());
+                s
+            }
+        };
+        let flow = flow.clone();
+        tasks.spawn(async move {
+            let id = m.id.clone();
+            if let Err(e) = send_one(&flow, &sender, m).await {
+                tracing::error!(message = %id, error = %e, "recording a message's outcome");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(n)
+}
+
+/// The channel's form of a scenario's rendered message.
+fn to_channel(m: &OutboxMessage) -> Result<channels::OutMessage, String> {
+    let out: botlink_scenario::OutMessage = serde_json::from_value(m.message.clone())
+        .map_err(|e| format!("the stored message does not read: {e}"))?;
+    Ok(channels::OutMessage {
+        id: m.id.to_string(),
+        chat_id: m.chat_id.clone(),
+        text: out.text,
+        buttons: out
+            .buttons
+            .into_iter()
+            .map(|b| channels::Button {
+                text: b.text,
+                target: match b.target {
+                    botlink_scenario::ButtonTarget::Node(n) => channels::ButtonTarget::Node(n),
+                    botlink_scenario::ButtonTarget::Url(u) => channels::ButtonTarget::Url(u),
+                },
+            })
+            .collect(),
+        tag: out.tag,
+        template: out.template.map(|t| channels::WhatsappTemplate {
+            name: t.name,
+            language: t.language,
+            components: t
+                .components
+                .map(serde_json::Value::Array)
+                .unwrap_or(serde_json::Value::Null),
+        }),
+    })
+}
+
+async fn send_one(
+    flow: &Flow,
+    sender: &Result<ChannelSender, String>,
+    m: OutboxMessage,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let outcome = match (sender.as_ref().map_err(Clone::clone), to_channel(&m)) {
+        (Ok(sender), Ok(msg)) => sender.send(&flow.outbound, &msg, now).await,
+        (Err(e), _) | (_, Err(e)) => SendOutcome::Failed {
+            reason: "cannot_send",
+            detail: e,
+        },
+    };
+    let now = now_ms();
+    let attempts = m.attempts + 1;
+    let (status, error, retry_at) = match &outcome {
+        SendOutcome::Sent { .. } => (WorkStatus::Done, None, None),
+        SendOutcome::RetryAfter(wait) => (
+            WorkStatus::Pending,
+            Some(format!("rate limited: retry after {} ms", wait.as_millis())),
+            Some(now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2)),
+        ),
+        SendOutcome::Transient { reason, detail } if attempts < MAX_ATTEMPTS => (
+            WorkStatus::Pending,
+            Some(format!("{reason}: {detail}")),
+            Some(now + backoff(attempts)),
+        ),
+        SendOutcome::Transient { reason, detail } | SendOutcome::Failed { reason, detail } => {
+            (WorkStatus::Failed, Some(format!("{reason}: {detail}")), None)
+        }
+        SendOutcome::Blocked { reason, detail } => {
+            flow.flow.unsubscribe(&m.contact_id, now).await?;
+            (
+                WorkStatus::Failed,
+                Some(format!("blocked: {reason}: {detail}")),
+                None,
+            )
+        }
+        SendOutcome::OutsideWindow { detail } => (
+            WorkStatus::Failed,
+            Some(format!("outside_window: {detail}")),
+            None,
+        ),
+    };
+    if status == WorkStatus::Failed {
+        tracing::warn!(message = %m.id, bot = %m.bot_id, channel = %m.channel, error = error.as_deref().unwrap_or(""), "a message was given up");
+    }
+    flow.flow
+        .message_done(&m.id, status, error.as_deref(), retry_at, now)
+        .await?;
+    if let (Some(run_id), true) = (&m.run_id, status != WorkStatus::Pending) {
+        flow.flow
+            .commit(
+                &m.bot_id,
+                FlowCommit {
+                    contact_id: Some(m.contact_id.clone()),
+                    recipient: Some(RecipientOutcome {
+                        run_id: run_id.clone(),
+                        contact_id: m.contact_id.clone(),
+                        status,
+                        reason: error.map(|e| e.split(':').next().unwrap_or_default().to_owned()),
+                    }),
+                    ..FlowCommit::default()
+                },
+                now,
+            )
+            .await?;
+    }
+    if status == WorkStatus::Done {
+        // The contact's next message may now go.
+        flow.wake.outbox.notify_one();
+    }
+    Ok(())
+}
+
+/// The wait before retrying a message after `attempts` passing failures: 1 s, doubling, at
+/// most 10 min.
+fn backoff(attempts: i64) -> i64 {
+    let secs = 1i64 << attempts.clamp(0, 10);
+    Duration::from_secs(secs.min(600) as u64).as_millis() as i64
+}

@@ -1,0 +1,1229 @@
+//! [`FlowStore`] on SQLite and PostgreSQL (the tables of `migrations/*/0006_flow.sql`).
+//!
+//! Work (inbox items, messages, deliveries) is claimed with one `UPDATE ... WHERE ... IN
+//! (SELECT ... LIMIT n) RETURNING ...` that leases the rows (`locked_until`) and counts the
+//! claim (`attempts`; what a claim hands out counts the earlier ones). On PostgreSQL the inner select takes `FOR UPDATE SKIP LOCKED`, so that
+//! concurrent claimers (several instances) pass over each other's rows instead of waiting for
+//! them; SQLite has no such clause and needs none: it runs one writer at a time, and the
+//! statement is atomic.
+//!
+//! A chat's updates and a contact's messages are claimed one at a time, in the order they were
+//! written: a row is claimable only when no older row of its chat (its contact) is pending.
+//! So a greeting is never overtaken by the next message, nor a Start by the message that
+//! followed it, even with several workers.
+//!
+//! On SQLite every method that writes first takes a write turn with the click writer (see
+//! [`WriteTurn`]), as the API's writes do: workers call these outside HTTP requests.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use botlink_core::{Channel, Inbound};
+use sqlx::QueryBuilder;
+
+use super::db::{
+    Backend, Cols, Store, from_json, from_name, is_unique_violation, like_escape, to_json,
+};
+use super::flow::{
+    Attempt, Contact, ContactFilter, Delivery, DeliveryFilter, FlowCommit, FlowStore, InboxItem,
+    OutboxMessage, RecipientOutcome, Run, ScenarioVersion, WorkStatus,
+};
+use super::ids::{BotId, ContactId, DeliveryId, InboxId, MessageId, RunId, WorkspaceId};
+use super::{StoreError, StoreResult, Utm, WriteTurn};
+
+/// A page's size when none is asked for, and the largest one.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+macro_rules! contact_cols {
+    () => {
+        "id, workspace_id, bot_id, channel, chat_id, user_id, name, language, external_id, phone, \
+         email, variables, fields, subscribed, first_link_id, last_link_id, utm, pending_param, \
+         created_at, last_seen_at, last_inbound_at"
+    };
+}
+
+macro_rules! delivery_cols {
+    () => {
+        "id, workspace_id, bot_id, contact_id, kind, method, url, headers, data, continuation, \
+         status, attempts, next_at, last_error, created_at, updated_at"
+    };
+}
+
+/// The inbox items due, oldest first, none of a chat with an older pending item; `$1` now,
+/// `$2` the lease's end, `$3` how many. `$lock` is PostgreSQL's `FOR UPDATE SKIP LOCKED`.
+macro_rules! claim_inbox {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE inbox SET locked_until = $2, attempts = attempts + 1 WHERE seq IN (\
+             SELECT i.seq FROM inbox i WHERE i.status = 'pending' AND i.next_at <= $1 \
+             AND (i.locked_until IS NULL OR i.locked_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.bot_id = i.bot_id AND o.channel = i.channel \
+             AND o.chat_id = i.chat_id AND o.status = 'pending' AND o.seq < i.seq) \
+             ORDER BY i.seq LIMIT $3",
+            $lock,
+            ") RETURNING seq, id, workspace_id, bot_id, channel, event, received_at, attempts"
+        )
+    };
+}
+
+/// The messages due, oldest first, none of a contact with an older pending message.
+macro_rules! claim_messages {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE messages SET locked_until = $2, attempts = attempts + 1 WHERE seq IN (\
+             SELECT m.seq FROM messages m WHERE m.status = 'pending' AND m.next_at <= $1 \
+             AND (m.locked_until IS NULL OR m.locked_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.contact_id = m.contact_id \
+             AND o.status = 'pending' AND o.seq < m.seq) \
+             ORDER BY m.seq LIMIT $3",
+            $lock,
+            ") RETURNING seq, id, workspace_id, bot_id, contact_id, channel, chat_id, message, run_id, \
+             attempts, created_at"
+        )
+    };
+}
+
+/// The deliveries due, the longest due first.
+macro_rules! claim_deliveries {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE deliveries SET locked_until = $2, attempts = attempts + 1 WHERE id IN (\
+             SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= $1 \
+             AND (d.locked_until IS NULL OR d.locked_until <= $1) ORDER BY d.next_at, d.id LIMIT $3",
+            $lock,
+            ") RETURNING ",
+            delivery_cols!()
+        )
+    };
+}
+
+/// Claim statements for one backend.
+struct Claims {
+    inbox: &'static str,
+    messages: &'static str,
+    deliveries: &'static str,
+}
+
+const SQLITE_CLAIMS: Claims = Claims {
+    inbox: claim_inbox!(""),
+    messages: claim_messages!(""),
+    deliveries: claim_deliveries!(""),
+};
+
+const POSTGRES_CLAIMS: Claims = Claims {
+    inbox: claim_inbox!(" FOR UPDATE SKIP LOCKED"),
+    messages: claim_messages!(" FOR UPDATE SKIP LOCKED"),
+    deliveries: claim_deliveries!(" FOR UPDATE SKIP LOCKED"),
+};
+
+/// Upserts a contact (see [`ContactWrite`] for the rules), returning its id and the variables
+/// and fields it had (a new contact: those written).
+const UPSERT_CONTACT: &str = concat!(
+    "INSERT INTO contacts (",
+    contact_cols!(),
+    ", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, COALESCE($14, TRUE), \
+     $15, $15, $16, $17, $18, $18, CASE WHEN $19 THEN $18 ELSE NULL END, $18) \
+     ON CONFLICT (bot_id, channel, chat_id) DO UPDATE SET \
+     user_id = COALESCE(excluded.user_id, contacts.user_id), \
+     name = COALESCE(excluded.name, contacts.name), \
+     language = COALESCE(excluded.language, contacts.language), \
+     external_id = COALESCE(excluded.external_id, contacts.external_id), \
+     phone = COALESCE(excluded.phone, contacts.phone), \
+     email = COALESCE(excluded.email, contacts.email), \
+     subscribed = COALESCE($14, contacts.subscribed), \
+     first_link_id = COALESCE(contacts.first_link_id, excluded.first_link_id), \
+     last_link_id = COALESCE(excluded.last_link_id, contacts.last_link_id), \
+     utm = CASE WHEN $15 IS NULL THEN contacts.utm ELSE excluded.utm END, \
+     pending_param = CASE WHEN $20 THEN excluded.pending_param ELSE contacts.pending_param END, \
+     last_seen_at = excluded.last_seen_at, \
+     last_inbound_at = CASE WHEN $19 THEN excluded.last_seen_at ELSE contacts.last_inbound_at END, \
+     updated_at = excluded.updated_at \
+     RETURNING id, variables, fields"
+);
+
+fn inbox_from<R: Cols>(r: &R) -> StoreResult<(i64, InboxItem)> {
+    Ok((
+        r.int("seq")?,
+        InboxItem {
+            id: r.text("id")?.into(),
+            workspace_id: r.text("workspace_id")?.into(),
+            bot_id: r.text("bot_id")?.into(),
+            channel: from_name("inbox", &r.text("channel")?)?,
+            event: from_json("inbox", &r.text("event")?)?,
+            received_at: r.int("received_at")?,
+            // The claim counted itself.
+            attempts: r.int("attempts")? - 1,
+        },
+    ))
+}
+
+fn contact_from<R: Cols>(r: &R) -> StoreResult<Contact> {
+    Ok(Contact {
+        id: r.text("id")?.into(),
+        workspace_id: r.text("workspace_id")?.into(),
+        bot_id: r.text("bot_id")?.into(),
+        channel: from_name("contacts", &r.text("channel")?)?,
+        chat_id: r.text("chat_id")?,
+        user_id: r.opt_text("user_id")?,
+        name: r.opt_text("name")?,
+        language: r.opt_text("language")?,
+        external_id: r.opt_text("external_id")?,
+        phone: r.opt_text("phone")?,
+        email: r.opt_text("email")?,
+        variables: from_json("contacts", &r.text("variables")?)?,
+        fields: from_json("contacts", &r.text("fields")?)?,
+        subscribed: r.boolean("subscribed")?,
+        first_link_id: r.opt_text("first_link_id")?.map(Into::into),
+        last_link_id: r.opt_text("last_link_id")?.map(Into::into),
+        utm: from_json("contacts", &r.text("utm")?)?,
+        pending_param: r.opt_text("pending_param")?,
+        created_at: r.int("created_at")?,
+        last_seen_at: r.int("last_seen_at")?,
+        last_inbound_at: r.opt_int("last_inbound_at")?,
+    })
+}
+
+fn message_from<R: Cols>(r: &R) -> StoreResult<(i64, OutboxMessage)> {
+    Ok((
+        r.int("seq")?,
+        OutboxMessage {
+            id: r.text("id")?.into(),
+            workspace_id: r.text("workspace_id")?.into(),
+            bot_id: r.text("bot_id")?.into(),
+            contact_id: r.text("contact_id")?.into(),
+            channel: from_name("messages", &r.text("channel")?)?,
+            chat_id: r.text("chat_id")?,
+            message: from_json("messages", &r.text("message")?)?,
+            run_id: r.opt_text("run_id")?.map(Into::into),
+            // The claim counted itself.
+            attempts: r.int("attempts")? - 1,
+            created_at: r.int("created_at")?,
+        },
+    ))
+}
+
+fn delivery_from<R: Cols>(r: &R) -> StoreResult<Delivery> {
+    Ok(Delivery {
+        id: r.text("id")?.into(),
+        workspace_id: r.text("workspace_id")?.into(),
+        bot_id: r.text("bot_id")?.into(),
+        contact_id: r.text("contact_id")?.into(),
+        kind: r.text("kind")?,
+        method: r.text("method")?,
+        url: r.text("url")?,
+        headers: from_json("deliveries", &r.text("headers")?)?,
+        data: from_json("deliveries", &r.text("data")?)?,
+        continuation: r
+            .opt_text("continuation")?
+            .map(|c| from_json("deliveries", &c))
+            .transpose()?,
+        status: from_name("deliveries", &r.text("status")?)?,
+        attempts: r.int("attempts")?,
+        next_at: r.opt_int("next_at")?,
+        last_error: r.opt_text("last_error")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+    })
+}
+
+fn attempt_from<R: Cols>(r: &R) -> StoreResult<Attempt> {
+    let status = r
+        .opt_int("status")?
+        .map(|s| {
+            u16::try_from(s).map_err(|_| StoreError::Corrupt {
+                table: "delivery_attempts",
+                detail: format!("HTTP status {s} out of range"),
+            })
+        })
+        .transpose()?;
+    Ok(Attempt {
+        at: r.int("at")?,
+        status,
+        error: r.opt_text("error")?,
+        duration_ms: r.int("duration_ms")?,
+    })
+}
+
+/// A scenario version; its document left out (`null`) unless `document`.
+fn scenario_from<R: Cols>(r: &R, document: bool) -> StoreResult<ScenarioVersion> {
+    Ok(ScenarioVersion {
+        bot_id: r.text("bot_id")?.into(),
+        version: r.int("version")?,
+        document: if document {
+            from_json("scenario_versions", &r.text("document")?)?
+        } else {
+            serde_json::Value::Null
+        },
+        created_at: r.int("created_at")?,
+    })
+}
+
+fn recipient_from<R: Cols>(r: &R) -> StoreResult<RecipientOutcome> {
+    Ok(RecipientOutcome {
+        run_id: r.text("run_id")?.into(),
+        contact_id: r.text("contact_id")?.into(),
+        status: from_name("run_recipients", &r.text("status")?)?,
+        reason: r.opt_text("reason")?,
+    })
+}
+
+/// The cursor of the page after a row sorted by (`at`, `id`) descending, hex-encoded so that
+/// callers treat it as opaque (the form links' cursors take).
+fn cursor_after(at: i64, id: &str) -> String {
+    hex::encode(format!("{at}:{id}"))
+}
+
+fn parse_cursor(cursor: &str) -> StoreResult<(i64, String)> {
+    let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
+    let (at, id) = text.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    Ok((
+        at.parse().map_err(|_| StoreError::InvalidCursor)?,
+        id.to_owned(),
+    ))
+}
+
+fn page_size(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// Cuts a page fetched with one row too many; the cursor of the next page, if there is one.
+fn cut_page<T>(rows: &mut Vec<T>, limit: u32, key: impl Fn(&T) -> (i64, &str)) -> Option<String> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|last| {
+        let (at, id) = key(last);
+        cursor_after(at, id)
+    })
+}
+
+/// The contact a commit's Start, messages and deliveries are about.
+struct CommitContact {
+    id: String,
+    channel: Channel,
+    chat_id: String,
+}
+
+impl Store {
+    /// A write turn with the click writer, ready (SQLite; `None` on PostgreSQL): held by each
+    /// method that writes, for as long as it writes.
+    async fn flow_turn(&self) -> Option<WriteTurn> {
+        let turn = self.write_turn();
+        if let Some(turn) = &turn {
+            turn.ready().await;
+        }
+        turn
+    }
+
+    fn claims(&self) -> &'static Claims {
+        match self.backend() {
+            Backend::Sqlite => &SQLITE_CLAIMS,
+            Backend::Postgres => &POSTGRES_CLAIMS,
+        }
+    }
+}
+
+#[async_trait]
+impl FlowStore for Store {
+    async fn receive(
+        &self,
+        bot: &BotId,
+        channel: Channel,
+        events: &[Inbound],
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write()).await?;
+            let ws: String = sqlx::query_scalar("SELECT workspace_id FROM bots WHERE id = $1")
+                .bind(bot.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut new = 0;
+            for event in events {
+                new += sqlx::query(
+                    "INSERT INTO inbox (id, workspace_id, bot_id, channel, event_id, chat_id, event, \
+                     status, attempts, next_at, received_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8) \
+                     ON CONFLICT (bot_id, channel, event_id) DO NOTHING",
+                )
+                .bind(InboxId::new().as_str())
+                .bind(&ws)
+                .bind(bot.as_str())
+                .bind(channel.as_str())
+                .bind(&event.event_id)
+                .bind(&event.chat_id)
+                .bind(to_json(event))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    async fn claim_inbox(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<InboxItem>> {
+        let _turn = self.flow_turn().await;
+        let mut items = with_pool!(self, pool => {
+            let rows = sqlx::query(self.claims().inbox)
+                .bind(now_ms)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(inbox_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        // RETURNING gives no order.
+        items.sort_by_key(|(seq, _)| *seq);
+        Ok(items.into_iter().map(|(_, item)| item).collect())
+    }
+
+    async fn inbox_failed(
+        &self,
+        id: &InboxId,
+        error: &str,
+        retry_at: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let status = if retry_at.is_some() {
+            WorkStatus::Pending
+        } else {
+            WorkStatus::Failed
+        };
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE inbox SET status = $2, next_at = $3, locked_until = NULL, error = $4, \
+                 updated_at = $5 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(status.as_str())
+            .bind(retry_at)
+            .bind(error)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    async fn contact(&self, ws: &WorkspaceId, id: &ContactId) -> StoreResult<Contact> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(concat!(
+                "SELECT ", contact_cols!(), " FROM contacts WHERE id = $1 AND workspace_id = $2"
+            ))
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            contact_from(&row)
+        })
+    }
+
+    async fn contact_by_chat(
+        &self,
+        bot: &BotId,
+        channel: Channel,
+        chat_id: &str,
+    ) -> StoreResult<Option<Contact>> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(concat!(
+                "SELECT ", contact_cols!(),
+                " FROM contacts WHERE bot_id = $1 AND channel = $2 AND chat_id = $3"
+            ))
+            .bind(bot.as_str())
+            .bind(channel.as_str())
+            .bind(chat_id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(contact_from).transpose()
+        })
+    }
+
+    async fn contacts_by_external_id(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        external_id: &str,
+    ) -> StoreResult<Vec<Contact>> {
+        with_pool!(self, pool => {
+            // An unknown bot is `NotFound`, not an empty list.
+            sqlx::query("SELECT id FROM bots WHERE id = $1 AND workspace_id = $2")
+                .bind(bot.as_str())
+                .bind(ws.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let rows = sqlx::query(concat!(
+                "SELECT ", contact_cols!(),
+                " FROM contacts WHERE bot_id = $1 AND external_id = $2 AND workspace_id = $3 \
+                 ORDER BY channel, created_at, id"
+            ))
+            .bind(bot.as_str())
+            .bind(external_id)
+            .bind(ws.as_str())
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(contact_from).collect()
+        })
+    }
+
+    async fn list_contacts(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        filter: &ContactFilter,
+    ) -> StoreResult<(Vec<Contact>, Option<String>)> {
+        let limit = page_size(filter.limit);
+        let after = filter.cursor.as_deref().map(parse_cursor).transpose()?;
+        let q = filter
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", like_escape(&q.to_lowercase())));
+        let mut contacts = with_pool!(self, pool => {
+            sqlx::query("SELECT id FROM bots WHERE id = $1 AND workspace_id = $2")
+                .bind(bot.as_str())
+                .bind(ws.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut sql = QueryBuilder::new(concat!(
+                "SELECT ", contact_cols!(), " FROM contacts WHERE bot_id = "
+            ));
+            sql.push_bind(bot.as_str());
+            sql.push(" AND workspace_id = ").push_bind(ws.as_str());
+            if let Some(channel) = filter.channel {
+                sql.push(" AND channel = ").push_bind(channel.as_str());
+            }
+            if let Some(chat_id) = &filter.chat_id {
+                sql.push(" AND chat_id = ").push_bind(chat_id.as_str());
+            }
+            if let Some(external_id) = &filter.external_id {
+                sql.push(" AND external_id = ").push_bind(external_id.as_str());
+            }
+            if let Some(q) = &q {
+                // LOWER on both sides: PostgreSQL's LIKE is case-sensitive, SQLite's is not.
+                sql.push(" AND (");
+                for (i, col) in ["name", "external_id", "phone", "email"].iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    sql.push(format_args!("LOWER({col}) LIKE ")).push_bind(q.as_str()).push(" ESCAPE '\\'");
+                }
+                sql.push(")");
+            }
+            if let Some((at, id)) = &after {
+                sql.push(" AND (created_at < ").push_bind(*at);
+                sql.push(" OR (created_at = ").push_bind(*at).push(" AND id < ").push_bind(id.as_str()).push("))");
+            }
+            sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter().map(contact_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        let next = cut_page(&mut contacts, limit, |c| (c.created_at, c.id.as_str()));
+        Ok((contacts, next))
+    }
+
+    async fn delete_contact(&self, ws: &WorkspaceId, id: &ContactId) -> StoreResult<()> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write()).await?;
+            let row = sqlx::query(
+                "SELECT bot_id, channel, chat_id FROM contacts WHERE id = $1 AND workspace_id = $2",
+            )
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            // The updates received from the chat hold the person's data too (name, messages).
+            sqlx::query("DELETE FROM inbox WHERE bot_id = $1 AND channel = $2 AND chat_id = $3")
+                .bind(row.text("bot_id")?)
+                .bind(row.text("channel")?)
+                .bind(row.text("chat_id")?)
+                .execute(&mut *tx)
+                .await?;
+            // Its Starts, messages, deliveries and run outcomes go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM contacts WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, id: &ContactId, now_ms: i64) -> StoreResult<()> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let done = sqlx::query("UPDATE contacts SET subscribed = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(false)
+                .bind(now_ms)
+                .execute(pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        bot: &BotId,
+        commit: FlowCommit,
+        now_ms: i64,
+    ) -> StoreResult<Option<ContactId>> {
+        let _turn = self.flow_turn().await;
+        let contact_id = with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write()).await?;
+            let ws: String = sqlx::query_scalar("SELECT workspace_id FROM bots WHERE id = $1")
+                .bind(bot.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+
+            // 1. The contact.
+            let contact = if let Some(cw) = &commit.contact {
+                let row = sqlx::query(UPSERT_CONTACT)
+                    .bind(cw.new_id.as_str())
+                    .bind(&ws)
+                    .bind(bot.as_str())
+                    .bind(cw.channel.as_str())
+                    .bind(&cw.chat_id)
+                    .bind(cw.user_id.as_deref())
+                    .bind(cw.name.as_deref())
+                    .bind(cw.language.as_deref())
+                    .bind(cw.external_id.as_deref())
+                    .bind(cw.phone.as_deref())
+                    .bind(cw.email.as_deref())
+                    .bind(to_json(&cw.variables))
+                    .bind(to_json(&cw.fields))
+                    .bind(cw.subscribed)
+                    .bind(cw.touch.as_ref().map(|(link, _)| link.as_str()))
+                    .bind(to_json(cw.touch.as_ref().map_or(&Utm::default(), |(_, utm)| utm)))
+                    .bind(cw.pending_param.clone().flatten())
+                    .bind(now_ms)
+                    .bind(cw.inbound)
+                    .bind(cw.pending_param.is_some())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let id = row.text("id")?;
+                if id != cw.new_id.as_str() {
+                    // Merged here rather than in SQL (SQLite's json_patch, PostgreSQL's jsonb
+                    // ||): the upsert locked the row, so nothing changes it meanwhile.
+                    let merge = |col: &str, new: &BTreeMap<String, String>| -> StoreResult<Option<String>> {
+                        let stored: BTreeMap<String, String> = from_json("contacts", &row.text(col)?)?;
+                        let mut merged = stored.clone();
+                        merged.extend(new.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        Ok((merged != stored).then(|| to_json(&merged)))
+                    };
+                    let variables = merge("variables", &cw.variables)?;
+                    let fields = merge("fields", &cw.fields)?;
+                    if variables.is_some() || fields.is_some() {
+                        sqlx::query(
+                            "UPDATE contacts SET variables = COALESCE($2, variables), \
+                             fields = COALESCE($3, fields) WHERE id = $1",
+                        )
+                        .bind(&id)
+                        .bind(variables)
+                        .bind(fields)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Some(CommitContact { id, channel: cw.channel, chat_id: cw.chat_id.clone() })
+            } else if let Some(id) = &commit.contact_id {
+                let row = sqlx::query("SELECT channel, chat_id FROM contacts WHERE id = $1 AND bot_id = $2")
+                    .bind(id.as_str())
+                    .bind(bot.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Some(CommitContact {
+                    id: id.as_str().to_owned(),
+                    channel: from_name("contacts", &row.text("channel")?)?,
+                    chat_id: row.text("chat_id")?,
+                })
+            } else {
+                None
+            };
+            let needs_contact =
+                commit.start.is_some() || !commit.messages.is_empty() || !commit.deliveries.is_empty();
+            let contact = match contact {
+                Some(c) => Some(c),
+                // A Start, a message or a delivery is always some contact's.
+                None if needs_contact => return Err(StoreError::NotFound),
+                None => None,
+            };
+
+            // 2. The Start, the messages and the deliveries: ids chosen by the caller, so a
+            // repeated commit finds them written and adds nothing.
+            if let (Some(start), Some(c)) = (&commit.start, &contact) {
+                sqlx::query(
+                    "INSERT INTO starts (id, workspace_id, bot_id, contact_id, link_id, click_id, \
+                     entry_point_id, utm, param, node, unattributed, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(start.id.as_str())
+                .bind(&ws)
+                .bind(bot.as_str())
+                .bind(&c.id)
+                .bind(start.link_id.as_ref().map(|l| l.as_str()))
+                .bind(start.click_id.as_ref().map(|l| l.as_str()))
+                .bind(start.entry_point_id.as_ref().map(|l| l.as_str()))
+                .bind(to_json(&start.utm))
+                .bind(start.param.as_deref())
+                .bind(&start.node)
+                .bind(start.unattributed.as_deref())
+                .bind(start.at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(c) = &contact {
+                for m in &commit.messages {
+                    sqlx::query(
+                        "INSERT INTO messages (id, workspace_id, bot_id, contact_id, channel, chat_id, \
+                         message, run_id, status, attempts, next_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(m.id.as_str())
+                    .bind(&ws)
+                    .bind(bot.as_str())
+                    .bind(&c.id)
+                    .bind(c.channel.as_str())
+                    .bind(&c.chat_id)
+                    .bind(to_json(&m.message))
+                    .bind(m.run_id.as_ref().map(|r| r.as_str()))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for d in &commit.deliveries {
+                    sqlx::query(
+                        "INSERT INTO deliveries (id, workspace_id, bot_id, contact_id, kind, method, url, \
+                         headers, data, continuation, status, attempts, next_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(d.id.as_str())
+                    .bind(&ws)
+                    .bind(bot.as_str())
+                    .bind(&c.id)
+                    .bind(&d.kind)
+                    .bind(&d.method)
+                    .bind(&d.url)
+                    .bind(to_json(&d.headers))
+                    .bind(to_json(&d.data))
+                    .bind(d.continuation.as_ref().map(to_json))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+
+            // 3. The update processed.
+            if let Some(id) = &commit.inbox_done {
+                sqlx::query(
+                    "UPDATE inbox SET status = 'done', next_at = NULL, locked_until = NULL, error = NULL, \
+                     updated_at = $2 WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+
+            // 4. A delivery's attempt: `attempts` becomes the number recorded (a claim counted
+            // the attempt under way; one whose worker died left no record and counts no more).
+            if let Some(a) = &commit.attempt {
+                let next_at = match a.status {
+                    WorkStatus::Pending => Some(a.next_at.unwrap_or(now_ms)),
+                    WorkStatus::Done | WorkStatus::Failed => None,
+                };
+                let found = sqlx::query("SELECT id FROM deliveries WHERE id = $1 AND bot_id = $2")
+                    .bind(a.id.as_str())
+                    .bind(bot.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (delivery_id, at, status, error, duration_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id, at) DO NOTHING",
+                )
+                .bind(a.id.as_str())
+                .bind(a.attempt.at)
+                .bind(a.attempt.status.map(i64::from))
+                .bind(a.attempt.error.as_deref())
+                .bind(a.attempt.duration_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE deliveries SET status = $2, next_at = $3, locked_until = NULL, last_error = $4, \
+                     attempts = (SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = $1), \
+                     continuation = CASE WHEN $5 THEN NULL ELSE continuation END, updated_at = $6 \
+                     WHERE id = $1",
+                )
+                .bind(a.id.as_str())
+                .bind(a.status.as_str())
+                .bind(next_at)
+                .bind(a.attempt.error.as_deref())
+                .bind(a.clear_continuation)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+
+            // 5. A call_node recipient's outcome (its run and contact this bot's).
+            if let Some(r) = &commit.recipient {
+                let done = sqlx::query(
+                    "INSERT INTO run_recipients (run_id, contact_id, status, reason, updated_at) \
+                     SELECT $1, $2, $3, $4, $5 \
+                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND bot_id = $6) \
+                     AND EXISTS (SELECT 1 FROM contacts WHERE id = $2 AND bot_id = $6) \
+                     ON CONFLICT (run_id, contact_id) DO UPDATE SET status = excluded.status, \
+                     reason = excluded.reason, updated_at = excluded.updated_at",
+                )
+                .bind(r.run_id.as_str())
+                .bind(r.contact_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.reason.as_deref())
+                .bind(now_ms)
+                .bind(bot.as_str())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            tx.commit().await?;
+            contact.map(|c| ContactId::from(c.id))
+        });
+        Ok(contact_id)
+    }
+
+    async fn claim_messages(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let _turn = self.flow_turn().await;
+        let mut messages = with_pool!(self, pool => {
+            let rows = sqlx::query(self.claims().messages)
+                .bind(now_ms)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(message_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        messages.sort_by_key(|(seq, _)| *seq);
+        Ok(messages.into_iter().map(|(_, m)| m).collect())
+    }
+
+    async fn message_done(
+        &self,
+        id: &MessageId,
+        status: WorkStatus,
+        error: Option<&str>,
+        retry_at: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (next_at, sent_at) = match status {
+            WorkStatus::Pending => (Some(retry_at.unwrap_or(now_ms)), None),
+            WorkStatus::Done => (None, Some(now_ms)),
+            WorkStatus::Failed => (None, None),
+        };
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE messages SET status = $2, next_at = $3, locked_until = NULL, error = $4, \
+                 sent_at = COALESCE($5, sent_at), updated_at = $6 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(status.as_str())
+            .bind(next_at)
+            .bind(error)
+            .bind(sent_at)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Delivery>> {
+        let _turn = self.flow_turn().await;
+        let mut deliveries = with_pool!(self, pool => {
+            let rows = sqlx::query(self.claims().deliveries)
+                .bind(now_ms)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(delivery_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        for d in &mut deliveries {
+            // The claim counted itself.
+            d.attempts -= 1;
+        }
+        deliveries.sort_by(|a, b| (a.next_at, &a.id).cmp(&(b.next_at, &b.id)));
+        Ok(deliveries)
+    }
+
+    async fn delivery(
+        &self,
+        ws: &WorkspaceId,
+        id: &DeliveryId,
+    ) -> StoreResult<(Delivery, Vec<Attempt>)> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_snapshot()).await?;
+            let row = sqlx::query(concat!(
+                "SELECT ", delivery_cols!(), " FROM deliveries WHERE id = $1 AND workspace_id = $2"
+            ))
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let delivery = delivery_from(&row)?;
+            let rows = sqlx::query(
+                "SELECT at, status, error, duration_ms FROM delivery_attempts WHERE delivery_id = $1 ORDER BY at",
+            )
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let attempts = rows.iter().map(attempt_from).collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().await?;
+            Ok((delivery, attempts))
+        })
+    }
+
+    async fn list_deliveries(
+        &self,
+        ws: &WorkspaceId,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<(Vec<Delivery>, Option<String>)> {
+        let limit = page_size(filter.limit);
+        let after = filter.cursor.as_deref().map(parse_cursor).transpose()?;
+        let mut deliveries = with_pool!(self, pool => {
+            let mut sql = QueryBuilder::new(concat!(
+                "SELECT ", delivery_cols!(), " FROM deliveries WHERE workspace_id = "
+            ));
+            sql.push_bind(ws.as_str());
+            if let Some(bot) = &filter.bot_id {
+                sql.push(" AND bot_id = ").push_bind(bot.as_str());
+            }
+            if let Some(status) = filter.status {
+                sql.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some((at, id)) = &after {
+                sql.push(" AND (created_at < ").push_bind(*at);
+                sql.push(" OR (created_at = ").push_bind(*at).push(" AND id < ").push_bind(id.as_str()).push("))");
+            }
+            sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter().map(delivery_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        let next = cut_page(&mut deliveries, limit, |d| (d.created_at, d.id.as_str()));
+        Ok((deliveries, next))
+    }
+
+    async fn retry_delivery(
+        &self,
+        ws: &WorkspaceId,
+        id: &DeliveryId,
+        now_ms: i64,
+    ) -> StoreResult<Delivery> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            // A lease under way is kept: the attempt in flight ends before another starts.
+            let row = sqlx::query(concat!(
+                "UPDATE deliveries SET status = 'pending', next_at = $3, updated_at = $3 \
+                 WHERE id = $1 AND workspace_id = $2 RETURNING ", delivery_cols!()
+            ))
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            delivery_from(&row)
+        })
+    }
+
+    async fn save_scenario(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        document: serde_json::Value,
+        now_ms: i64,
+    ) -> StoreResult<ScenarioVersion> {
+        let _turn = self.flow_turn().await;
+        let version = with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write()).await?;
+            // Locks the bot's row (PostgreSQL), so that two saves at once number their
+            // versions one after the other; it changes nothing.
+            let done = sqlx::query("UPDATE bots SET updated_at = updated_at WHERE id = $1 AND workspace_id = $2")
+                .bind(bot.as_str())
+                .bind(ws.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM scenario_versions WHERE bot_id = $1",
+            )
+            .bind(bot.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO scenario_versions (bot_id, version, workspace_id, document, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(bot.as_str())
+            .bind(version)
+            .bind(ws.as_str())
+            .bind(to_json(&document))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            version
+        });
+        Ok(ScenarioVersion {
+            bot_id: bot.clone(),
+            version,
+            document,
+            created_at: now_ms,
+        })
+    }
+
+    async fn current_scenario(&self, bot: &BotId) -> StoreResult<Option<ScenarioVersion>> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT bot_id, version, document, created_at FROM scenario_versions \
+                 WHERE bot_id = $1 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(bot.as_str())
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| scenario_from(r, true)).transpose()
+        })
+    }
+
+    async fn scenario_version(&self, bot: &BotId, version: i64) -> StoreResult<ScenarioVersion> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT bot_id, version, document, created_at FROM scenario_versions \
+                 WHERE bot_id = $1 AND version = $2",
+            )
+            .bind(bot.as_str())
+            .bind(version)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            scenario_from(&row, true)
+        })
+    }
+
+    async fn scenario_versions(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+    ) -> StoreResult<Vec<ScenarioVersion>> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT id FROM bots WHERE id = $1 AND workspace_id = $2")
+                .bind(bot.as_str())
+                .bind(ws.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let rows = sqlx::query(
+                "SELECT bot_id, version, created_at FROM scenario_versions \
+                 WHERE bot_id = $1 AND workspace_id = $2 ORDER BY version DESC",
+            )
+            .bind(bot.as_str())
+            .bind(ws.as_str())
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| scenario_from(r, false)).collect()
+        })
+    }
+
+    async fn create_run(&self, ws: &WorkspaceId, run: &Run, now_ms: i64) -> StoreResult<()> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write()).await?;
+            let done = sqlx::query(
+                "INSERT INTO runs (id, workspace_id, bot_id, node, variables, created_at) \
+                 SELECT $1, workspace_id, id, $4, $5, $6 FROM bots WHERE id = $2 AND workspace_id = $3",
+            )
+            .bind(run.id.as_str())
+            .bind(run.bot_id.as_str())
+            .bind(ws.as_str())
+            .bind(&run.node)
+            .bind(to_json(&run.variables))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict { what: "this run id is already used; generate a new id".to_owned() }
+                } else {
+                    StoreError::Database(e)
+                }
+            })?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let mut seen = HashSet::new();
+            for r in run.recipients.iter().filter(|r| seen.insert(r.contact_id.as_str())) {
+                // From the contact's row: a contact of another bot is not found.
+                let done = sqlx::query(
+                    "INSERT INTO run_recipients (run_id, contact_id, status, reason, updated_at) \
+                     SELECT $1, id, $3, $4, $5 FROM contacts WHERE id = $2 AND bot_id = $6",
+                )
+                .bind(run.id.as_str())
+                .bind(r.contact_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.reason.as_deref())
+                .bind(now_ms)
+                .bind(run.bot_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn run(&self, ws: &WorkspaceId, id: &RunId) -> StoreResult<Run> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_snapshot()).await?;
+            let row = sqlx::query(
+                "SELECT id, workspace_id, bot_id, node, variables, created_at FROM runs \
+                 WHERE id = $1 AND workspace_id = $2",
+            )
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let rows = sqlx::query(
+                "SELECT run_id, contact_id, status, reason FROM run_recipients WHERE run_id = $1 \
+                 ORDER BY contact_id",
+            )
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let recipients = rows.iter().map(recipient_from).collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().await?;
+            Ok(Run {
+                id: row.text("id")?.into(),
+                workspace_id: row.text("workspace_id")?.into(),
+                bot_id: row.text("bot_id")?.into(),
+                node: row.text("node")?,
+                variables: from_json("runs", &row.text("variables")?)?,
+                created_at: row.int("created_at")?,
+                recipients,
+            })
+        })
+    }
+
+    async fn set_signing_secret(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        sealed: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE bots SET signing_secret = $3, updated_at = $4 WHERE id = $1 AND workspace_id = $2",
+            )
+            .bind(bot.as_str())
+            .bind(ws.as_str())
+            .bind(sealed)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        });
+        Ok(())
+    }
+
+    async fn signing_secret(&self, bot: &BotId) -> StoreResult<Option<Vec<u8>>> {
+        with_pool!(self, pool => {
+            let row = sqlx::query("SELECT signing_secret FROM bots WHERE id = $1")
+                .bind(bot.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Ok(row.opt_bytes("signing_secret")?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let (at, id) = parse_cursor(&cursor_after(1_714_608_000_000, "ct_0190")).unwrap();
+        assert_eq!((at, id.as_str()), (1_714_608_000_000, "ct_0190"));
+        assert!(matches!(parse_cursor("zz"), Err(StoreError::InvalidCursor)));
+        assert!(matches!(
+            parse_cursor(&hex::encode("x:ct")),
+            Err(StoreError::InvalidCursor)
+        ));
+    }
+
+    #[test]
+    fn pages_are_cut_after_the_limit_with_the_last_row_as_cursor() {
+        let mut rows = vec![(3, "c"), (2, "b"), (1, "a")];
+        let next = cut_page(&mut rows, 2, |r| (r.0, r.1));
+        assert_eq!(rows, vec![(3, "c"), (2, "b")]);
+        assert_eq!(next, Some(cursor_after(2, "b")));
+        let mut rows = vec![(3, "c"), (2, "b")];
+        assert_eq!(cut_page(&mut rows, 2, |r| (r.0, r.1)), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! The Start flow end to end over real HTTP: a link carrying the CRM's customer id, a click on
+//! its short link, the Start the messenger posts with that click's parameter, the greeting the
+//! scenario sends, `send_me` reaching the CRM signed, then `call_node` notifying the person.
+//! The fakes stand in for the messenger's API and the CRM, as the platforms behave.
+
+use std::time::Duration;
+
+use botlink_testkit::fakes::sign::telegram_headers;
+use botlink_testkit::fakes::{FakeCrm, FakeMessenger};
+use botlink_testkit::{ADMIN_KEY, TestServer, client};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TG_TOKEN: &str = "123456:AAE-shop-bot-token";
+const TG_SECRET: &str = "tg-webhook-secret-42";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A server that may reach the fakes on loopback, retrying deliveries quickly.
+async fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.outbound_allow = "127.0.0.0/8".parse().unwrap();
+        c.retry_schedule =
+            botlink_server::app::config::parse_retry_schedule("200ms,400ms,800ms").unwrap();
+    })
+    .await
+}
+
+/// The scenario of the issue: a greeting with buttons, `send_me`, and a notification node.
+fn scenario(crm_url: &str) -> Value {
+    json!({
+        "start": "welcome",
+        "nodes": {
+            "welcome": [
+                {"message": "Hello {{user_name}}! Customer {{clientExternalId}}",
+                 "buttons": [{"text": "Track order", "node": "track"}, {"text": "Site", "url": "https://example.com"}]},
+                {"send_me": {"url": crm_url, "method": "POST",
+                             "data": {"customer_id": "{{clientExternalId}}"},
+                             "headers": {"Authorization": "Bearer X"}},
+                 "ok": "subscribed", "not_ok": "sorry"}
+            ],
+            "subscribed": [{"message": "You will get order updates here."}],
+            "sorry": [{"message": "We could not reach the shop; we keep trying."}],
+            "track": [{"set": {"asked": "yes"}}, {"goto": "subscribed"}],
+            "order_shipped": [{"if": {"var": "order", "exists": true}, "then": "shipped", "else": "subscribed"}],
+            "shipped": [{"message": "Order {{order}} has shipped."}]
+        }
+    })
+}
+
+/// A Telegram bot pointed at the fake; returns its id and signing secret.
+async fn telegram_bot(s: &TestServer, messenger: &FakeMessenger) -> (String, String) {
+    let (st, bot) = s
+        .post(
+            "/api/v1/bots",
+            ADMIN_KEY,
+            json!({"name": "Shop", "channels": {"telegram": {
+                "username": "shop_bot", "token": TG_TOKEN, "webhook_secret": TG_SECRET,
+                "api_base_url": messenger.base_url()}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    let secret = bot["signing_secret"].as_str().expect("a signing secret, once").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    (bot["id"].as_str().unwrap().to_owned(), secret)
+}
+
+/// A Telegram update: the person sends `text`.
+fn telegram_update(update_id: i64, text: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": 12,
+            "from": {"id": 398866372, "is_bot": false, "first_name": "Ivan", "username": "ivanp", "language_code": "uk"},
+            "chat": {"id": 398866372, "first_name": "Ivan", "username": "ivanp", "type": "private"},
+            "date": 1763700000,
+            "text": text,
+            "entities": [{"offset": 0, "length": 6, "type": "bot_command"}]
+        }
+    })
+}
+
+async fn post_update(s: &TestServer, bot: &str, secret: Option<&str>, body: &Value) -> StatusCode {
+    let mut req = client()
+        .post(s.url(&format!("/webhooks/telegram/{bot}")))
+        .body(serde_json::to_vec(body).unwrap())
+        .header("content-type", "application/json");
+    if let Some(secret) = secret {
+        req = req.headers(telegram_headers(secret));
+    }
+    req.send().await.unwrap().status()
+}
+
+/// The parameter a click on `short_url` hands to Telegram.
+async fn click(short_url: &str) -> String {
+    let resp = client().get(short_url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    location
+        .split("start=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a start parameter in {location}"))
+        .to_owned()
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
+    let messenger = FakeMessenger::start().await;
+    messenger.add_telegram_bot(TG_TOKEN);
+    let s = server().await;
+    let (bot, signing_secret) = telegram_bot(&s, &messenger).await;
+    let crm = FakeCrm::start(&signing_secret).await;
+    let (st, saved) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(scenario(&crm.url("/hook"))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    assert_eq!(saved["version"], 1);
+
+    let (st, link) = s
+        .post(
+            "/api/v1/links",
+            ADMIN_KEY,
+            json!({"bot_id": bot, "payload": {"external_id": "12345"},
+                   "utm": {"source": "site", "campaign": "orders"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{link}");
+    let param = click(link["short_url"].as_str().unwrap()).await;
+    assert!(param.starts_with(&format!("l_{}_", link["code"].as_str().unwrap())), "{param}");
+
+    // A forged update is refused and stores nothing.
+    let start = telegram_update(873201554, &format!("/start {param}"));
+    assert_eq!(
+        post_update(&s, &bot, Some("not-the-secret"), &start).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(post_update(&s, &bot, None, &start).await, StatusCode::UNAUTHORIZED);
+    // The real one, twice (Telegram retries what it thinks failed): processed once.
+    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
+    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
+
+    let sent = messenger.wait_for_messages(1, WAIT).await;
+    assert_eq!(sent[0].chat_id, "398866372");
+    assert_eq!(sent[0].text, "Hello Ivan! Customer 12345");
+    let keyboard = &sent[0].body["reply_markup"]["inline_keyboard"];
+    assert!(keyboard.to_string().contains("Track order"), "{keyboard}");
+
+    let got = crm.wait_for(1, WAIT).await;
+    let hook = &got[0];
+    assert!(hook.signature_ok, "{:?}", hook.signature_error);
+    assert_eq!(hook.path, "/hook");
+    assert_eq!(hook.header("authorization"), Some("Bearer X"));
+    assert_eq!(
+        hook.json.as_ref().unwrap(),
+        &json!({"customer_id": "12345", "chat_id": "398866372", "channel": "telegram"})
+    );
+    // ok: the scenario goes on to "subscribed" (Telegram's 1 message/s per chat paces it).
+    let sent = messenger.wait_for_messages(2, WAIT).await;
+    assert_eq!(sent[1].text, "You will get order updates here.");
+
+    // The contact, attributed to the link.
+    let (st, page) = s
+        .get(&format!("/api/v1/bots/{bot}/contacts?external_id=12345"), ADMIN_KEY)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let contact = &page["contacts"][0];
+    assert_eq!(contact["channel"], "telegram");
+    assert_eq!(contact["chat_id"], "398866372");
+    assert_eq!(contact["subscribed"], true);
+    assert_eq!(contact["first_link_id"], link["id"]);
+    assert_eq!(contact["utm"]["campaign"], "orders");
+    assert_eq!(page["contacts"].as_array().unwrap().len(), 1, "one contact for two posts");
+
+    // call_node by the CRM's id.
+    let (st, run) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/call_node"),
+            ADMIN_KEY,
+            json!({"node": "order_shipped", "variables": {"order": "A-17"}, "to": {"external_id": "12345"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{run}");
+    let sent = messenger.wait_for_messages(3, WAIT).await;
+    assert_eq!(sent[2].text, "Order A-17 has shipped.");
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    eventually("the run is done", || async {
+        let (_, r) = s.get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY).await;
+        r["status"] == "done" && r["recipients"][0]["status"] == "sent"
+    })
+    .await;
+    assert_eq!(messenger.messages().len(), 3, "nothing sent twice");
+    assert_eq!(crm.deliveries().len(), 1, "send_me delivered once");
+
+    // A stranger cannot be written to first.
+    let (st, err) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/call_node"),
+            ADMIN_KEY,
+            json!({"node": "order_shipped", "to": {"channel": "telegram", "chat_id": "555"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["code"], "not_subscribed");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_parameter_still_greets_and_records_why() {
+    let messenger = FakeMessenger::start().await;
+    messenger.add_telegram_bot(TG_TOKEN);
+    let s = server().await;
+    let (bot, signing_secret) = telegram_bot(&s, &messenger).await;
+    let crm = FakeCrm::start(&signing_secret).await;
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(scenario(&crm.url("/hook"))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // A code no link has: the Start runs the start node, unattributed.
+    let start = telegram_update(1, "/start l_NoSuchLink");
+    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
+    let sent = messenger.wait_for_messages(1, WAIT).await;
+    assert_eq!(sent[0].text, "Hello Ivan! Customer ");
+    let (_, page) = s.get(&format!("/api/v1/bots/{bot}/contacts"), ADMIN_KEY).await;
+    assert_eq!(page["contacts"][0]["first_link_id"], Value::Null);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_scenario_that_does_not_validate_names_its_node_step_and_field() {
+    let s = server().await;
+    let messenger = FakeMessenger::start().await;
+    let (bot, _) = telegram_bot(&s, &messenger).await;
+    let (st, err) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(json!({"start": "welcome", "nodes": {"welcome": [
+                {"message": "hi"},
+                {"send_me": {"url": "not a url"}, "ok": "nowhere"}]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_scenario");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("node \"welcome\""), "{message}");
+    assert!(message.contains("send_me.url"), "{message}");
+    s.stop().await;
+}
