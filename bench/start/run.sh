@@ -113,7 +113,8 @@ SINK=127.0.0.1:$SINK_PORT
 measure() {
     local name=$1 pid=$2 port=$3 path=$4
     shift 4
-    local before after busy_before busy_after pg_before pg_after
+    local before after busy_before busy_after pg_before pg_after t0
+    t0=$(date +%s.%N)
     busy_before=$(busy_ticks)
     before=$(cpu_ticks "$pid")
     pg_before=$(pg_ticks "$pid")
@@ -127,6 +128,7 @@ measure() {
         echo "cpu_ticks=$((after - before))"
         echo "pg_ticks=$((pg_after - pg_before))"
         echo "busy_ticks=$((busy_after - busy_before))"
+        echo "wall_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')"
     } >> "$WORK/$name.txt"
     log "$name: $(field "$WORK/$name.txt" rps) updates/s accepted," \
         "p99 $(field "$WORK/$name.txt" p99_us) µs," \
@@ -276,20 +278,17 @@ us_per_start() {
         -v tck="$TCK" 'BEGIN { printf "%.0f", n ? (t + p) * 1e6 / tck / n : 0 }'
 }
 # cpu_pct RUN [pg]: the server's (or its PostgreSQL backends') CPU time over the run's wall time
-# (until the last delivery for botlink), 100 = one CPU.
+# (for botlink until the last delivery), 100 = one CPU.
 cpu_pct() {
-    local secs
-    secs=$(f "$1" e2e_s)
-    [ -n "$secs" ] && [ "$secs" != 0.000 ] || secs=$(f "$1" elapsed_s)
-    awk -v t="$(f "$1" "${2:-cpu}_ticks")" -v s="$secs" -v tck="$TCK" \
+    awk -v t="$(f "$1" "${2:-cpu}_ticks")" -v s="$(f "$1" wall_s)" -v tck="$TCK" \
         'BEGIN { printf "%.0f", t / tck / s * 100 }'
 }
-# others RUN: CPU used by everything but the server (and its PostgreSQL backends) and the load
-# generator during a run, in % of one CPU (the noise of a shared machine).
+# others RUN: CPU used by everything but the server (and its PostgreSQL backends) and startgen
+# during a run, in % of one CPU (the noise of a shared machine).
 others() {
     awk -v b="$(f "$1" busy_ticks)" -v t="$(f "$1" cpu_ticks)" -v p="$(f "$1" pg_ticks)" \
-        -v l="$(f "$1" loadgen_cpu_pct)" -v s="$(f "$1" elapsed_s)" -v tck="$TCK" \
-        'BEGIN { o = (b - t - p) / tck / s * 100 - l; printf "%.0f", o < 0 ? 0 : o }'
+        -v l="$(f "$1" cpu_s)" -v s="$(f "$1" wall_s)" -v tck="$TCK" \
+        'BEGIN { o = ((b - t - p) / tck - l) / s * 100; printf "%.0f", o < 0 ? 0 : o }'
 }
 verdict() { if [ "$1" = 1 ]; then echo "yes"; else echo "**NO**"; fi; }
 errs() { echo "$(($(f "$1" non_200) + $(f "$1" errors)))"; }

@@ -539,7 +539,7 @@ async fn sink_request(
             _ => a.other += 1,
         }
     }
-    if let Some(id) = id.filter(|id| *id >= sink.first_id) {
+    if id.is_some_and(|id| id >= sink.first_id) {
         if is_delivery {
             sink.deliveries.fetch_add(1, Ordering::Relaxed);
         } else if is_message {
@@ -678,6 +678,10 @@ fn main() -> Result<()> {
         report.drain(&sink, args.drain_timeout);
     }
     report.print();
+    // This process's CPU time over the whole run, its sink's and the drain's included.
+    if let (Some(a), Some(b)) = (cpu_before, own_cpu_seconds()) {
+        println!("cpu_s={:.2}", b - a);
+    }
     Ok(())
 }
 
