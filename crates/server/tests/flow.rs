@@ -59,7 +59,10 @@ async fn telegram_bot(s: &TestServer, messenger: &FakeMessenger) -> (String, Str
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{bot}");
-    let secret = bot["signing_secret"].as_str().expect("a signing secret, once").to_owned();
+    let secret = bot["signing_secret"]
+        .as_str()
+        .expect("a signing secret, once")
+        .to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     (bot["id"].as_str().unwrap().to_owned(), secret)
 }
@@ -109,7 +112,10 @@ where
 {
     let deadline = std::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -142,7 +148,10 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{link}");
     let param = click(link["short_url"].as_str().unwrap()).await;
-    assert!(param.starts_with(&format!("l_{}_", link["code"].as_str().unwrap())), "{param}");
+    assert!(
+        param.starts_with(&format!("l_{}_", link["code"].as_str().unwrap())),
+        "{param}"
+    );
 
     // A forged update is refused and stores nothing.
     let start = telegram_update(873201554, &format!("/start {param}"));
@@ -150,10 +159,19 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
         post_update(&s, &bot, Some("not-the-secret"), &start).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(post_update(&s, &bot, None, &start).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post_update(&s, &bot, None, &start).await,
+        StatusCode::UNAUTHORIZED
+    );
     // The real one, twice (Telegram retries what it thinks failed): processed once.
-    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
-    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
+    assert_eq!(
+        post_update(&s, &bot, Some(TG_SECRET), &start).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_update(&s, &bot, Some(TG_SECRET), &start).await,
+        StatusCode::OK
+    );
 
     let sent = messenger.wait_for_messages(1, WAIT).await;
     assert_eq!(sent[0].chat_id, "398866372");
@@ -176,7 +194,10 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
 
     // The contact, attributed to the link.
     let (st, page) = s
-        .get(&format!("/api/v1/bots/{bot}/contacts?external_id=12345"), ADMIN_KEY)
+        .get(
+            &format!("/api/v1/bots/{bot}/contacts?external_id=12345"),
+            ADMIN_KEY,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     let contact = &page["contacts"][0];
@@ -185,7 +206,11 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
     assert_eq!(contact["subscribed"], true);
     assert_eq!(contact["first_link_id"], link["id"]);
     assert_eq!(contact["utm"]["campaign"], "orders");
-    assert_eq!(page["contacts"].as_array().unwrap().len(), 1, "one contact for two posts");
+    assert_eq!(
+        page["contacts"].as_array().unwrap().len(),
+        1,
+        "one contact for two posts"
+    );
 
     // call_node by the CRM's id.
     let (st, run) = s
@@ -238,10 +263,15 @@ async fn a_tampered_parameter_still_greets_and_records_why() {
     assert_eq!(st, StatusCode::OK);
     // A code no link has: the Start runs the start node, unattributed.
     let start = telegram_update(1, "/start l_NoSuchLink");
-    assert_eq!(post_update(&s, &bot, Some(TG_SECRET), &start).await, StatusCode::OK);
+    assert_eq!(
+        post_update(&s, &bot, Some(TG_SECRET), &start).await,
+        StatusCode::OK
+    );
     let sent = messenger.wait_for_messages(1, WAIT).await;
     assert_eq!(sent[0].text, "Hello Ivan! Customer ");
-    let (_, page) = s.get(&format!("/api/v1/bots/{bot}/contacts"), ADMIN_KEY).await;
+    let (_, page) = s
+        .get(&format!("/api/v1/bots/{bot}/contacts"), ADMIN_KEY)
+        .await;
     assert_eq!(page["contacts"][0]["first_link_id"], Value::Null);
     s.stop().await;
 }

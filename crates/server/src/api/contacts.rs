@@ -157,9 +157,25 @@ pub async fn export_contacts(
     let mut out = csv::Writer::from_writer(Vec::new());
     let row_error = |e: csv::Error| ApiError::internal(format!("writing CSV: {e}"));
     out.write_record([
-        "id", "channel", "chat_id", "user_id", "name", "language", "external_id", "phone",
-        "email", "subscribed", "variables", "fields", "first_link_id", "last_link_id",
-        "utm_source", "utm_medium", "utm_campaign", "created_at", "last_seen_at",
+        "id",
+        "channel",
+        "chat_id",
+        "user_id",
+        "name",
+        "language",
+        "external_id",
+        "phone",
+        "email",
+        "subscribed",
+        "variables",
+        "fields",
+        "first_link_id",
+        "last_link_id",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "created_at",
+        "last_seen_at",
     ])
     .map_err(row_error)?;
     loop {
@@ -183,8 +199,14 @@ pub async fn export_contacts(
                 c.subscribed.to_string(),
                 json(&c.variables),
                 json(&c.fields),
-                c.first_link_id.as_ref().map(ToString::to_string).unwrap_or_default(),
-                c.last_link_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                c.first_link_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                c.last_link_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 opt(&c.utm.source),
                 opt(&c.utm.medium),
                 opt(&c.utm.campaign),
@@ -204,7 +226,10 @@ pub async fn export_contacts(
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"contacts.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"contacts.csv\"",
+            ),
         ],
         body,
     )

@@ -126,7 +126,9 @@ pub async fn get_scenario(
         .flow()
         .current_scenario(&bot.id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("a scenario of bot {bot_id:?} (PUT one first)")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("a scenario of bot {bot_id:?} (PUT one first)"))
+        })?;
     let mut resp = axum::Json(v.document).into_response();
     resp.headers_mut().insert(
         header::ETAG,
@@ -178,9 +180,9 @@ pub async fn restore_version(
         .scenario_version(&bot.id, version)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => {
-                ApiError::NotFound(format!("version {version} of the scenario of bot {bot_id:?}"))
-            }
+            StoreError::NotFound => ApiError::NotFound(format!(
+                "version {version} of the scenario of bot {bot_id:?}"
+            )),
             e => e.into(),
         })?;
     let nodes = old
@@ -190,7 +192,12 @@ pub async fn restore_version(
         .map_or(0, |n| n.len());
     let v = state
         .flow()
-        .save_scenario(&auth.workspace_id, &bot.id, old.document, crate::util::now_ms())
+        .save_scenario(
+            &auth.workspace_id,
+            &bot.id,
+            old.document,
+            crate::util::now_ms(),
+        )
         .await?;
     Ok(axum::Json(saved(&v, nodes, Some(version))))
 }

@@ -35,8 +35,8 @@ use crate::redirect::Resolved;
 use crate::redirect::cache::LinkCache;
 use crate::redirect::clicks::{self, ClickRecorder, ClickSettings};
 use crate::store::{
-    self, BotStore, ClickStore, FlowStore, Link, LinkStore, Store, StoreError, Stores,
-    WorkspaceId, WorkspaceStore,
+    self, BotStore, ClickStore, FlowStore, Link, LinkStore, Store, StoreError, Stores, WorkspaceId,
+    WorkspaceStore,
 };
 
 /// Why the server could not start.

@@ -76,7 +76,9 @@ pub async fn call_node(
     }
     let contact = match &to {
         Recipient::Chat { channel, chat_id } => {
-            flow.flow.contact_by_chat(&bot.id, *channel, chat_id).await?
+            flow.flow
+                .contact_by_chat(&bot.id, *channel, chat_id)
+                .await?
         }
         Recipient::External(id) => {
             let mut all = flow

@@ -16,7 +16,10 @@ pub enum CredsError {
     #[error("the bot has no {0} channel")]
     NoChannel(Channel),
     #[error("the bot's {channel} channel has no `{what}`: set it on the bot")]
-    Missing { channel: Channel, what: &'static str },
+    Missing {
+        channel: Channel,
+        what: &'static str,
+    },
     #[error("the {0} channel does not send through botlink")]
     NotSending(Channel),
     #[error("{0}")]
@@ -32,7 +35,11 @@ pub fn channel_of(bot: &Bot, channel: Channel) -> Result<&BotChannel, CredsError
 }
 
 /// The opened secrets of the bot's `channel`.
-pub fn secrets_of(key: &SecretKey, bot: &Bot, channel: Channel) -> Result<ChannelSecrets, CredsError> {
+pub fn secrets_of(
+    key: &SecretKey,
+    bot: &Bot,
+    channel: Channel,
+) -> Result<ChannelSecrets, CredsError> {
     let ch = channel_of(bot, channel)?;
     open_secrets(key, &bot.id, ch).map_err(|e| CredsError::Secrets(e.to_string()))
 }
@@ -56,7 +63,8 @@ pub fn sender(key: &SecretKey, bot: &Bot, channel: Channel) -> Result<ChannelSen
             .cloned()
             .ok_or(CredsError::Missing { channel, what })
     };
-    let public = |what: &'static str| setting(ch, what).ok_or(CredsError::Missing { channel, what });
+    let public =
+        |what: &'static str| setting(ch, what).ok_or(CredsError::Missing { channel, what });
     let creds = match channel {
         Channel::Telegram => ChannelCreds::Telegram(TelegramCreds {
             token: secret("token")?,

@@ -18,16 +18,17 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::run::drive;
 use super::{Flow, FlowError, LEASE_MS, now_ms};
 use crate::outbound::OutboundRequest;
-use crate::store::{
-    Attempt, BotId, Delivery, DeliveryAttempt, FlowCommit, StoreError, WorkStatus,
-};
+use crate::store::{Attempt, BotId, Delivery, DeliveryAttempt, FlowCommit, StoreError, WorkStatus};
 
 /// Deliveries claimed at once.
 const BATCH: u32 = 32;
 
 /// Claims the deliveries that are due and makes each; returns how many it claimed.
 pub async fn deliver_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
-    let claimed = flow.flow.claim_deliveries(BATCH, LEASE_MS, now_ms()).await?;
+    let claimed = flow
+        .flow
+        .claim_deliveries(BATCH, LEASE_MS, now_ms())
+        .await?;
     let n = claimed.len();
     let mut tasks = tokio::task::JoinSet::new();
     for d in claimed {
@@ -51,8 +52,9 @@ pub async fn signing_secret(flow: &Flow, bot: &BotId) -> Result<Secret, FlowErro
             .secret
             .open(&sealed, &context)
             .map_err(|e| FlowError::Other(format!("the signing secret of bot {bot}: {e}")))?;
-        let text = String::from_utf8(plain)
-            .map_err(|_| FlowError::Other(format!("the signing secret of bot {bot} is not text")))?;
+        let text = String::from_utf8(plain).map_err(|_| {
+            FlowError::Other(format!("the signing secret of bot {bot} is not text"))
+        })?;
         return Secret::parse(&text)
             .map_err(|e| FlowError::Other(format!("the signing secret of bot {bot}: {e}")));
     }
@@ -102,8 +104,8 @@ fn request(d: &Delivery, secret: &Secret, now_secs: i64) -> Result<OutboundReque
     for (name, value) in &d.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name:?} is not a header name"))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|_| format!("the {name} header's value is not valid"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("the {name} header's value is not valid"))?;
         headers.append(name, value);
     }
     let signature = standard_webhooks::sign(secret, d.id.as_str(), now_secs, &body);
@@ -114,7 +116,11 @@ fn request(d: &Delivery, secret: &Secret, now_secs: i64) -> Result<OutboundReque
         );
     };
     set(&mut headers, standard_webhooks::ID_HEADER, d.id.to_string());
-    set(&mut headers, standard_webhooks::TIMESTAMP_HEADER, now_secs.to_string());
+    set(
+        &mut headers,
+        standard_webhooks::TIMESTAMP_HEADER,
+        now_secs.to_string(),
+    );
     set(&mut headers, standard_webhooks::SIGNATURE_HEADER, signature);
     if with_body {
         headers.insert(
@@ -135,9 +141,10 @@ async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
     let started_ms = now_ms();
     let started = Instant::now();
     let secret = signing_secret(flow, &d.bot_id).await;
-    let sent = match secret.map_err(|e| e.to_string()).and_then(|s| {
-        request(&d, &s, started_ms / 1000)
-    }) {
+    let sent = match secret
+        .map_err(|e| e.to_string())
+        .and_then(|s| request(&d, &s, started_ms / 1000))
+    {
         Ok(req) => flow.outbound.send(req).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
@@ -164,7 +171,10 @@ async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
     } else if gone {
         (WorkStatus::Failed, None)
     } else {
-        match flow.retry_schedule.get(usize::try_from(attempts - 1).unwrap_or(usize::MAX)) {
+        match flow
+            .retry_schedule
+            .get(usize::try_from(attempts - 1).unwrap_or(usize::MAX))
+        {
             Some(wait) => {
                 let wait = retry_after.map_or(*wait, |r| r.max(*wait));
                 (
@@ -192,7 +202,10 @@ async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
         ..FlowCommit::default()
     };
     if let Some(cont) = &d.continuation {
-        let version = flow.flow.scenario_version(&d.bot_id, cont.scenario_version).await?;
+        let version = flow
+            .flow
+            .scenario_version(&d.bot_id, cont.scenario_version)
+            .await?;
         let bytes = serde_json::to_vec(&version.document).expect("a JSON value serializes");
         let scenario = botlink_scenario::Scenario::from_json(&bytes)
             .map_err(|e| FlowError::Other(format!("scenario version {}: {e}", version.version)))?;

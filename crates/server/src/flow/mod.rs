@@ -21,7 +21,6 @@ pub mod run;
 pub mod send;
 pub mod start;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,58 +70,63 @@ pub enum FlowError {
     Other(String),
 }
 
+/// One of the three workers.
+#[derive(Debug, Clone, Copy)]
+enum Worker {
+    Inbox,
+    Outbox,
+    Deliveries,
+}
+
+impl Worker {
+    fn name(self) -> &'static str {
+        match self {
+            Worker::Inbox => "inbox",
+            Worker::Outbox => "outbox",
+            Worker::Deliveries => "deliveries",
+        }
+    }
+
+    fn wake(self, wake: &Wake) -> &Notify {
+        match self {
+            Worker::Inbox => &wake.inbox,
+            Worker::Outbox => &wake.outbox,
+            Worker::Deliveries => &wake.deliveries,
+        }
+    }
+
+    /// Claims and does a batch; returns how many it claimed.
+    async fn step(self, flow: &Arc<Flow>) -> Result<usize, StoreError> {
+        match self {
+            Worker::Inbox => start::process_due(flow).await,
+            Worker::Outbox => send::send_due(flow).await,
+            Worker::Deliveries => deliver::deliver_due(flow).await,
+        }
+    }
+}
+
 /// Starts the three workers; they stop (finishing the work in hand) when `stop` fires.
 pub fn spawn(flow: Arc<Flow>, stop: CancellationToken) -> TaskTracker {
     let tasks = TaskTracker::new();
-    {
-        let f = flow.clone();
-        let s = stop.clone();
-        tasks.spawn(worker("inbox", s, move || {
-            let f = f.clone();
-            async move { start::process_due(&f).await }
-        }, flow.clone(), |w| &w.inbox));
-    }
-    {
-        let f = flow.clone();
-        let s = stop.clone();
-        tasks.spawn(worker("outbox", s, move || {
-            let f = f.clone();
-            async move { send::send_due(&f).await }
-        }, flow.clone(), |w| &w.outbox));
-    }
-    {
-        let f = flow.clone();
-        tasks.spawn(worker("deliveries", stop, move || {
-            let f = f.clone();
-            async move { deliver::deliver_due(&f).await }
-        }, flow, |w| &w.deliveries));
+    for w in [Worker::Inbox, Worker::Outbox, Worker::Deliveries] {
+        tasks.spawn(run_worker(w, flow.clone(), stop.clone()));
     }
     tasks.close();
     tasks
 }
 
-/// Runs `step` (which claims and does a batch, returning how many it did) until `stop`:
-/// again at once after a full batch, else after a wake-up or [`POLL`].
-async fn worker<F, Fut>(
-    name: &'static str,
-    stop: CancellationToken,
-    mut step: F,
-    flow: Arc<Flow>,
-    notify: fn(&Wake) -> &Notify,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<usize, StoreError>>,
-{
+/// Runs `w` until `stop`: again at once after a batch, else after a wake-up or [`POLL`].
+async fn run_worker(w: Worker, flow: Arc<Flow>, stop: CancellationToken) {
     let mut failing = false;
     loop {
         if stop.is_cancelled() {
             break;
         }
-        let woken = notify(&flow.wake).notified();
-        match step().await {
+        let woken = w.wake(&flow.wake).notified();
+        match w.step(&flow).await {
             Ok(n) => {
                 if failing {
-                    tracing::info!(worker = name, "the worker reaches the database again");
+                    tracing::info!(worker = w.name(), "the worker reaches the database again");
                     failing = false;
                 }
                 if n > 0 {
@@ -132,7 +136,7 @@ async fn worker<F, Fut>(
             Err(e) => {
                 // Once an outage, not once a poll.
                 if !failing {
-                    tracing::error!(worker = name, error = %e, "the worker cannot claim work");
+                    tracing::error!(worker = w.name(), error = %e, "the worker cannot claim work");
                     failing = true;
                 }
             }

@@ -23,8 +23,7 @@ pub async fn send_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
     let claimed = flow.flow.claim_messages(BATCH, LEASE_MS, now_ms()).await?;
     let n = claimed.len();
     // One sender per bot channel for the batch: its secrets are opened once.
-    let mut senders: HashMap<(BotId, Channel), Arc<Result<ChannelSender, String>>> =
-        HashMap::new();
+    let mut senders: HashMap<(BotId, Channel), Arc<Result<ChannelSender, String>>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for m in claimed {
         let key = (m.bot_id.clone(), m.channel);
@@ -109,9 +108,11 @@ async fn send_one(
             Some(format!("{reason}: {detail}")),
             Some(now + backoff(attempts)),
         ),
-        SendOutcome::Transient { reason, detail } | SendOutcome::Failed { reason, detail } => {
-            (WorkStatus::Failed, Some(format!("{reason}: {detail}")), None)
-        }
+        SendOutcome::Transient { reason, detail } | SendOutcome::Failed { reason, detail } => (
+            WorkStatus::Failed,
+            Some(format!("{reason}: {detail}")),
+            None,
+        ),
         SendOutcome::Blocked { reason, detail } => {
             flow.flow.unsubscribe(&m.contact_id, now).await?;
             (

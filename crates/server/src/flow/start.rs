@@ -105,7 +105,10 @@ async fn attribute(flow: &Flow, bot: &Bot, param: &str, now: i64) -> Attribution
         let link = match flow.links.link_by_code_or_slug(&stored.code).await {
             Ok(Some(link)) if link.bot_id == bot.id && link.scheme == Scheme::Stored => link,
             Ok(_) => {
-                a.unattributed = Some(format!("no link of this bot has the code {:?}", stored.code));
+                a.unattributed = Some(format!(
+                    "no link of this bot has the code {:?}",
+                    stored.code
+                ));
                 return a;
             }
             Err(e) => {
@@ -127,11 +130,19 @@ async fn attribute(flow: &Flow, bot: &Bot, param: &str, now: i64) -> Attribution
         a.email = p.email.clone();
         a.variables = p.variables.clone();
         a.fields = p.fields.clone();
-        a.vars.extend(p.external_id.iter().map(|v| ("clientExternalId".to_owned(), v.clone())));
-        a.vars.extend(p.phone.iter().map(|v| ("phone".to_owned(), v.clone())));
-        a.vars.extend(p.email.iter().map(|v| ("email".to_owned(), v.clone())));
-        a.vars.extend(p.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        a.vars.extend(p.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        a.vars.extend(
+            p.external_id
+                .iter()
+                .map(|v| ("clientExternalId".to_owned(), v.clone())),
+        );
+        a.vars
+            .extend(p.phone.iter().map(|v| ("phone".to_owned(), v.clone())));
+        a.vars
+            .extend(p.email.iter().map(|v| ("email".to_owned(), v.clone())));
+        a.vars
+            .extend(p.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        a.vars
+            .extend(p.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(ep) = &link.entry_point_id
             && let Ok(e) = flow.bots.entry_point_by_id(&bot.workspace_id, ep).await
         {
@@ -295,7 +306,11 @@ fn contact_vars(
     // Set last: a payload cannot pass itself off as another chat.
     vars.insert("chat_id".to_owned(), event.chat_id.clone());
     vars.insert("channel".to_owned(), channel.as_str().to_owned());
-    if let Some(name) = event.user_name.as_ref().or(existing.and_then(|c| c.name.as_ref())) {
+    if let Some(name) = event
+        .user_name
+        .as_ref()
+        .or(existing.and_then(|c| c.name.as_ref()))
+    {
         vars.insert("user_name".to_owned(), name.clone());
     }
     if let Some(lang) = event
@@ -377,7 +392,11 @@ pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
         let node = a
             .node
             .clone()
-            .filter(|n| scenario.as_ref().is_some_and(|(_, s)| s.nodes.contains_key(n)))
+            .filter(|n| {
+                scenario
+                    .as_ref()
+                    .is_some_and(|(_, s)| s.nodes.contains_key(n))
+            })
             .or_else(|| scenario.as_ref().map(|(_, s)| s.start.clone()));
         commit.start = Some(StartRecord {
             id: StartId::new(),
@@ -418,7 +437,9 @@ pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
                 commit.deliveries = deliveries;
             }
             // A button to a node that is gone, after the scenario changed.
-            Err(e) => tracing::info!(bot = %bot.id, error = %e, "an update asked for a node the scenario no longer has"),
+            Err(e) => {
+                tracing::info!(bot = %bot.id, error = %e, "an update asked for a node the scenario no longer has")
+            }
         }
     }
     commit.contact = Some(write);

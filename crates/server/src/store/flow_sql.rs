@@ -98,6 +98,16 @@ macro_rules! claim_deliveries {
     };
 }
 
+/// Whether any item of a queue is due (`$1` now): a read, which never waits for SQLite's write
+/// lock, so that workers that find nothing to do take no write lock and hold no connection
+/// waiting for one (claiming is a write even when it claims nothing).
+const INBOX_DUE: &str = "SELECT 1 FROM inbox WHERE status = 'pending' AND next_at <= $1 \
+     AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1";
+const MESSAGES_DUE: &str = "SELECT 1 FROM messages WHERE status = 'pending' AND next_at <= $1 \
+     AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1";
+const DELIVERIES_DUE: &str = "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_at <= $1 \
+     AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1";
+
 /// Claim statements for one backend.
 struct Claims {
     inbox: &'static str,
@@ -318,6 +328,13 @@ impl Store {
         turn
     }
 
+    /// Whether the queue that `due` asks about has an item due now.
+    async fn any_due(&self, due: &'static str, now_ms: i64) -> StoreResult<bool> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query(due).bind(now_ms).fetch_optional(pool).await?.is_some()
+        }))
+    }
+
     fn claims(&self) -> &'static Claims {
         match self.backend() {
             Backend::Sqlite => &SQLITE_CLAIMS,
@@ -374,6 +391,9 @@ impl FlowStore for Store {
         lease_ms: i64,
         now_ms: i64,
     ) -> StoreResult<Vec<InboxItem>> {
+        if !self.any_due(INBOX_DUE, now_ms).await? {
+            return Ok(Vec::new());
+        }
         let _turn = self.flow_turn().await;
         let mut items = with_pool!(self, pool => {
             let rows = sqlx::query(self.claims().inbox)
@@ -829,6 +849,9 @@ impl FlowStore for Store {
         lease_ms: i64,
         now_ms: i64,
     ) -> StoreResult<Vec<OutboxMessage>> {
+        if !self.any_due(MESSAGES_DUE, now_ms).await? {
+            return Ok(Vec::new());
+        }
         let _turn = self.flow_turn().await;
         let mut messages = with_pool!(self, pool => {
             let rows = sqlx::query(self.claims().messages)
@@ -883,6 +906,9 @@ impl FlowStore for Store {
         lease_ms: i64,
         now_ms: i64,
     ) -> StoreResult<Vec<Delivery>> {
+        if !self.any_due(DELIVERIES_DUE, now_ms).await? {
+            return Ok(Vec::new());
+        }
         let _turn = self.flow_turn().await;
         let mut deliveries = with_pool!(self, pool => {
             let rows = sqlx::query(self.claims().deliveries)

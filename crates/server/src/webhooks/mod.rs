@@ -27,10 +27,7 @@ use crate::flow::creds::{channel_of, secrets_of};
 use crate::store::{Bot, BotId};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/webhooks/{channel}/{bot_id}",
-        post(receive).get(handshake),
-    )
+    Router::new().route("/webhooks/{channel}/{bot_id}", post(receive).get(handshake))
 }
 
 /// The channel a webhook path names: exactly its lowercase name; the web chat takes no
@@ -47,7 +44,11 @@ fn webhook_channel(name: &str) -> Result<Channel, ApiError> {
 }
 
 /// The bot the path names, with the channel configured.
-async fn bot_with_channel(state: &AppState, bot_id: &str, channel: Channel) -> Result<Bot, ApiError> {
+async fn bot_with_channel(
+    state: &AppState,
+    bot_id: &str,
+    channel: Channel,
+) -> Result<Bot, ApiError> {
     let bot = state
         .bots()
         .bot_by_id(&BotId::from(bot_id))
@@ -83,18 +84,24 @@ fn verify_and_read(
             })
     };
     let verified = match channel {
-        Channel::Telegram => {
-            signature::verify_telegram(header(headers, signature::TELEGRAM_HEADER), secret("webhook_secret")?)
-        }
-        Channel::Max => {
-            signature::verify_max(header(headers, signature::MAX_HEADER), secret("webhook_secret")?)
-        }
-        Channel::Viber => {
-            signature::verify_viber(header(headers, signature::VIBER_HEADER), body, secret("token")?)
-        }
-        Channel::Messenger | Channel::Instagram | Channel::Whatsapp => {
-            signature::verify_hub(header(headers, signature::HUB_HEADER), body, secret("app_secret")?)
-        }
+        Channel::Telegram => signature::verify_telegram(
+            header(headers, signature::TELEGRAM_HEADER),
+            secret("webhook_secret")?,
+        ),
+        Channel::Max => signature::verify_max(
+            header(headers, signature::MAX_HEADER),
+            secret("webhook_secret")?,
+        ),
+        Channel::Viber => signature::verify_viber(
+            header(headers, signature::VIBER_HEADER),
+            body,
+            secret("token")?,
+        ),
+        Channel::Messenger | Channel::Instagram | Channel::Whatsapp => signature::verify_hub(
+            header(headers, signature::HUB_HEADER),
+            body,
+            secret("app_secret")?,
+        ),
         Channel::Line => signature::verify_line(
             header(headers, signature::LINE_HEADER),
             body,
@@ -186,7 +193,10 @@ async fn handshake(
     }
     let bot = bot_with_channel(&state, &bot_id, channel).await?;
     let secrets = secrets_of(state.secret(), &bot, channel).map_err(ApiError::internal)?;
-    let verify_token = secrets.get("verify_token").map(String::as_str).unwrap_or("");
+    let verify_token = secrets
+        .get("verify_token")
+        .map(String::as_str)
+        .unwrap_or("");
     match signature::hub_challenge(
         q.mode.as_deref(),
         q.verify_token.as_deref(),
