@@ -49,15 +49,21 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/botlink-bench-start.XXXXXX")
 PIDS=()
 PG_MADE=
 cleanup() {
-    local pid
+    local pid i
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2> /dev/null || true
     done
+    # A graceful stop finishes the work in hand: at most 15 s of it.
     for pid in "${PIDS[@]}"; do
+        for i in $(seq 150); do
+            kill -0 "$pid" 2> /dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2> /dev/null || true
         wait "$pid" 2> /dev/null || true
     done
     if [ -n "$PG_MADE" ]; then
-        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB" > /dev/null 2>&1 || true
+        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" > /dev/null 2>&1 || true
     fi
     if [ "${KEEP:-0}" = 1 ]; then
         echo "kept $WORK" >&2
@@ -73,7 +79,13 @@ log() { echo "[$(date +%T)] $*" >&2; }
 log "building release binaries..."
 (cd "$ROOT" && cargo build --release --quiet -p botlink-server -p botlink-testkit \
     --bin botlink --bin bareinbox --bin startgen)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# Copies: the target directory may be shared with other worktrees, whose builds would replace
+# the binaries between runs.
+mkdir "$WORK/bin"
+for b in botlink bareinbox startgen; do
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/$b" "$WORK/bin/"
+done
+BIN=$WORK/bin
 
 SERVER_PIN=()
 LOAD_PIN=()
@@ -173,8 +185,15 @@ start_botlink() {
     wait_http "$BL_URL/healthz"
 }
 
+# stop_botlink: a graceful stop (SIGTERM), which finishes the work in hand; after 15 s, SIGKILL.
 stop_botlink() {
+    local i
     kill "$BL_PID" 2> /dev/null || true
+    for i in $(seq 150); do
+        kill -0 "$BL_PID" 2> /dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$BL_PID" 2> /dev/null || true
     wait "$BL_PID" 2> /dev/null || true
 }
 
@@ -217,7 +236,7 @@ for BACKEND in $BACKENDS; do
     case $BACKEND in
         sqlite) DB_URL=sqlite://$WORK/botlink.db ;;
         postgres)
-            psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB" -c "CREATE DATABASE $PG_DB" > /dev/null
+            psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" -c "CREATE DATABASE $PG_DB" > /dev/null
             PG_MADE=1
             DB_URL=${PG_URL%/*}/$PG_DB
             ;;
@@ -252,7 +271,7 @@ for BACKEND in $BACKENDS; do
     eval "RSS_$BACKEND=$(awk '/^VmHWM/ { print $2 }' "/proc/$BL_PID/status")"
     stop_botlink
     if [ "$BACKEND" = postgres ]; then
-        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB" > /dev/null
+        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" > /dev/null
         PG_MADE=
     fi
 done
