@@ -298,3 +298,77 @@ async fn a_scenario_that_does_not_validate_names_its_node_step_and_field() {
     assert!(message.contains("send_me.url"), "{message}");
     s.stop().await;
 }
+
+/// `POST .../channels/telegram/webhook`: Telegram is told botlink's URL and a secret botlink
+/// made and kept; updates signed with that secret are taken, and greeted.
+#[tokio::test]
+async fn registering_the_telegram_webhook_gives_it_a_secret_that_updates_must_carry() {
+    let messenger = FakeMessenger::start().await;
+    messenger.add_telegram_bot(TG_TOKEN);
+    let s = server().await;
+    let (st, bot) = s
+        .post(
+            "/api/v1/bots",
+            ADMIN_KEY,
+            json!({"name": "Shop", "channels": {"telegram": {
+                "username": "shop_bot", "token": TG_TOKEN, "api_base_url": messenger.base_url()}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    let bot = bot["id"].as_str().unwrap().to_owned();
+    let (st, saved) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(json!({"start": "hi", "nodes": {"hi": [{"message": "Welcome!"}]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    let (st, reg) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/channels/telegram/webhook"),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{reg}");
+    assert_eq!(reg["registered"], true);
+    let url = s.url(&format!("/webhooks/telegram/{bot}"));
+    assert_eq!(reg["webhook_url"], url.as_str());
+    let set = messenger
+        .webhook(botlink_testkit::fakes::Platform::Telegram, TG_TOKEN)
+        .expect("setWebhook was called");
+    assert_eq!(set.url, url);
+    let secret = set.secret.expect("a secret_token");
+    assert!(secret.len() >= 32, "{secret}");
+    // The secret is not in any answer of the API.
+    let (_, shown) = s.get(&format!("/api/v1/bots/{bot}"), ADMIN_KEY).await;
+    assert!(!shown.to_string().contains(&secret), "{shown}");
+    // Updates carrying it are taken; others are not.
+    let start = telegram_update(7, "/start");
+    assert_eq!(
+        post_update(&s, &bot, Some("guess"), &start).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_update(&s, &bot, Some(&secret), &start).await,
+        StatusCode::OK
+    );
+    let sent = messenger.wait_for_messages(1, WAIT).await;
+    assert_eq!(sent[0].text, "Welcome!");
+    // Registering again keeps the secret.
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/channels/telegram/webhook"),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let again = messenger
+        .webhook(botlink_testkit::fakes::Platform::Telegram, TG_TOKEN)
+        .unwrap();
+    assert_eq!(again.secret.as_deref(), Some(secret.as_str()));
+    s.stop().await;
+}

@@ -50,6 +50,10 @@ pub enum ApiError {
     Timeout,
     #[error("internal error")]
     Internal(String),
+    /// A platform or service botlink called refused or failed (the message says which, and
+    /// what it answered).
+    #[error("{0}")]
+    Upstream(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
     /// The database did not serve the request in time (see [`crate::store::Unavailable`]):
@@ -102,6 +106,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::DatabaseBusy => (StatusCode::SERVICE_UNAVAILABLE, "database_busy"),
             ApiError::DatabaseUnreachable => {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod keys;
 pub mod links;
 pub mod notify;
+pub mod registration;
 pub mod scenarios;
 pub mod stats;
 
@@ -63,7 +64,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(notify::router())
         .merge(scenarios::router())
         .merge(contacts::router())
-        .merge(deliveries::router());
+        .merge(deliveries::router())
+        .merge(registration::router());
     // After the merge: the document's own modifiers run before the routes are in it.
     ErrorResponses.modify(router.get_openapi_mut());
     router

@@ -211,3 +211,29 @@ pub fn open_secrets(
         None => Ok(ChannelSecrets::new()),
     }
 }
+
+/// The channel with the secret `name` set to `value` (sealed again with the others), and the
+/// settings' list of secret names updated: for secrets botlink makes itself (a webhook's).
+pub fn with_secret(
+    key: &SecretKey,
+    bot_id: &BotId,
+    ch: &BotChannel,
+    name: &str,
+    value: &str,
+) -> Result<BotChannel, DomainError> {
+    let mut secrets = open_secrets(key, bot_id, ch)?;
+    secrets.insert(name.to_owned(), value.to_owned());
+    let mut settings = ch.settings.clone();
+    if let Some(map) = settings.as_object_mut() {
+        let names: Vec<&String> = secrets.keys().collect();
+        map.insert("secrets".into(), serde_json::json!(names));
+    }
+    Ok(BotChannel {
+        channel: ch.channel,
+        settings,
+        secrets: Some(key.seal(
+            &serde_json::to_vec(&secrets).expect("a map of strings serializes"),
+            &secrets_context(bot_id, ch.channel),
+        )),
+    })
+}
