@@ -129,7 +129,7 @@ fn parse_args() -> Result<Args> {
     if rate.is_some_and(|r: f64| r.is_nan() || r <= 0.0) {
         bail!("--rate must be positive");
     }
-    if !(drain_timeout >= 0.0 && drain_timeout <= 3600.0) {
+    if !(0.0..=3600.0).contains(&drain_timeout) {
         bail!("--drain-timeout must be in [0, 3600]");
     }
     Ok(Args {
@@ -424,7 +424,8 @@ async fn connection(
             })) => {
                 prev_done = arrived;
                 t.status(status);
-                t.latencies_us.push(micros(arrived.saturating_duration_since(from)));
+                t.latencies_us
+                    .push(micros(arrived.saturating_duration_since(from)));
                 if status == 200 {
                     t.accepted.push((id, from));
                 }
