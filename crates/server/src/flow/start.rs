@@ -10,7 +10,8 @@
 //!   link's context; the `subscribed` callback, or the person's first message, subscribes it,
 //!   and the Start runs then with the kept context (Viber sends no context later).
 //! - LINE: `follow` (a new friend, or an unblock); `unfollow` ends it. A new friend's follow
-//!   runs the start node; the marker in a message's text is a Start with its parameter.
+//!   runs the start node; the marker in a message's text is a Start with its parameter (a
+//!   follow that the same webhook follows with that Start is left to it: see `webhooks`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
