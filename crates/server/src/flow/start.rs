@@ -20,7 +20,7 @@ use botlink_core::{Channel, Inbound, InboundKind, Scheme};
 use botlink_scenario::{Runner, Scenario, Vars};
 
 use super::run::drive;
-use super::{Flow, FlowError, LEASE_MS, now_ms};
+use super::{Flow, FlowError, now_ms};
 use crate::store::{
     Bot, ClickId, Contact, ContactId, ContactWrite, EntryPointId, FlowCommit, InboxItem, Link,
     LinkId, StartId, StartRecord, StoreError, Utm,
@@ -33,7 +33,10 @@ const MAX_ATTEMPTS: i64 = 8;
 
 /// Claims the updates that are due and processes each; returns how many it claimed.
 pub async fn process_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
-    let items = flow.flow.claim_inbox(BATCH, LEASE_MS, now_ms()).await?;
+    let items = flow
+        .flow
+        .claim_inbox(BATCH, flow.lease_ms, now_ms())
+        .await?;
     let n = items.len();
     let mut tasks = tokio::task::JoinSet::new();
     for item in items {
