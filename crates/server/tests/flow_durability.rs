@@ -300,7 +300,7 @@ impl Serve {
             }
         });
         let addr = addr
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(Duration::from_secs(90))
             .unwrap_or_else(|e| {
                 let _ = child.kill();
                 panic!("serve did not listen ({e}): {:?}", log.lock().unwrap())
