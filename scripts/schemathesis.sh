@@ -94,6 +94,14 @@ link_id=$(api POST /api/v1/links "{\"bot_id\": \"$bot_id\", \"title\": \"Winter 
 #   PATCH /api/v1/links/{link_id}: expires_at must be in the future.
 #   GET /api/v1/links: `cursor` must be one the API returned (it is opaque).
 #   The three stats operations: `from` must not be after `to`.
+#   GET /api/v1/bots/{bot_id}/contacts(.csv), GET /api/v1/deliveries: `cursor` is opaque, as
+#     for links.
+#   PUT /api/v1/bots/{bot_id}/scenario: the scenario's own rules (a start node, nodes that
+#     exist, steps of one kind...), which the document's reference states, not a JSON Schema.
+#   POST /api/v1/bots/{bot_id}/call_node: the recipient must have started the bot (a bot cannot
+#     write first), and `to` takes channel and chat_id, or external_id.
+#   POST /api/v1/bots/{bot_id}/channels/{channel}/webhook: the bot must have the channel, with
+#     the token its platform needs.
 cat >"$work/base.toml" <<'TOML'
 [[operations]]
 include-name = [
@@ -105,6 +113,12 @@ include-name = [
   "GET /api/v1/links/{link_id}/stats",
   "GET /api/v1/bots/{bot_id}/stats",
   "GET /api/v1/bots/{bot_id}/entry_points/{key}/stats",
+  "GET /api/v1/bots/{bot_id}/contacts",
+  "GET /api/v1/bots/{bot_id}/contacts.csv",
+  "GET /api/v1/deliveries",
+  "PUT /api/v1/bots/{bot_id}/scenario",
+  "POST /api/v1/bots/{bot_id}/call_node",
+  "POST /api/v1/bots/{bot_id}/channels/{channel}/webhook",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 TOML

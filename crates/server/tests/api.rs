@@ -966,7 +966,7 @@ async fn a_burst_of_concurrent_clicks_is_counted_exactly(b: Backend) {
     ));
     assert_eq!(
         stats["by_day"],
-        json!([{"key": today, "clicks": n, "unique_clicks": 10, "previews": 0}])
+        json!([{"key": today, "clicks": n, "unique_clicks": 10, "previews": 0, "starts": 0}])
     );
     let (st, ep) = s
         .get(

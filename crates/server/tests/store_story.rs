@@ -488,6 +488,7 @@ fn bucket(key: &str, clicks: i64, unique_clicks: i64, previews: i64) -> Bucket {
         clicks,
         unique_clicks,
         previews,
+        starts: 0,
     }
 }
 

@@ -54,6 +54,7 @@ pub struct ContactPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ContactQuery {
+    #[param(value_type = Option<crate::api::bots::ChannelName>)]
     pub channel: Option<String>,
     pub chat_id: Option<String>,
     pub external_id: Option<String>,

@@ -51,6 +51,16 @@ pub struct AttemptOut {
     pub duration_ms: i64,
 }
 
+/// Where a delivery stands.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryPage {
     pub deliveries: Vec<DeliveryOut>,
@@ -61,7 +71,7 @@ pub struct DeliveryPage {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     pub bot_id: Option<String>,
-    /// `pending`, `delivered` or `failed`.
+    #[param(inline, value_type = Option<DeliveryStatus>)]
     pub status: Option<String>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,

@@ -110,7 +110,8 @@ pub async fn put_scenario(
     Ok(axum::Json(saved(&v, scenario.nodes.len(), None)))
 }
 
-/// The bot's current scenario document; its version is in the `ETag` header.
+/// The bot's current scenario document; its version is in the `ETag` header. A bot that has
+/// none yet has an empty one (version 0: a Start sends nothing).
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/scenario", tag = "scenarios",
     security(("api_key" = [])), params(("bot_id" = String, Path)),
     responses((status = 200, body = serde_json::Value, description = "the document"),
@@ -126,9 +127,12 @@ pub async fn get_scenario(
         .flow()
         .current_scenario(&bot.id)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("a scenario of bot {bot_id:?} (PUT one first)"))
-        })?;
+        .unwrap_or_else(|| ScenarioVersion {
+            bot_id: bot.id.clone(),
+            version: 0,
+            document: serde_json::json!({"start": "start", "nodes": {"start": []}}),
+            created_at: bot.created_at,
+        });
     let mut resp = axum::Json(v.document).into_response();
     resp.headers_mut().insert(
         header::ETAG,
@@ -166,15 +170,21 @@ pub async fn list_versions(
 /// Make an old version current again (saved as a new version).
 #[utoipa::path(post, path = "/api/v1/bots/{bot_id}/scenario/versions/{version}/restore",
     tag = "scenarios", security(("api_key" = [])),
-    params(("bot_id" = String, Path), ("version" = i64, Path)),
+    params(("bot_id" = String, Path), ("version" = i64, Path, minimum = 1)),
     responses((status = 200, body = ScenarioSaved), (status = 404, body = ErrorBody)))]
 pub async fn restore_version(
     State(state): State<AppState>,
     auth: Auth,
-    Path((bot_id, version)): Path<(String, i64)>,
+    Path((bot_id, version)): Path<(String, String)>,
 ) -> Result<axum::Json<ScenarioSaved>, ApiError> {
     auth.admin()?;
     let bot = load_bot(&state, &auth, &bot_id).await?;
+    // Versions are numbered from 1: anything else names no version.
+    let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "version {version:?} of the scenario of bot {bot_id:?}"
+        ))
+    })?;
     let old = state
         .flow()
         .scenario_version(&bot.id, version)

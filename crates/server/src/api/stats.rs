@@ -1,4 +1,5 @@
-//! Click statistics per link, per entry point and per bot.
+//! Statistics per link, per entry point and per bot: clicks, the Starts that followed and
+//! the contacts they brought.
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,11 @@ pub struct BotStatsQuery {
 pub struct StatsOut {
     #[serde(flatten)]
     pub counts: Stats,
+    /// Starts per click, `starts / clicks`; null without clicks. Starts may also come
+    /// without a click through botlink (a deep link or QR code shared as is, an `n__<key>`
+    /// parameter written elsewhere; for a bot, people who open it unprompted), so it may
+    /// exceed 1.
+    pub conversion: Option<f64>,
     /// Whether every click made before this request is counted, as far as this server
     /// knows: clicks are written within about `--click-flush-ms` of their redirect, and
     /// counted when statistics are read. `false` when the latest could not be written or
@@ -104,6 +110,7 @@ impl StatsOut {
             }
         };
         StatsOut {
+            conversion: counts.conversion(),
             counts,
             fresh,
             as_of: as_of.map(format_rfc3339),
@@ -157,7 +164,7 @@ fn range(from: &Option<String>, to: &Option<String>) -> Result<StatsRange, ApiEr
     Ok(r)
 }
 
-/// Clicks of one link.
+/// Clicks, Starts and new contacts of one link, and its clicks' conversion to Starts.
 #[utoipa::path(get, path = "/api/v1/links/{link_id}/stats", tag = "stats", security(("api_key" = [])),
     params(("link_id" = String, Path), RangeQuery),
     responses((status = 200, body = StatsOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -178,7 +185,7 @@ pub async fn link_stats(
     Ok(axum::Json(stats_out(&state, s)))
 }
 
-/// Clicks of every link of one entry point.
+/// Clicks of every link of one entry point, its Starts and new contacts.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/entry_points/{key}/stats", tag = "stats",
     security(("api_key" = [])), params(("bot_id" = String, Path), ("key" = String, Path), RangeQuery),
     responses((status = 200, body = StatsOut), (status = 404, body = ErrorBody)))]
@@ -200,6 +207,8 @@ pub async fn entry_point_stats(
 }
 
 /// A whole bot: totals, breakdowns, and its links ranked by clicks.
+///
+/// A bot's `starts` and `new_contacts` are all of them, attributed to a link or not.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/stats", tag = "stats", security(("api_key" = [])),
     params(("bot_id" = String, Path), BotStatsQuery),
     responses((status = 200, body = BotStatsOut), (status = 404, body = ErrorBody)))]

@@ -63,6 +63,12 @@ pub struct Config {
     /// When a failed delivery is tried again, after each failed attempt in turn; after the
     /// last, it is given up (`--retry-schedule`, default `5s,5m,30m,2h,5h,10h`).
     pub retry_schedule: Vec<std::time::Duration>,
+    /// How long a worker's claim on an update, a message or a delivery lasts, in milliseconds
+    /// (`--worker-lease-ms`, hidden; default [`crate::flow::LEASE_MS`]): work an instance was
+    /// doing when it died is taken up again after this. Below the outbound client's total
+    /// timeout (15 s), another instance may claim an attempt still under way and make it a
+    /// second time: a setting for tests that kill a server, not for production.
+    pub worker_lease_ms: i64,
 }
 
 /// The default `--retry-schedule`: seven attempts over about 18 hours.
@@ -117,6 +123,7 @@ impl Config {
             outbound_allow: crate::outbound::OutboundAllow::default(),
             retry_schedule: parse_retry_schedule(DEFAULT_RETRY_SCHEDULE)
                 .expect("the default schedule reads"),
+            worker_lease_ms: crate::flow::LEASE_MS,
         }
     }
 

@@ -349,6 +349,7 @@ pub async fn run_checked(
         secret: secret.clone(),
         outbound,
         retry_schedule: config.retry_schedule.clone(),
+        lease_ms: config.worker_lease_ms,
         wake: Arc::default(),
     });
     let flow_stop = CancellationToken::new();

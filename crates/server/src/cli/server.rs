@@ -106,6 +106,14 @@ pub struct ServeArgs {
           default_value = crate::app::config::DEFAULT_RETRY_SCHEDULE,
           value_parser = crate::app::config::parse_retry_schedule)]
     pub retry_schedule: RetrySchedule,
+    /// How long a worker's claim on an update, a message or a delivery lasts, in ms (1000 to
+    /// 3600000; default 60000): work an instance was doing when it died is taken up again
+    /// after this. Hidden: below the outbound timeout (15 s) another instance may make an
+    /// attempt still under way a second time; tests that kill a server shorten it.
+    #[arg(long, env = "BOTLINK_WORKER_LEASE_MS", hide = true,
+          default_value_t = crate::flow::LEASE_MS,
+          value_parser = clap::value_parser!(i64).range(1_000..=3_600_000))]
+    pub worker_lease_ms: i64,
     /// Log lines as text or JSON (level from RUST_LOG, default info).
     #[arg(long, env = "BOTLINK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -227,6 +235,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.link_cache_ms = args.link_cache_ms;
     config.outbound_allow = args.outbound_allow;
     config.retry_schedule = args.retry_schedule;
+    config.worker_lease_ms = args.worker_lease_ms;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     // Everything that can be checked without the network, before binding: a bad setting is
     // reported as itself, not as whatever binding the address runs into.

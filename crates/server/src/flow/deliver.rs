@@ -16,7 +16,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::run::drive;
-use super::{Flow, FlowError, LEASE_MS, now_ms};
+use super::{Flow, FlowError, now_ms};
 use crate::outbound::OutboundRequest;
 use crate::store::{Attempt, BotId, Delivery, DeliveryAttempt, FlowCommit, StoreError, WorkStatus};
 
@@ -27,7 +27,7 @@ const BATCH: u32 = 32;
 pub async fn deliver_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
     let claimed = flow
         .flow
-        .claim_deliveries(BATCH, LEASE_MS, now_ms())
+        .claim_deliveries(BATCH, flow.lease_ms, now_ms())
         .await?;
     let n = claimed.len();
     let mut tasks = tokio::task::JoinSet::new();

@@ -35,8 +35,9 @@ use crate::store::{BotStore, FlowStore, LinkStore, StoreError};
 /// How often a worker looks for work that has come due (a retry's time) when nothing woke it.
 const POLL: Duration = Duration::from_millis(250);
 /// How long a claimed update, message or delivery stays leased to the worker that claimed
-/// it: past this, another claim takes it (the worker died, or hangs). Above the outbound
-/// client's total timeout (15 s), with room to commit.
+/// it, by default: past this, another claim takes it (the worker died, or hangs). Above the
+/// outbound client's total timeout (15 s), with room to commit. So work an instance was doing
+/// when it died waits this long before it is taken up again, after a restart too.
 pub const LEASE_MS: i64 = 60_000;
 
 /// Wakes the workers when there is new work, rather than waiting for their next look.
@@ -56,6 +57,9 @@ pub struct Flow {
     pub outbound: Outbound,
     /// The wait after each failed delivery attempt in turn.
     pub retry_schedule: Vec<Duration>,
+    /// How long a claim leases its work ([`LEASE_MS`] unless `--worker-lease-ms` says
+    /// otherwise).
+    pub lease_ms: i64,
     pub wake: Arc<Wake>,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use botlink_core::Channel;
 
 use super::creds::sender;
-use super::{Flow, LEASE_MS, now_ms};
+use super::{Flow, now_ms};
 use crate::outbound::channels::{self, ChannelSender, SendOutcome};
 use crate::store::{BotId, FlowCommit, OutboxMessage, RecipientOutcome, StoreError, WorkStatus};
 
@@ -20,7 +20,10 @@ const MAX_ATTEMPTS: i64 = 12;
 
 /// Claims the messages that are due and sends each; returns how many it claimed.
 pub async fn send_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
-    let claimed = flow.flow.claim_messages(BATCH, LEASE_MS, now_ms()).await?;
+    let claimed = flow
+        .flow
+        .claim_messages(BATCH, flow.lease_ms, now_ms())
+        .await?;
     let n = claimed.len();
     // One sender per bot channel for the batch: its secrets are opened once.
     let mut senders: HashMap<(BotId, Channel), Arc<Result<ChannelSender, String>>> = HashMap::new();

@@ -10,7 +10,8 @@
 //!   link's context; the `subscribed` callback, or the person's first message, subscribes it,
 //!   and the Start runs then with the kept context (Viber sends no context later).
 //! - LINE: `follow` (a new friend, or an unblock); `unfollow` ends it. A new friend's follow
-//!   runs the start node; the marker in a message's text is a Start with its parameter.
+//!   runs the start node; the marker in a message's text is a Start with its parameter (a
+//!   follow that the same webhook follows with that Start is left to it: see `webhooks`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use botlink_core::{Channel, Inbound, InboundKind, Scheme};
 use botlink_scenario::{Runner, Scenario, Vars};
 
 use super::run::drive;
-use super::{Flow, FlowError, LEASE_MS, now_ms};
+use super::{Flow, FlowError, now_ms};
 use crate::store::{
     Bot, ClickId, Contact, ContactId, ContactWrite, EntryPointId, FlowCommit, InboxItem, Link,
     LinkId, StartId, StartRecord, StoreError, Utm,
@@ -32,7 +33,10 @@ const MAX_ATTEMPTS: i64 = 8;
 
 /// Claims the updates that are due and processes each; returns how many it claimed.
 pub async fn process_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
-    let items = flow.flow.claim_inbox(BATCH, LEASE_MS, now_ms()).await?;
+    let items = flow
+        .flow
+        .claim_inbox(BATCH, flow.lease_ms, now_ms())
+        .await?;
     let n = items.len();
     let mut tasks = tokio::task::JoinSet::new();
     for item in items {

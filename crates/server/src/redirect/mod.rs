@@ -738,7 +738,7 @@ fn click(
         // No click, no click id.
         let d = link.targets.iter().find(|t| t.channel == channel);
         return d
-            .and_then(|d| checked_redirect(state, link, Cow::Borrowed(&d.url)))
+            .and_then(|d| checked_redirect(state, link, channel, Cow::Borrowed(&d.url)))
             .unwrap_or_else(not_found)
             .into();
     }
@@ -785,7 +785,7 @@ fn click(
             None => Cow::Borrowed(&d.url),
         },
     };
-    let Some(answer) = checked_redirect(state, link, target) else {
+    let Some(answer) = checked_redirect(state, link, channel, target) else {
         return not_found().into();
     };
     let click = queued(
@@ -800,10 +800,20 @@ fn click(
     Follow::Answer(answer, Some(click))
 }
 
-/// The 302 to a deep link, if it goes to a messenger (see [`pages::is_safe_target`]): never
-/// an open redirect. A per-click link becomes the header without being copied.
-fn checked_redirect(state: &AppState, link: &Resolved, target: Cow<'_, str>) -> Option<Response> {
-    if !pages::is_safe_target(&target, state.public_url()) {
+/// The 302 to a deep link, if it goes to a messenger (see [`pages::is_safe_target`]) or to the
+/// bot's custom chat page ([`pages::is_custom_chat_target`]): never an open redirect. A
+/// per-click link becomes the header without being copied.
+fn checked_redirect(
+    state: &AppState,
+    link: &Resolved,
+    channel: Channel,
+    target: Cow<'_, str>,
+) -> Option<Response> {
+    let safe = match channel {
+        Channel::Custom => pages::is_custom_chat_target(&target),
+        _ => pages::is_safe_target(&target, state.public_url()),
+    };
+    if !safe {
         tracing::error!(link = %link.id, "refusing to redirect to a target outside the messengers");
         return None;
     }

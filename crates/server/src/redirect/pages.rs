@@ -195,6 +195,15 @@ pub fn is_safe_target(url: &str, public_url: &str) -> bool {
         && !url.contains(['\r', '\n', '\\'])
 }
 
+/// Whether botlink may redirect to `url` as a custom channel's deep link: the chat page the
+/// bot's admin set (an http(s) URL without a query, checked when it was set), opened with
+/// `?start=<parameter>`. Any host may be the business's own, so what is checked is the form.
+pub fn is_custom_chat_target(url: &str) -> bool {
+    let page = url.split_once('?').map_or(url, |(page, _)| page);
+    botlink_core::link::check_bot(Channel::Custom, page).is_ok()
+        && !url.contains(['\r', '\n', '\\'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +259,26 @@ mod tests {
         assert!(!is_safe_target(
             "https://links.example.com.evil/chat/x",
             own
+        ));
+    }
+
+    #[test]
+    fn custom_chat_targets() {
+        assert!(is_custom_chat_target(
+            "https://chat.example.com/shop?start=l_Ab3dE9xQ_1Xb2Kp9mQ7rT4aZ"
+        ));
+        assert!(is_custom_chat_target("http://chat.example.com/shop"));
+        assert!(!is_custom_chat_target("javascript:alert(1)"));
+        assert!(!is_custom_chat_target("//evil.example/?start=x"));
+        assert!(!is_custom_chat_target("https:///evil.example?start=x"));
+        assert!(!is_custom_chat_target(
+            "https://chat.example.com/a b?start=x"
+        ));
+        assert!(!is_custom_chat_target(
+            "https://chat.example.com\\@evil/?start=x"
+        ));
+        assert!(!is_custom_chat_target(
+            "https://chat.example.com/?start=x\r\nSet-Cookie: a"
         ));
     }
 

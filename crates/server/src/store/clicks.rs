@@ -26,6 +26,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use super::db::{Cols, Pool, Store, from_name};
 use super::sqlite::click_log::{bucket_of, decode_row};
 use super::sqlite::click_writer::CountsLag;
+use super::start_stats;
 use super::{
     BotId, Bucket, Click, ClickId, ClickKind, ClickStore, LinkCount, NONE_KEY, NewClick, Stats,
     StatsRange, StatsScope, StoreError, StoreResult, WorkspaceId, day_of, day_to_date,
@@ -276,6 +277,7 @@ fn counts_from<R: Cols>(r: &R, key: String) -> StoreResult<Bucket> {
         clicks: r.int("clicks")?,
         unique_clicks: r.int("unique_clicks")?,
         previews: r.int("previews")?,
+        starts: 0,
     })
 }
 
@@ -498,12 +500,6 @@ impl ClickStore for Store {
                     };
                     buckets.push(counts_from(r, key)?);
                 }
-                // ISO dates sort in date order; other buckets: most clicks first.
-                if dim == "cc.day" {
-                    buckets.sort_by(|a, b| a.key.cmp(&b.key));
-                } else {
-                    buckets.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.key.cmp(&b.key)));
-                }
                 match dim {
                     "cc.channel" => stats.by_channel = buckets,
                     "cc.day" => stats.by_day = buckets,
@@ -512,6 +508,17 @@ impl ClickStore for Store {
                     _ => stats.by_utm_campaign = buckets,
                 }
             }
+            // Starts and contacts, in the same snapshot; sorts the buckets.
+            let starts = start_stats::starts_query(&scope, range)
+                .build()
+                .fetch_all(&mut *tx)
+                .await?;
+            start_stats::add_starts(&mut stats, &starts)?;
+            let contacts = start_stats::contacts_query(&scope, range)
+                .build()
+                .fetch_one(&mut *tx)
+                .await?;
+            start_stats::add_contacts(&mut stats, &contacts)?;
             tx.commit().await?;
         });
         Ok(stats)

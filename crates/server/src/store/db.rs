@@ -237,6 +237,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "flow",
         include_str!("../../migrations/sqlite/0006_flow.sql"),
     ),
+    (
+        7,
+        "start stats",
+        include_str!("../../migrations/sqlite/0007_start_stats.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -265,6 +270,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "flow",
         include_str!("../../migrations/postgres/0006_flow.sql"),
+    ),
+    (
+        7,
+        "start stats",
+        include_str!("../../migrations/postgres/0007_start_stats.sql"),
     ),
 ];
 

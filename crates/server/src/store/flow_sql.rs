@@ -29,6 +29,7 @@ use super::flow::{
     OutboxMessage, RecipientOutcome, Run, ScenarioVersion, WorkStatus,
 };
 use super::ids::{BotId, ContactId, DeliveryId, InboxId, MessageId, RunId, WorkspaceId};
+use super::start_stats::count_start;
 use super::{StoreError, StoreResult, Utm, WriteTurn};
 
 /// A page's size when none is asked for, and the largest one.
@@ -698,7 +699,7 @@ impl FlowStore for Store {
             // 2. The Start, the messages and the deliveries: ids chosen by the caller, so a
             // repeated commit finds them written and adds nothing.
             if let (Some(start), Some(c)) = (&commit.start, &contact) {
-                sqlx::query(
+                let recorded = sqlx::query(
                     "INSERT INTO starts (id, workspace_id, bot_id, contact_id, link_id, click_id, \
                      entry_point_id, utm, param, node, unattributed, at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
@@ -717,6 +718,10 @@ impl FlowStore for Store {
                 .bind(start.at)
                 .execute(&mut *tx)
                 .await?;
+                // Counted once, when recorded (see `start_stats`).
+                if recorded.rows_affected() == 1 {
+                    count_start(bot, c.channel, start).build().execute(&mut *tx).await?;
+                }
             }
             if let Some(c) = &contact {
                 for m in &commit.messages {

@@ -40,6 +40,7 @@ mod postgres;
 mod seen;
 mod settings;
 mod sqlite;
+mod start_stats;
 mod workspaces;
 
 pub use clicks::STATS_WAIT;

@@ -477,16 +477,31 @@ pub struct Bucket {
     /// They add up: a bucket's unique clicks are the sum of its links' and days'.
     pub unique_clicks: i64,
     pub previews: i64,
+    /// Starts with this value, of those the statistics' `starts` count: the Start's day, the
+    /// channel of the person who started the bot, the UTM tags the Start was attributed with.
+    pub starts: i64,
 }
 
 /// Statistics of a link, an entry point or a bot over a range of days. Buckets are sorted by
-/// clicks (most first, then by key), except `by_day`, which is in date order and lists only
-/// days with at least one click or preview.
+/// clicks (most first), then by Starts (most first), then by key, except `by_day`, which is
+/// in date order and lists only days with at least one click, preview or Start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     pub clicks: i64,
     pub unique_clicks: i64,
     pub previews: i64,
+    /// Starts in the range attributed to the link, or to the entry point (through one of its
+    /// links or its own `n__<key>` parameter). For a bot: all its Starts, attributed or not
+    /// (a Start without a parameter, or with one that could not be attributed, included).
+    /// A Start counts once botlink has processed the messenger's update, moments after it
+    /// arrived, and stays counted when its contact is deleted later.
+    pub starts: i64,
+    /// Contacts created in the range whose first attributed Start (first touch) came through
+    /// the link, or through one of the entry point's links. For a bot: all its contacts
+    /// created in the range, attributed or not.
+    pub new_contacts: i64,
+    /// Of `new_contacts`, those the bot may write to now (who have not blocked it since).
+    pub subscribed: i64,
     pub by_channel: Vec<Bucket>,
     pub by_day: Vec<Bucket>,
     pub by_utm_source: Vec<Bucket>,
@@ -497,6 +512,15 @@ pub struct Stats {
     /// its own words.
     #[serde(skip)]
     pub lag: Option<CountsLag>,
+}
+
+impl Stats {
+    /// Starts per click (`starts / clicks`), `None` without clicks. Starts can come without a
+    /// click through botlink (a deep link or QR code shared as is, an `n__<key>` parameter
+    /// written elsewhere, for a bot a person who writes first), so it may exceed 1.
+    pub fn conversion(&self) -> Option<f64> {
+        (self.clicks > 0).then(|| self.starts as f64 / self.clicks as f64)
+    }
 }
 
 /// A link ranked by its clicks.

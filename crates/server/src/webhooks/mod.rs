@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use botlink_core::signature::{self, standard_webhooks};
-use botlink_core::{Channel, Inbound, inbound};
+use botlink_core::{Channel, Inbound, InboundKind, inbound};
 use serde::Deserialize;
 
 use crate::api::error::{ApiError, RawBody};
@@ -142,7 +142,36 @@ fn verify_and_read(
         Channel::Custom => inbound::custom(body),
         Channel::Webchat => unreachable!("refused by webhook_channel"),
     };
-    read.map_err(|e| ApiError::BadRequest(format!("the {channel} update does not read: {e}")))
+    let events =
+        read.map_err(|e| ApiError::BadRequest(format!("the {channel} update does not read: {e}")))?;
+    Ok(match channel {
+        Channel::Line => without_follows_a_start_supersedes(events),
+        _ => events,
+    })
+}
+
+/// A LINE batch without the `follow`s the same batch follows with that chat's Start: a new
+/// friend who sends the text a link pre-filled (`follow`, then the marker message). The Start
+/// subscribes the contact and runs the start node attributed to the link; the follow would run
+/// it once more before, unattributed, greeting the person twice and reporting them to the CRM
+/// without their customer id.
+fn without_follows_a_start_supersedes(events: Vec<Inbound>) -> Vec<Inbound> {
+    let superseded: Vec<bool> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            matches!(e.kind, InboundKind::Subscribed)
+                && events[i + 1..].iter().any(|later| {
+                    later.chat_id == e.chat_id
+                        && matches!(later.kind, InboundKind::Start { param: Some(_) })
+                })
+        })
+        .collect();
+    events
+        .into_iter()
+        .zip(superseded)
+        .filter_map(|(e, superseded)| (!superseded).then_some(e))
+        .collect()
 }
 
 /// Receives one update.
@@ -205,5 +234,48 @@ async fn handshake(
     ) {
         Ok(challenge) => Ok(challenge.to_owned().into_response()),
         Err(e) => Err(ApiError::Forbidden(format!("{e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, chat: &str, kind: InboundKind) -> Inbound {
+        Inbound {
+            event_id: id.into(),
+            user_id: chat.into(),
+            chat_id: chat.into(),
+            user_name: None,
+            language: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_follow_before_the_same_chats_start_is_left_to_the_start() {
+        let start = |id, chat| {
+            event(
+                id,
+                chat,
+                InboundKind::Start {
+                    param: Some("l_Ab3dE9xQ".into()),
+                },
+            )
+        };
+        let follow = |id, chat| event(id, chat, InboundKind::Subscribed);
+        let ids = |events: Vec<Inbound>| -> Vec<String> {
+            without_follows_a_start_supersedes(events)
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect()
+        };
+        assert_eq!(ids(vec![follow("f", "U1"), start("s", "U1")]), ["s"]);
+        // Another person's Start, a Start before the follow, a follow alone: kept.
+        assert_eq!(ids(vec![follow("f", "U1"), start("s", "U2")]), ["f", "s"]);
+        assert_eq!(ids(vec![start("s", "U1"), follow("f", "U1")]), ["s", "f"]);
+        assert_eq!(ids(vec![follow("f", "U1")]), ["f"]);
+        let plain = event("m", "U1", InboundKind::Message { text: "Hi".into() });
+        assert_eq!(ids(vec![follow("f", "U1"), plain]), ["f", "m"]);
     }
 }

@@ -65,8 +65,9 @@ pub struct SentMessage {
     /// To whom: `chat_id`, Viber's `receiver`, `recipient.id`, WhatsApp's `to`, LINE's `to`, or
     /// MAX's `user_id` / `chat_id` (written `user:<id>` / `chat:<id>`).
     pub chat_id: String,
-    /// The message's text (LINE: the text messages of one push, one a line; empty when there is
-    /// none, e.g. a template).
+    /// The message's text, as the person reads it: a button template's or an interactive
+    /// message's text too (LINE: the texts of one push, one a line; empty when there is none,
+    /// e.g. a WhatsApp template).
     pub text: String,
     /// The request's parameters as the platform read them (Telegram's query, form and JSON
     /// merged, `reply_markup` parsed), for the fields a test wants to check.

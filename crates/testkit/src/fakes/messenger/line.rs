@@ -3,7 +3,8 @@
 //! Rules followed (developers.line.biz/en/reference/messaging-api, "Send push message", "Status
 //! codes", "Retry an API request"): `Authorization: Bearer <channel access token>`; the body is
 //! `{"to", "messages": [1 to 5 message objects]}`, a text message's `text` at most 5,000
-//! characters. Success is 200 `{"sentMessages": [{"id", "quoteToken"}]}` with an
+//! characters, a buttons template's `text` at most 160 (the person reads it as the message's
+//! text). Success is 200 `{"sentMessages": [{"id", "quoteToken"}]}` with an
 //! `X-Line-Request-Id`; errors are `{"message", "details"?}` with 400, 401, 409, 429 or 500. An
 //! `X-Line-Retry-Key` (a UUID) makes a retry safe: a key already accepted is answered 409 "The
 //! retry key is already accepted", with the first answer's `sentMessages`, and sends nothing.
@@ -20,6 +21,10 @@ use super::{Call, Fake, Platform, Refusal, Send, json};
 
 const MAX_MESSAGES: usize = 5;
 const MAX_TEXT_CHARS: usize = 5_000;
+const MAX_ALT_TEXT_CHARS: usize = 400;
+const MAX_BUTTONS_TEXT_CHARS: usize = 160;
+const MAX_BUTTONS_TEXT_WITH_TITLE_CHARS: usize = 60;
+const MAX_BUTTONS_ACTIONS: usize = 4;
 /// LINE's message ids are decimal numbers of 18 digits; the fake's count up from here.
 const FIRST_MESSAGE_ID: u64 = 461_230_966_842_064_000;
 
@@ -141,6 +146,11 @@ fn read(call: &Call) -> Result<(Send, usize), Vec<Value>> {
                 )),
                 _ => details.push(detail(&format!("messages[{i}].text"), "must be specified")),
             },
+            Some("template") => match buttons_template(i, message) {
+                Ok(Some(t)) => texts.push(t.to_owned()),
+                Ok(None) => {}
+                Err(mut d) => details.append(&mut d),
+            },
             Some(_) => {}
         }
     }
@@ -156,6 +166,53 @@ fn read(call: &Call) -> Result<(Send, usize), Vec<Value>> {
         window_exempt: true,
     };
     Ok((send, messages.len()))
+}
+
+/// The text of a buttons template message, checked as the Messaging API reference sets it
+/// ("Template messages", "Buttons template"): `altText` of 1 to 400 characters, a `text` of 1
+/// to 160 characters (60 with a `title` or `thumbnailImageUrl`) and 1 to 4 actions. `None` for
+/// other templates; the errors' details otherwise.
+fn buttons_template(i: usize, message: &Value) -> Result<Option<&str>, Vec<Value>> {
+    let detail = |property: &str, message: &str| json!({"message": message, "property": format!("messages[{i}].{property}")});
+    let Some(template) = message
+        .get("template")
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("buttons"))
+    else {
+        return Ok(None);
+    };
+    let mut details = Vec::new();
+    let alt_text = message.get("altText").and_then(Value::as_str).unwrap_or("");
+    if alt_text.is_empty() || alt_text.chars().count() > MAX_ALT_TEXT_CHARS {
+        details.push(detail(
+            "altText",
+            &format!("Length must be between 1 and {MAX_ALT_TEXT_CHARS}"),
+        ));
+    }
+    let text = template.get("text").and_then(Value::as_str).unwrap_or("");
+    let with_title = template.get("title").is_some() || template.get("thumbnailImageUrl").is_some();
+    let limit = if with_title {
+        MAX_BUTTONS_TEXT_WITH_TITLE_CHARS
+    } else {
+        MAX_BUTTONS_TEXT_CHARS
+    };
+    if text.is_empty() || text.chars().count() > limit {
+        details.push(detail(
+            "template.text",
+            &format!("Length must be between 1 and {limit}"),
+        ));
+    }
+    let actions = template.get("actions").and_then(Value::as_array);
+    if !actions.is_some_and(|a| (1..=MAX_BUTTONS_ACTIONS).contains(&a.len())) {
+        details.push(detail(
+            "template.actions",
+            &format!("Size must be between 1 and {MAX_BUTTONS_ACTIONS}"),
+        ));
+    }
+    if details.is_empty() {
+        Ok(Some(text))
+    } else {
+        Err(details)
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -4,7 +4,8 @@
 //! Rules followed (developers.facebook.com/docs/messenger-platform: Send API reference, "Common
 //! Error Codes", policy overview): the page access token comes as the `access_token` query
 //! parameter or `Authorization: Bearer`; the body names `recipient.id` and a `message` (text of at
-//! most 2,000 characters, or an attachment) or a `sender_action`; `messaging_type` is `RESPONSE`,
+//! most 2,000 characters, or an attachment, such as a button template of a text of at most 640
+//! characters and 1 to 3 buttons) or a `sender_action`; `messaging_type` is `RESPONSE`,
 //! `UPDATE` or `MESSAGE_TAG`, the last with a `tag`. Success is `{"recipient_id", "message_id"}`;
 //! every error is HTTP 400 with `{"error": {"message", "type", "code", "error_subcode",
 //! "fbtrace_id"}}`, so a client must read `error.code`: 190 bad token, 100 bad parameter,
@@ -21,6 +22,9 @@ use super::{Call, Fake, Platform, Refusal, Send, json};
 
 /// Messenger's longest text message.
 const MAX_TEXT_CHARS: usize = 2_000;
+/// A button template's longest text, and its most buttons.
+const MAX_BUTTON_TEMPLATE_TEXT_CHARS: usize = 640;
+const MAX_TEMPLATE_BUTTONS: usize = 3;
 
 /// The message tags that may be sent outside the 24-hour window (Messenger Platform, "Message
 /// Tags").
@@ -105,6 +109,11 @@ fn read(call: &Call) -> Result<Read, String> {
             "(#100) Length of param message[text] must be less than or equal to {MAX_TEXT_CHARS}"
         ));
     }
+    // What the person reads: the text, or a button template's text.
+    let text = match button_template(message)? {
+        Some(template_text) => template_text,
+        None => text,
+    };
     let window_exempt = message_tag(&body)?;
     Ok(Read::Message(Send {
         platform: Platform::Messenger,
@@ -114,6 +123,34 @@ fn read(call: &Call) -> Result<Read, String> {
         body: Value::Object(body),
         window_exempt,
     }))
+}
+
+/// The text of a button template (`attachment.payload.template_type: "button"`), checked as
+/// the Send API's "Button Template" reference sets it: a text of 1 to 640 characters and 1 to 3
+/// buttons. `None` for any other message.
+fn button_template(message: &Value) -> Result<Option<&str>, String> {
+    let Some(payload) = message.pointer("/attachment/payload") else {
+        return Ok(None);
+    };
+    if payload.get("template_type").and_then(Value::as_str) != Some("button") {
+        return Ok(None);
+    }
+    let text = payload.get("text").and_then(Value::as_str).unwrap_or("");
+    if text.is_empty() {
+        return Err("(#100) param message[attachment][payload][text] must be non-empty".into());
+    }
+    if text.chars().count() > MAX_BUTTON_TEMPLATE_TEXT_CHARS {
+        return Err(format!(
+            "(#100) Length of param message[attachment][payload][text] must be less than or equal to {MAX_BUTTON_TEMPLATE_TEXT_CHARS}"
+        ));
+    }
+    let buttons = payload.get("buttons").and_then(Value::as_array);
+    if !buttons.is_some_and(|b| (1..=MAX_TEMPLATE_BUTTONS).contains(&b.len())) {
+        return Err(format!(
+            "(#100) param message[attachment][payload][buttons] must have 1 to {MAX_TEMPLATE_BUTTONS} buttons"
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// Checks `messaging_type` and `tag`; says whether the send is a tagged message, which may be
