@@ -659,6 +659,23 @@ async fn a_crm_down_then_up_gets_every_delivery_in_the_order_they_fell_due() {
         || async { crm.deliveries().iter().filter(|r| answered_2xx(r)).count() == 3 * GROUP },
     )
     .await;
+    // A worker records its batch's attempts together, once all of them have been answered.
+    eventually(
+        "every delivery recorded as delivered",
+        Duration::from_secs(10),
+        || async {
+            let mut all = true;
+            for g in 0..3 {
+                for j in 0..GROUP {
+                    all &=
+                        delivery_has(&api, &chat(g, j).to_string(), "status", "delivered".into())
+                            .await;
+                }
+            }
+            all
+        },
+    )
+    .await;
 
     // Arrival: the third group, then the second, then the first.
     let arrived: Vec<usize> = crm

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use botlink_core::{Channel, Inbound, InboundKind};
 use botlink_server::store::{
     self, Attempt, BotId, Contact, ContactFilter, ContactId, ContactWrite, Continuation,
-    DeliveryAttempt, DeliveryFilter, DeliveryId, FlowCommit, InboxId, LinkId, MessageId, NewBot,
-    NewDelivery, NewMessage, OutboxMessage, RecipientOutcome, Run, RunId, StartId, StartRecord,
-    Store, StoreError, Stores, Utm, WorkStatus, WorkspaceId,
+    DeliveryAttempt, DeliveryFilter, DeliveryId, FlowCommit, InboxId, LinkId, MessageId,
+    MessageOutcome, NewBot, NewDelivery, NewMessage, OutboxMessage, RecipientOutcome, Run, RunId,
+    StartId, StartRecord, Store, StoreError, Stores, Utm, WorkStatus, WorkspaceId,
 };
 use botlink_testkit::telegram_link;
 use serde_json::json;
@@ -133,6 +133,22 @@ async fn concurrent_claims_on_postgres() {
         return;
     };
     concurrent_claims(&b).await;
+    b.store.close().await;
+}
+
+#[tokio::test]
+async fn batched_commits_on_sqlite() {
+    let b = sqlite().await;
+    batched_commits(&b).await;
+    b.store.close().await;
+}
+
+#[tokio::test]
+async fn batched_commits_on_postgres() {
+    let Some(b) = postgres().await else {
+        return;
+    };
+    batched_commits(&b).await;
     b.store.close().await;
 }
 
@@ -409,6 +425,8 @@ async fn story(b: &Backend) {
         inbox_done: Some(start_item.clone()),
         attempt: None,
         recipient: None,
+        message_done: None,
+        unsubscribe: false,
     };
     let id = flow.commit(&bot, start_commit.clone(), now).await.unwrap();
     assert_eq!(id, Some(ann.clone()));
@@ -1383,4 +1401,133 @@ async fn concurrent_claims(b: &Backend) {
             .await,
         0
     );
+}
+
+/// A worker's batch committed together: each commit all or nothing, one that fails (an unknown
+/// message) leaving the others written, with its own error in its place; a message's outcome
+/// and a block recorded by a commit.
+async fn batched_commits(b: &Backend) {
+    let s = &b.stores;
+    let flow = &s.flow;
+    let ws = s.workspaces.ensure_workspace("batch", T0).await.unwrap().id;
+    let bot = new_bot(s, &ws, "batch bot").await;
+    let other = new_bot(s, &ws, "other bot").await;
+    let (hi, bye) = (message("hi"), message("bye"));
+    let ann = flow
+        .commit(
+            &bot,
+            FlowCommit {
+                contact: Some(contact_write(Channel::Telegram, "1")),
+                messages: vec![hi.clone()],
+                ..FlowCommit::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let bob = flow
+        .commit(
+            &other,
+            FlowCommit {
+                contact: Some(contact_write(Channel::Viber, "2")),
+                messages: vec![bye.clone()],
+                ..FlowCommit::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = flow.claim_messages(10, LEASE, T0).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    let sent = |id: &MessageId| MessageOutcome {
+        id: id.clone(),
+        status: WorkStatus::Done,
+        error: None,
+        retry_at: None,
+    };
+    let carol_write = contact_write(Channel::Telegram, "3");
+    let carol = carol_write.new_id.clone();
+    let batch = vec![
+        // Ann's greeting sent.
+        (
+            bot.clone(),
+            FlowCommit {
+                message_done: Some(sent(&hi.id)),
+                ..FlowCommit::default()
+            },
+        ),
+        // A message that does not exist: this one fails, alone.
+        (
+            bot.clone(),
+            FlowCommit {
+                contact: Some(contact_write(Channel::Telegram, "9")),
+                message_done: Some(sent(&MessageId::new())),
+                ..FlowCommit::default()
+            },
+        ),
+        // Bob blocked the other bot: his message given up, he unsubscribed.
+        (
+            other.clone(),
+            FlowCommit {
+                contact_id: Some(bob.clone()),
+                unsubscribe: true,
+                message_done: Some(MessageOutcome {
+                    id: bye.id.clone(),
+                    status: WorkStatus::Failed,
+                    error: Some("blocked: bot was blocked by the user".to_owned()),
+                    retry_at: None,
+                }),
+                ..FlowCommit::default()
+            },
+        ),
+        // A new contact.
+        (
+            bot.clone(),
+            FlowCommit {
+                contact: Some(carol_write),
+                ..FlowCommit::default()
+            },
+        ),
+    ];
+    let mut out = flow.commit_all(&batch, T0 + SEC).await;
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out[0].as_ref().unwrap(), &None);
+    not_found(out.remove(1), "the unknown message's commit");
+    assert_eq!(out[1].as_ref().unwrap(), &Some(bob.clone()));
+    assert_eq!(out[2].as_ref().unwrap(), &Some(carol.clone()));
+
+    assert_eq!(
+        b.raw
+            .int(&format!("SELECT COUNT(*) FROM messages WHERE id = '{}' AND status = 'done' AND sent_at IS NOT NULL", hi.id))
+            .await,
+        1,
+        "the greeting is sent"
+    );
+    assert_eq!(
+        b.raw
+            .int(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id = '{}' AND status = 'failed'",
+                bye.id
+            ))
+            .await,
+        1,
+        "Bob's message is given up"
+    );
+    assert!(
+        !flow.contact(&ws, &bob).await.unwrap().subscribed,
+        "Bob blocked the bot"
+    );
+    assert!(flow.contact(&ws, &ann).await.unwrap().subscribed);
+    assert!(flow.contact(&ws, &carol).await.is_ok(), "Carol is written");
+    assert_eq!(
+        flow.contact_by_chat(&bot, Channel::Telegram, "9")
+            .await
+            .unwrap(),
+        None,
+        "the failed commit wrote nothing, not even its contact"
+    );
+    assert!(flow.commit_all(&[], T0).await.is_empty());
 }

@@ -7,11 +7,13 @@
 //! retried on the retry schedule, waiting at least as long as a `Retry-After` asks; a 410
 //! stops it.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Instant;
 
 use botlink_core::signature::standard_webhooks::{self, Secret};
-use botlink_scenario::{Outcome, Runner};
+use botlink_scenario::{Outcome, Runner, Scenario};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -23,25 +25,87 @@ use crate::store::{Attempt, BotId, Delivery, DeliveryAttempt, FlowCommit, StoreE
 /// Deliveries claimed at once.
 const BATCH: u32 = 32;
 
-/// Claims the deliveries that are due and makes each; returns how many it claimed.
+/// Claims the deliveries that are due and makes them; returns how many it claimed. The batch's
+/// signing secrets and scenario versions are read once, its deliveries made concurrently, and
+/// their attempts committed together.
 pub async fn deliver_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
     let claimed = flow
         .flow
         .claim_deliveries(BATCH, flow.lease_ms, now_ms())
         .await?;
     let n = claimed.len();
+    let mut secrets: HashMap<BotId, Arc<Result<Secret, String>>> = HashMap::new();
+    let mut scenarios: HashMap<(BotId, i64), Arc<Result<Scenario, String>>> = HashMap::new();
+    for d in &claimed {
+        if !secrets.contains_key(&d.bot_id) {
+            let secret = signing_secret(flow, &d.bot_id)
+                .await
+                .map_err(|e| e.to_string());
+            secrets.insert(d.bot_id.clone(), Arc::new(secret));
+        }
+        if let Some(cont) = &d.continuation
+            && let Entry::Vacant(slot) = scenarios.entry((d.bot_id.clone(), cont.scenario_version))
+        {
+            let scenario = scenario_version(flow, &d.bot_id, cont.scenario_version)
+                .await
+                .map_err(|e| e.to_string());
+            slot.insert(Arc::new(scenario));
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for d in claimed {
         let flow = flow.clone();
+        let secret = secrets[&d.bot_id].clone();
+        let scenario = d
+            .continuation
+            .as_ref()
+            .map(|c| scenarios[&(d.bot_id.clone(), c.scenario_version)].clone());
         tasks.spawn(async move {
-            let id = d.id.clone();
-            if let Err(e) = deliver_one(&flow, d).await {
-                tracing::error!(delivery = %id, error = %e, "recording a delivery's attempt");
-            }
+            let (id, bot) = (d.id.clone(), d.bot_id.clone());
+            (
+                id,
+                bot,
+                deliver_one(&flow, d, &secret, scenario.as_deref()).await,
+            )
         });
     }
-    while tasks.join_next().await.is_some() {}
+    let mut commits = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        // A task that panicked leaves its delivery leased: it is made again after the lease.
+        let Ok((id, bot, made)) = done else { continue };
+        match made {
+            Ok(commit) => commits.push((bot, commit)),
+            Err(e) => tracing::error!(delivery = %id, error = %e, "recording a delivery's attempt"),
+        }
+    }
+    let written = flow.flow.commit_all(&commits, now_ms()).await;
+    let mut more = false;
+    for ((_, commit), w) in commits.iter().zip(written) {
+        match w {
+            Ok(_) => more |= !commit.messages.is_empty() || !commit.deliveries.is_empty(),
+            Err(e) => {
+                let id = commit
+                    .attempt
+                    .as_ref()
+                    .map(|a| a.id.to_string())
+                    .unwrap_or_default();
+                tracing::error!(delivery = %id, error = %e, "recording a delivery's attempt");
+            }
+        }
+    }
+    if more {
+        flow.wake.outbox.notify_one();
+        flow.wake.deliveries.notify_one();
+    }
     Ok(n)
+}
+
+/// A stored scenario version, read.
+async fn scenario_version(flow: &Flow, bot: &BotId, version: i64) -> Result<Scenario, FlowError> {
+    let stored = flow.flow.scenario_version(bot, version).await?;
+    let bytes = serde_json::to_vec(&stored.document).expect("a JSON value serializes");
+    Scenario::from_json(&bytes)
+        .map_err(|e| FlowError::Other(format!("scenario version {}: {e}", stored.version)))
 }
 
 /// The bot's signing secret, made (and stored) the first time a bot without one needs it.
@@ -137,12 +201,17 @@ fn request(d: &Delivery, secret: &Secret, now_secs: i64) -> Result<OutboundReque
 }
 
 /// One attempt at a delivery, recorded with whatever its first answer makes the run do.
-async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
+/// Makes one delivery; what its attempt writes: the attempt, and the run it takes on.
+async fn deliver_one(
+    flow: &Flow,
+    d: Delivery,
+    secret: &Result<Secret, String>,
+    scenario: Option<&Result<Scenario, String>>,
+) -> Result<FlowCommit, FlowError> {
     let started_ms = now_ms();
     let started = Instant::now();
-    let secret = signing_secret(flow, &d.bot_id).await;
     let sent = match secret
-        .map_err(|e| e.to_string())
+        .clone()
         .and_then(|s| request(&d, &s, started_ms / 1000))
     {
         Ok(req) => flow.outbound.send(req).await.map_err(|e| e.to_string()),
@@ -202,21 +271,19 @@ async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
         ..FlowCommit::default()
     };
     if let Some(cont) = &d.continuation {
-        let version = flow
-            .flow
-            .scenario_version(&d.bot_id, cont.scenario_version)
-            .await?;
-        let bytes = serde_json::to_vec(&version.document).expect("a JSON value serializes");
-        let scenario = botlink_scenario::Scenario::from_json(&bytes)
-            .map_err(|e| FlowError::Other(format!("scenario version {}: {e}", version.version)))?;
+        let scenario = scenario
+            .ok_or_else(|| FlowError::Other("the run's scenario was not read".to_owned()))?
+            .as_ref()
+            .map_err(|e| FlowError::Other(e.clone()))?;
         let mut runner: Runner = serde_json::from_value(cont.runner.clone())
             .map_err(|e| FlowError::Other(format!("a stored run does not read: {e}")))?;
         if runner.resume(Outcome { ok, answer }).is_ok() {
-            let drive = drive(&scenario, runner);
+            let drive = drive(scenario, runner);
             if let Some(why) = &drive.halted {
                 tracing::warn!(delivery = %d.id, reason = %why, "a scenario run stopped early");
             }
-            let (messages, deliveries) = drive.into_rows(version.version, cont.run_id.as_ref());
+            let (messages, deliveries) =
+                drive.into_rows(cont.scenario_version, cont.run_id.as_ref());
             commit.messages = messages;
             commit.deliveries = deliveries;
         }
@@ -224,11 +291,5 @@ async fn deliver_one(flow: &Flow, d: Delivery) -> Result<(), FlowError> {
     if status == WorkStatus::Failed {
         tracing::warn!(delivery = %d.id, bot = %d.bot_id, error = error.as_deref().unwrap_or(""), attempts, "a delivery was given up");
     }
-    let more = !commit.messages.is_empty() || !commit.deliveries.is_empty();
-    flow.flow.commit(&d.bot_id, commit, now).await?;
-    if more {
-        flow.wake.outbox.notify_one();
-        flow.wake.deliveries.notify_one();
-    }
-    Ok(())
+    Ok(commit)
 }

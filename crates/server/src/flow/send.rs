@@ -11,7 +11,9 @@ use botlink_core::Channel;
 use super::creds::sender;
 use super::{Flow, now_ms};
 use crate::outbound::channels::{self, ChannelSender, SendOutcome};
-use crate::store::{BotId, FlowCommit, OutboxMessage, RecipientOutcome, StoreError, WorkStatus};
+use crate::store::{
+    BotId, FlowCommit, MessageOutcome, OutboxMessage, RecipientOutcome, StoreError, WorkStatus,
+};
 
 /// Messages claimed at once.
 const BATCH: u32 = 64;
@@ -43,13 +45,33 @@ pub async fn send_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
         };
         let flow = flow.clone();
         tasks.spawn(async move {
-            let id = m.id.clone();
-            if let Err(e) = send_one(&flow, &sender, m).await {
-                tracing::error!(message = %id, error = %e, "recording a message's outcome");
-            }
+            let bot = m.bot_id.clone();
+            (bot, send_one(&flow, &sender, m).await)
         });
     }
-    while tasks.join_next().await.is_some() {}
+    // The outcomes committed together; a message whose task panicked stays leased, and is sent
+    // again after the lease.
+    let mut outcomes = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(outcome) = done {
+            outcomes.push(outcome);
+        }
+    }
+    let written = flow.flow.commit_all(&outcomes, now_ms()).await;
+    let mut sent = false;
+    for ((_, commit), w) in outcomes.iter().zip(written) {
+        let Some(m) = &commit.message_done else {
+            continue;
+        };
+        match w {
+            Ok(_) => sent |= m.status == WorkStatus::Done,
+            Err(e) => tracing::error!(message = %m.id, error = %e, "recording a message's outcome"),
+        }
+    }
+    if sent {
+        // The contacts' next messages may now go.
+        flow.wake.outbox.notify_one();
+    }
     Ok(n)
 }
 
@@ -84,11 +106,13 @@ fn to_channel(m: &OutboxMessage) -> Result<channels::OutMessage, String> {
     })
 }
 
+/// Sends one message; what its outcome writes: the message done, failed or put off, and a
+/// contact that blocked the bot unsubscribed.
 async fn send_one(
     flow: &Flow,
     sender: &Result<ChannelSender, String>,
     m: OutboxMessage,
-) -> Result<(), StoreError> {
+) -> FlowCommit {
     let now = now_ms();
     let outcome = match (sender.as_ref().map_err(Clone::clone), to_channel(&m)) {
         (Ok(sender), Ok(msg)) => sender.send(&flow.outbound, &msg, now).await,
@@ -99,6 +123,7 @@ async fn send_one(
     };
     let now = now_ms();
     let attempts = m.attempts + 1;
+    let mut unsubscribe = false;
     let (status, error, retry_at) = match &outcome {
         SendOutcome::Sent { .. } => (WorkStatus::Done, None, None),
         SendOutcome::RetryAfter(wait) => (
@@ -117,7 +142,7 @@ async fn send_one(
             None,
         ),
         SendOutcome::Blocked { reason, detail } => {
-            flow.flow.unsubscribe(&m.contact_id, now).await?;
+            unsubscribe = true;
             (
                 WorkStatus::Failed,
                 Some(format!("blocked: {reason}: {detail}")),
@@ -133,32 +158,29 @@ async fn send_one(
     if status == WorkStatus::Failed {
         tracing::warn!(message = %m.id, bot = %m.bot_id, channel = %m.channel, error = error.as_deref().unwrap_or(""), "a message was given up");
     }
-    flow.flow
-        .message_done(&m.id, status, error.as_deref(), retry_at, now)
-        .await?;
-    if let (Some(run_id), true) = (&m.run_id, status != WorkStatus::Pending) {
-        flow.flow
-            .commit(
-                &m.bot_id,
-                FlowCommit {
-                    contact_id: Some(m.contact_id.clone()),
-                    recipient: Some(RecipientOutcome {
-                        run_id: run_id.clone(),
-                        contact_id: m.contact_id.clone(),
-                        status,
-                        reason: error.map(|e| e.split(':').next().unwrap_or_default().to_owned()),
-                    }),
-                    ..FlowCommit::default()
-                },
-                now,
-            )
-            .await?;
+    let recipient = match (&m.run_id, status != WorkStatus::Pending) {
+        (Some(run_id), true) => Some(RecipientOutcome {
+            run_id: run_id.clone(),
+            contact_id: m.contact_id.clone(),
+            status,
+            reason: error
+                .as_deref()
+                .map(|e| e.split(':').next().unwrap_or_default().to_owned()),
+        }),
+        _ => None,
+    };
+    FlowCommit {
+        contact_id: (unsubscribe || recipient.is_some()).then(|| m.contact_id.clone()),
+        recipient,
+        unsubscribe,
+        message_done: Some(MessageOutcome {
+            id: m.id,
+            status,
+            error,
+            retry_at,
+        }),
+        ..FlowCommit::default()
     }
-    if status == WorkStatus::Done {
-        // The contact's next message may now go.
-        flow.wake.outbox.notify_one();
-    }
-    Ok(())
 }
 
 /// The wait before retrying a message after `attempts` passing failures: 1 s, doubling, at

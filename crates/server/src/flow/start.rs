@@ -13,7 +13,7 @@
 //!   runs the start node; the marker in a message's text is a Start with its parameter (a
 //!   follow that the same webhook follows with that Start is left to it: see `webhooks`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use botlink_core::{Channel, Inbound, InboundKind, Scheme};
@@ -22,8 +22,8 @@ use botlink_scenario::{Runner, Scenario, Vars};
 use super::run::drive;
 use super::{Flow, FlowError, now_ms};
 use crate::store::{
-    Bot, ClickId, Contact, ContactId, ContactWrite, EntryPointId, FlowCommit, InboxItem, Link,
-    LinkId, StartId, StartRecord, StoreError, Utm,
+    Bot, BotId, ClickId, Contact, ContactId, ContactWrite, EntryPointId, FlowCommit, InboxItem,
+    Link, LinkId, StartId, StartRecord, StoreError, Utm,
 };
 
 /// Updates claimed at once.
@@ -31,43 +31,100 @@ const BATCH: u32 = 32;
 /// Attempts at processing one update before it is given up (with its error kept).
 const MAX_ATTEMPTS: i64 = 8;
 
-/// Claims the updates that are due and processes each; returns how many it claimed.
+/// Claims the updates that are due and processes them; returns how many it claimed. The
+/// batch's bots and scenarios are read once, its updates processed concurrently, and what
+/// they write committed together.
 pub async fn process_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
     let items = flow
         .flow
         .claim_inbox(BATCH, flow.lease_ms, now_ms())
         .await?;
     let n = items.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut ctx: HashMap<BotId, Arc<Result<BotContext, String>>> = HashMap::new();
+    for item in &items {
+        if !ctx.contains_key(&item.bot_id) {
+            let c = bot_context(flow, &item.bot_id)
+                .await
+                .map_err(|e| e.to_string());
+            ctx.insert(item.bot_id.clone(), Arc::new(c));
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for item in items {
         let flow = flow.clone();
+        let ctx = ctx[&item.bot_id].clone();
         tasks.spawn(async move {
-            let id = item.id.clone();
-            let attempts = item.attempts;
-            if let Err(e) = process(&flow, item).await {
-                let now = now_ms();
-                let retry_at = (attempts + 1 < MAX_ATTEMPTS)
-                    .then(|| now + 1_000 * (1 << attempts.clamp(0, 10)));
-                tracing::warn!(update = %id, error = %e, attempt = attempts + 1, "processing an update failed");
-                if let Err(e) = flow
-                    .flow
-                    .inbox_failed(&id, &e.to_string(), retry_at, now)
-                    .await
-                {
-                    tracing::error!(update = %id, error = %e, "recording a failed update");
-                }
-            }
+            let outcome = match &*ctx {
+                Ok(ctx) => prepare(&flow, ctx, &item).await,
+                Err(e) => Err(FlowError::Other(e.clone())),
+            };
+            (item, outcome)
         });
     }
-    let mut woke = false;
+    let mut commits = Vec::with_capacity(n);
+    let mut failed = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        if done.is_ok() && !woke {
-            flow.wake.outbox.notify_one();
-            flow.wake.deliveries.notify_one();
-            woke = true;
+        // A task that panicked leaves its update leased: it is taken up again after the lease.
+        let Ok((item, outcome)) = done else { continue };
+        match outcome {
+            Ok(commit) => commits.push((item, commit)),
+            Err(e) => failed.push((item, e.to_string())),
+        }
+    }
+    let batch: Vec<_> = commits
+        .iter()
+        .map(|(item, commit)| (item.bot_id.clone(), commit.clone()))
+        .collect();
+    let now = now_ms();
+    let outcomes = flow.flow.commit_all(&batch, now).await;
+    for ((item, _), outcome) in commits.into_iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            failed.push((item, e.to_string()));
+        }
+    }
+    if failed.len() < n {
+        flow.wake.outbox.notify_one();
+        flow.wake.deliveries.notify_one();
+    }
+    for (item, error) in failed {
+        let attempts = item.attempts;
+        let now = now_ms();
+        let retry_at =
+            (attempts + 1 < MAX_ATTEMPTS).then(|| now + 1_000 * (1 << attempts.clamp(0, 10)));
+        tracing::warn!(update = %item.id, error = %error, attempt = attempts + 1, "processing an update failed");
+        if let Err(e) = flow
+            .flow
+            .inbox_failed(&item.id, &error, retry_at, now)
+            .await
+        {
+            tracing::error!(update = %item.id, error = %e, "recording a failed update");
         }
     }
     Ok(n)
+}
+
+/// What processing a bot's updates needs, read once a batch: the bot (`None`: deleted since)
+/// and its current scenario.
+struct BotContext {
+    bot: Option<Bot>,
+    scenario: Option<(i64, Scenario)>,
+}
+
+async fn bot_context(flow: &Flow, id: &BotId) -> Result<BotContext, FlowError> {
+    let Some(bot) = flow.bots.bot_by_id(id).await? else {
+        return Ok(BotContext {
+            bot: None,
+            scenario: None,
+        });
+    };
+    let scenario = current_scenario(flow, &bot).await?;
+    Ok(BotContext {
+        bot: Some(bot),
+        scenario,
+    })
 }
 
 /// Where a Start came from, as far as its parameter tells.
@@ -345,22 +402,15 @@ pub async fn current_scenario(
     Ok(Some((v.version, scenario)))
 }
 
-/// Processes one update: the contact, the Start, the run, in one commit.
-pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
+/// What processing one update writes, in one commit: the contact, the Start, the run.
+async fn prepare(flow: &Flow, ctx: &BotContext, item: &InboxItem) -> Result<FlowCommit, FlowError> {
     let now = now_ms();
-    let Some(bot) = flow.bots.bot_by_id(&item.bot_id).await? else {
+    let Some(bot) = &ctx.bot else {
         // The bot was deleted since (its inbox goes with it): nothing to do.
-        flow.flow
-            .commit(
-                &item.bot_id,
-                FlowCommit {
-                    inbox_done: Some(item.id),
-                    ..FlowCommit::default()
-                },
-                now,
-            )
-            .await?;
-        return Ok(());
+        return Ok(FlowCommit {
+            inbox_done: Some(item.id.clone()),
+            ..FlowCommit::default()
+        });
     };
     let event = &item.event;
     let existing = flow
@@ -372,7 +422,7 @@ pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
         start,
         node: asked,
     } = plan(item.channel, event, existing.as_ref());
-    let scenario = current_scenario(flow, &bot).await?;
+    let scenario = &ctx.scenario;
     let mut commit = FlowCommit {
         inbox_done: Some(item.id.clone()),
         ..FlowCommit::default()
@@ -382,7 +432,7 @@ pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
     let mut utm = None;
     if let Some(param) = start {
         let a = match param.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => attribute(flow, &bot, p, now).await,
+            Some(p) => attribute(flow, bot, p, now).await,
             None => Attribution::default(),
         };
         write.external_id = a.external_id.clone();
@@ -447,6 +497,5 @@ pub async fn process(flow: &Flow, item: InboxItem) -> Result<(), FlowError> {
         }
     }
     commit.contact = Some(write);
-    flow.flow.commit(&bot.id, commit, now).await?;
-    Ok(())
+    Ok(commit)
 }

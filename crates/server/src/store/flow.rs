@@ -237,6 +237,16 @@ pub struct DeliveryAttempt {
     pub clear_continuation: bool,
 }
 
+/// A message's outcome, as [`FlowCommit`] records it (see [`FlowStore::message_done`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageOutcome {
+    pub id: MessageId,
+    /// `Done` (sent), `Failed` (given up, with `error`), or `Pending` again at `retry_at`.
+    pub status: WorkStatus,
+    pub error: Option<String>,
+    pub retry_at: Option<i64>,
+}
+
 /// What a contact becomes: created with `new_id` when (bot, channel, chat_id) is new, else
 /// the stored contact updated. A value that is `None` keeps the stored one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,6 +302,10 @@ pub struct FlowCommit {
     pub attempt: Option<DeliveryAttempt>,
     /// A call_node recipient's outcome.
     pub recipient: Option<RecipientOutcome>,
+    /// A message sent, given up or put off.
+    pub message_done: Option<MessageOutcome>,
+    /// The contact (`contact_id`) is no longer subscribed: the platform said it blocked the bot.
+    pub unsubscribe: bool,
 }
 
 /// A scenario version.
@@ -388,6 +402,15 @@ pub trait FlowStore: Send + Sync {
         commit: FlowCommit,
         now_ms: i64,
     ) -> StoreResult<Option<ContactId>>;
+    /// Commits each of `commits` as [`FlowStore::commit`] does, several to a transaction (a
+    /// worker's batch in a few transactions rather than one per item). Each commit is still all
+    /// or nothing, and one that fails does not take the others with it. The outcomes in the
+    /// order of `commits`.
+    async fn commit_all(
+        &self,
+        commits: &[(BotId, FlowCommit)],
+        now_ms: i64,
+    ) -> Vec<StoreResult<Option<ContactId>>>;
 
     // The outbox.
 

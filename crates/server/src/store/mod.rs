@@ -47,8 +47,8 @@ pub use clicks::STATS_WAIT;
 pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use flow::{
     Attempt, Contact, ContactFilter, ContactWrite, Continuation, Delivery, DeliveryAttempt,
-    DeliveryFilter, FlowCommit, FlowStore, InboxItem, NewDelivery, NewMessage, OutboxMessage,
-    RecipientOutcome, Run, ScenarioVersion, StartRecord, WorkStatus,
+    DeliveryFilter, FlowCommit, FlowStore, InboxItem, MessageOutcome, NewDelivery, NewMessage,
+    OutboxMessage, RecipientOutcome, Run, ScenarioVersion, StartRecord, WorkStatus,
 };
 pub use ids::{
     ApiKeyId, BotId, ClickId, ContactId, DeliveryId, EntryPointId, InboxId, LinkId, MessageId,
