@@ -67,6 +67,38 @@ async fn telegram_bot(s: &TestServer, messenger: &FakeMessenger) -> (String, Str
     (bot["id"].as_str().unwrap().to_owned(), secret)
 }
 
+/// A server with a Telegram bot on the fake messenger, its scenario [`scenario`], and the CRM.
+struct Shop {
+    messenger: FakeMessenger,
+    s: TestServer,
+    bot: String,
+    crm: FakeCrm,
+}
+
+async fn shop() -> Shop {
+    let messenger = FakeMessenger::start().await;
+    messenger.add_telegram_bot(TG_TOKEN);
+    let s = server().await;
+    let (bot, signing_secret) = telegram_bot(&s, &messenger).await;
+    let crm = FakeCrm::start(&signing_secret).await;
+    let (st, saved) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(scenario(&crm.url("/hook"))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    assert_eq!(saved["version"], 1);
+    Shop {
+        messenger,
+        s,
+        bot,
+        crm,
+    }
+}
+
 /// A Telegram update: the person sends `text`.
 fn telegram_update(update_id: i64, text: &str) -> Value {
     json!({
@@ -122,21 +154,12 @@ where
 
 #[tokio::test]
 async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
-    let messenger = FakeMessenger::start().await;
-    messenger.add_telegram_bot(TG_TOKEN);
-    let s = server().await;
-    let (bot, signing_secret) = telegram_bot(&s, &messenger).await;
-    let crm = FakeCrm::start(&signing_secret).await;
-    let (st, saved) = s
-        .call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/bots/{bot}/scenario"),
-            Some(ADMIN_KEY),
-            Some(scenario(&crm.url("/hook"))),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{saved}");
-    assert_eq!(saved["version"], 1);
+    let Shop {
+        messenger,
+        s,
+        bot,
+        crm,
+    } = shop().await;
 
     let (st, link) = s
         .post(
@@ -247,20 +270,12 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
 
 #[tokio::test]
 async fn a_tampered_parameter_still_greets_and_records_why() {
-    let messenger = FakeMessenger::start().await;
-    messenger.add_telegram_bot(TG_TOKEN);
-    let s = server().await;
-    let (bot, signing_secret) = telegram_bot(&s, &messenger).await;
-    let crm = FakeCrm::start(&signing_secret).await;
-    let (st, _) = s
-        .call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/bots/{bot}/scenario"),
-            Some(ADMIN_KEY),
-            Some(scenario(&crm.url("/hook"))),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK);
+    let Shop {
+        messenger,
+        s,
+        bot,
+        crm: _crm,
+    } = shop().await;
     // A code no link has: the Start runs the start node, unattributed.
     let start = telegram_update(1, "/start l_NoSuchLink");
     assert_eq!(
@@ -371,4 +386,143 @@ async fn registering_the_telegram_webhook_gives_it_a_secret_that_updates_must_ca
         .unwrap();
     assert_eq!(again.secret.as_deref(), Some(secret.as_str()));
     s.stop().await;
+}
+
+/// The ConnectiveOne-compatible route: the chat in the path with variables in the query
+/// string, or in a JSON body with `data`; answers in ConnectiveOne's form; chat ids decoded.
+#[tokio::test]
+async fn the_connectiveone_route_notifies_as_call_node_does() {
+    let Shop {
+        messenger,
+        s,
+        bot,
+        crm: _crm,
+    } = shop().await;
+    assert_eq!(
+        post_update(&s, &bot, Some(TG_SECRET), &telegram_update(1, "/start")).await,
+        StatusCode::OK
+    );
+    // The greeting, then "subscribed" once send_me is answered.
+    messenger.wait_for_messages(2, WAIT).await;
+
+    let compat = |path: &str| s.url(&format!("/kw/api/call_node/{bot}/{path}"));
+
+    // GET, the chat in the path, a variable in the query string.
+    let (st, body) = answer(
+        client()
+            .get(compat("order_shipped/telegram/398866372?order=A%2D17"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success", "{body}");
+    assert!(
+        body["run_id"].as_str().unwrap().starts_with("run_"),
+        "{body}"
+    );
+    let sent = messenger.wait_for_messages(3, WAIT).await;
+    assert_eq!(sent[2].text, "Order A-17 has shipped.");
+    assert_eq!(sent[2].chat_id, "398866372");
+
+    // POST, ConnectiveOne's JSON body: the chat id a number, the variables in `data`.
+    let (st, body) = answer(
+        client()
+            .post(compat("order_shipped"))
+            .bearer_auth(ADMIN_KEY)
+            .json(
+                &json!({"chat_id": 398866372, "channel": "telegram", "bot_id": 1,
+                          "data": {"order": "B-2"}}),
+            ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["status"].as_str()),
+        (StatusCode::OK, Some("success")),
+        "{body}"
+    );
+    let sent = messenger.wait_for_messages(4, WAIT).await;
+    assert_eq!(sent[3].text, "Order B-2 has shipped.");
+
+    // Refusals, in the same form.
+    let (st, body) = answer(client().get(compat("order_shipped/telegram/398866372"))).await;
+    assert_eq!(
+        (st, body["status"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("error")),
+        "{body}"
+    );
+    // A Viber id, URL-encoded in the path, arrives decoded; `facebook` is Messenger.
+    let (st, body) = answer(
+        client()
+            .get(compat("order_shipped/viber/01234567890A%2Bb%2FC%3D%3D"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["code"].as_str()),
+        (Some("error"), Some("not_subscribed"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"chat "01234567890A+b/C==" on viber"#),
+        "{body}"
+    );
+    let (st, body) = answer(
+        client()
+            .post(compat("order_shipped/facebook/42"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("on messenger"),
+        "{body}"
+    );
+    let (st, body) = answer(
+        client()
+            .post(compat("order_shipped"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"data": {"order": "C-3"}})),
+    )
+    .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient")),
+        "{body}"
+    );
+    let (st, body) = answer(
+        client()
+            .post(compat("order_shipped"))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body("{\"chat_id\": "),
+    )
+    .await;
+    assert_eq!(
+        (st, body["status"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("error")),
+        "{body}"
+    );
+    let (st, body) = answer(
+        client()
+            .get(compat("no_such_node/telegram/398866372"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_node")),
+        "{body}"
+    );
+    assert_eq!(messenger.messages().len(), 4, "nothing else was sent");
+    s.stop().await;
+}
+
+/// A request's status and JSON answer.
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json::<Value>().await.unwrap())
 }

@@ -8,6 +8,7 @@ use crate::app::AppState;
 
 pub mod auth;
 pub mod bots;
+pub mod compat;
 pub mod contacts;
 pub mod deliveries;
 pub mod entry_points;

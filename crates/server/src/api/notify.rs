@@ -84,7 +84,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_run))
 }
 
-fn flow_error(e: FlowError) -> ApiError {
+pub(crate) fn flow_error(e: FlowError) -> ApiError {
     match e {
         FlowError::Store(e) => e.into(),
         FlowError::Domain(e) => e.into(),

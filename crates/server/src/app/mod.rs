@@ -546,6 +546,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::redirect::router())
         .merge(crate::redirect::webchat::router())
         .merge(crate::webhooks::router())
+        .merge(crate::api::compat::router())
         .route("/healthz", get(crate::app::health::healthz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
