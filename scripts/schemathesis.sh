@@ -94,12 +94,14 @@ link_id=$(api POST /api/v1/links "{\"bot_id\": \"$bot_id\", \"title\": \"Winter 
 #   PATCH /api/v1/links/{link_id}: expires_at must be in the future.
 #   GET /api/v1/links: `cursor` must be one the API returned (it is opaque).
 #   The three stats operations: `from` must not be after `to`.
-#   GET /api/v1/bots/{bot_id}/contacts(.csv), GET /api/v1/deliveries: `cursor` is opaque, as
-#     for links.
+#   GET /api/v1/bots/{bot_id}/contacts(.csv), GET /api/v1/deliveries, GET
+#     /api/v1/bots/{bot_id}/runs, GET /api/v1/runs/{run_id}/recipients(.csv): `cursor` is
+#     opaque, as for links.
 #   PUT /api/v1/bots/{bot_id}/scenario: the scenario's own rules (a start node, nodes that
 #     exist, steps of one kind...), which the document's reference states, not a JSON Schema.
 #   POST /api/v1/bots/{bot_id}/call_node: the recipient must have started the bot (a bot cannot
-#     write first), and `to` takes channel and chat_id, or external_id.
+#     write first), `to` takes channel and chat_id, or external_id, the call takes `to` or
+#     `recipients`, and the bot must have a scenario with the node.
 #   POST /api/v1/bots/{bot_id}/channels/{channel}/webhook: the bot must have the channel, with
 #     the token its platform needs.
 cat >"$work/base.toml" <<'TOML'
@@ -116,6 +118,9 @@ include-name = [
   "GET /api/v1/bots/{bot_id}/contacts",
   "GET /api/v1/bots/{bot_id}/contacts.csv",
   "GET /api/v1/deliveries",
+  "GET /api/v1/bots/{bot_id}/runs",
+  "GET /api/v1/runs/{run_id}/recipients",
+  "GET /api/v1/runs/{run_id}/recipients.csv",
   "PUT /api/v1/bots/{bot_id}/scenario",
   "POST /api/v1/bots/{bot_id}/call_node",
   "POST /api/v1/bots/{bot_id}/channels/{channel}/webhook",

@@ -249,7 +249,7 @@ async fn a_start_greets_reports_to_the_crm_and_call_node_notifies() {
     let run_id = run["run_id"].as_str().unwrap().to_owned();
     eventually("the run is done", || async {
         let (_, r) = s.get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY).await;
-        r["status"] == "done" && r["recipients"][0]["status"] == "sent"
+        r["status"] == "done" && r["counts"]["sent"] == 1
     })
     .await;
     assert_eq!(messenger.messages().len(), 3, "nothing sent twice");
@@ -525,4 +525,255 @@ async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status();
     (status, resp.json::<Value>().await.unwrap())
+}
+
+/// A Telegram update from another person: `text` sent from chat `chat`.
+fn telegram_update_from(update_id: i64, chat: i64, name: &str, text: &str) -> Value {
+    let mut update = telegram_update(update_id, text);
+    update["message"]["from"]["id"] = json!(chat);
+    update["message"]["from"]["first_name"] = json!(name);
+    update["message"]["chat"]["id"] = json!(chat);
+    update["message"]["chat"]["first_name"] = json!(name);
+    update
+}
+
+/// call_node for many: each recipient worked once with its own variables, unknown and repeated
+/// ones accounted for, the request safe to repeat under an Idempotency-Key, its recipients
+/// listed and exported; a run for later waits for its time, and a cancelled one never goes.
+#[tokio::test]
+async fn call_node_for_many_accounts_for_every_recipient() {
+    let Shop {
+        messenger, s, bot, ..
+    } = shop().await;
+    for (i, (chat, name)) in [(1001, "Ann"), (1002, "Bob")].into_iter().enumerate() {
+        let update = telegram_update_from(i as i64 + 1, chat, name, "/start");
+        assert_eq!(
+            post_update(&s, &bot, Some(TG_SECRET), &update).await,
+            StatusCode::OK
+        );
+    }
+    // Each greeted, then told they are subscribed once send_me is answered.
+    messenger.wait_for_messages(4, WAIT).await;
+
+    let call = |body: Value, key: &'static str| {
+        client()
+            .post(s.url(&format!("/api/v1/bots/{bot}/call_node")))
+            .bearer_auth(ADMIN_KEY)
+            .header("idempotency-key", key)
+            .json(&body)
+    };
+    let many = json!({"node": "order_shipped", "variables": {"order": "A-1"}, "recipients": [
+        {"channel": "telegram", "chat_id": "1001"},
+        {"channel": "telegram", "chat_id": "1002", "variables": {"order": "B-2"}},
+        {"external_id": "nobody"},
+        {"channel": "telegram", "chat_id": "1001"},
+        {"channel": "telegram", "chat_id": "555"}
+    ]});
+    let (st, first) = answer(call(many.clone(), "batch-1")).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{first}");
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+    // The same request again: the same run, nothing sent twice.
+    let (st, again) = answer(call(many.clone(), "batch-1")).await;
+    assert_eq!(
+        (st, &again["run_id"]),
+        (StatusCode::ACCEPTED, &first["run_id"]),
+        "{again}"
+    );
+    // Another request under the same key is refused.
+    let (st, err) = answer(call(
+        json!({"node": "order_shipped", "recipients": [{"external_id": "x"}]}),
+        "batch-1",
+    ))
+    .await;
+    assert_eq!(
+        (st, err["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_reused")
+        ),
+        "{err}"
+    );
+
+    eventually("the run is done", || async {
+        let (_, r) = s.get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY).await;
+        r["status"] == "done"
+    })
+    .await;
+    let (_, run) = s.get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY).await;
+    assert_eq!(
+        run["counts"],
+        json!({"queued": 0, "sent": 2, "failed": 2, "skipped": 1, "cancelled": 0, "total": 5}),
+        "{run}"
+    );
+    let mut texts: Vec<(String, String)> = messenger.messages()[4..]
+        .iter()
+        .map(|m| (m.chat_id.clone(), m.text.clone()))
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            ("1001".to_owned(), "Order A-1 has shipped.".to_owned()),
+            ("1002".to_owned(), "Order B-2 has shipped.".to_owned())
+        ],
+        "each once, with its own variables"
+    );
+
+    // Each recipient's outcome, in the order asked.
+    let (st, page) = s
+        .get(
+            &format!("/api/v1/runs/{run_id}/recipients?limit=3"),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let outcomes = |page: &Value| -> Vec<(i64, String, Option<String>)> {
+        page["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["seq"].as_i64().unwrap(),
+                    r["status"].as_str().unwrap().to_owned(),
+                    r["reason"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, rest) = s
+        .get(
+            &format!("/api/v1/runs/{run_id}/recipients?limit=3&cursor={cursor}"),
+            ADMIN_KEY,
+        )
+        .await;
+    let mut all = outcomes(&page);
+    all.extend(outcomes(&rest));
+    let reason = |r: &str| Some(r.to_owned());
+    assert_eq!(
+        all,
+        [
+            (1, "sent".to_owned(), None),
+            (2, "sent".to_owned(), None),
+            (3, "failed".to_owned(), reason("not_subscribed")),
+            (4, "skipped".to_owned(), reason("duplicate")),
+            (5, "failed".to_owned(), reason("not_subscribed")),
+        ]
+    );
+    let (_, failed) = s
+        .get(
+            &format!("/api/v1/runs/{run_id}/recipients?status=failed"),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(
+        outcomes(&failed).iter().map(|o| o.0).collect::<Vec<_>>(),
+        [3, 5]
+    );
+    let csv = client()
+        .get(s.url(&format!("/api/v1/runs/{run_id}/recipients.csv")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6, "{csv}");
+    assert!(
+        lines[0].starts_with("seq,external_id,channel,chat_id"),
+        "{csv}"
+    );
+    assert!(
+        lines[3].starts_with("3,nobody,,,,failed,not_subscribed"),
+        "{csv}"
+    );
+
+    // A run for later waits; cancelled, it never goes.
+    let later = json!({"node": "order_shipped", "send_at": "2099-01-01T00:00:00Z",
+                       "recipients": [{"channel": "telegram", "chat_id": "1001"}]});
+    let (st, scheduled) = answer(call(later, "later-1")).await;
+    assert_eq!(
+        (st, scheduled["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("scheduled")),
+        "{scheduled}"
+    );
+    let later_id = scheduled["run_id"].as_str().unwrap().to_owned();
+    let (st, cancelled) = s
+        .post(
+            &format!("/api/v1/runs/{later_id}/cancel"),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["counts"]["cancelled"], 1);
+    let (_, runs) = s.get(&format!("/api/v1/bots/{bot}/runs"), ADMIN_KEY).await;
+    let listed: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [later_id.as_str(), run_id.as_str()], "newest first");
+
+    // A run soon: nothing before its time, everything after.
+    let send_at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let soon = json!({"node": "order_shipped", "variables": {"order": "C-3"},
+                      "send_at": send_at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                      "recipients": [{"channel": "telegram", "chat_id": "1002"}]});
+    let (st, soon) = answer(call(soon, "soon-1")).await;
+    assert_eq!(
+        (st, soon["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("scheduled")),
+        "{soon}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(messenger.messages().len(), 6, "not yet");
+    let sent = messenger.wait_for_messages(7, WAIT).await;
+    assert_eq!(sent[6].text, "Order C-3 has shipped.");
+    assert!(
+        time::OffsetDateTime::now_utc() >= send_at,
+        "not sent before its time"
+    );
+    assert_eq!(messenger.messages().len(), 7, "nothing else was sent");
+    s.stop().await;
+}
+
+/// A call for tens of thousands (a body well over the 1 MiB other routes take) is answered at
+/// once with its run, every recipient in it.
+#[tokio::test]
+async fn a_call_for_many_thousands_is_answered_at_once() {
+    let Shop { s, bot, .. } = shop().await;
+    const N: usize = 40_000;
+    let recipients: Vec<Value> = (0..N)
+        .map(|i| json!({"external_id": format!("customer-{i:06}"), "variables": {"order": format!("A-{i}")}}))
+        .collect();
+    let body = json!({"node": "order_shipped", "recipients": recipients});
+    assert!(serde_json::to_vec(&body).unwrap().len() > 2 * 1024 * 1024);
+    let (st, run) = answer(
+        client()
+            .post(s.url(&format!("/api/v1/bots/{bot}/call_node")))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{run}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (_, run) = s.get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY).await;
+    assert_eq!(run["counts"]["total"], N, "{run}");
+    let (_, last) = s
+        .get(
+            &format!("/api/v1/runs/{run_id}/recipients?limit=500&cursor="),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(last["error"]["code"], "invalid_cursor");
+    s.stop().await;
 }

@@ -558,7 +558,7 @@ async fn start_to_notification(channel: &Channel) {
             .s
             .get(&format!("/api/v1/runs/{run_id}"), ADMIN_KEY)
             .await;
-        (r["status"] == "done" && r["recipients"][0]["status"] == "sent").then_some(())
+        (r["status"] == "done" && r["counts"]["sent"] == 1).then_some(())
     })
     .await;
     // Greeted once, reported once, notified once: nothing else reached the person or the CRM.

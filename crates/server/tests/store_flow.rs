@@ -10,8 +10,9 @@ use botlink_core::{Channel, Inbound, InboundKind};
 use botlink_server::store::{
     self, Attempt, BotId, Contact, ContactFilter, ContactId, ContactWrite, Continuation,
     DeliveryAttempt, DeliveryFilter, DeliveryId, FlowCommit, InboxId, LinkId, MessageId,
-    MessageOutcome, NewBot, NewDelivery, NewMessage, OutboxMessage, RecipientOutcome, Run, RunId,
-    StartId, StartRecord, Store, StoreError, Stores, Utm, WorkStatus, WorkspaceId,
+    MessageOutcome, NewBot, NewDelivery, NewMessage, NewRun, OutboxMessage, RecipientOutcome, Run,
+    RunCounts, RunCreated, RunId, RunTarget, StartId, StartRecord, Store, StoreError, Stores,
+    TargetOutcome, TargetStatus, Utm, WorkStatus, WorkspaceId,
 };
 use botlink_testkit::telegram_link;
 use serde_json::json;
@@ -425,6 +426,7 @@ async fn story(b: &Backend) {
         inbox_done: Some(start_item.clone()),
         attempt: None,
         recipient: None,
+        target: None,
         message_done: None,
         unsubscribe: false,
     };
@@ -1124,7 +1126,7 @@ async fn story(b: &Backend) {
         "saving into another workspace's bot",
     );
 
-    // --- A call_node run and its recipients' outcomes.
+    // --- A call_node run for many: its recipients, each worked once, and their outcomes.
     let run = Run {
         id: RunId::new(),
         workspace_id: ws.clone(),
@@ -1132,44 +1134,172 @@ async fn story(b: &Backend) {
         node: "promo".to_owned(),
         variables: vars(&[("discount", "10")]),
         created_at: now,
-        recipients: [&ann, &bob]
-            .iter()
-            .map(|c| RecipientOutcome {
-                run_id: RunId::from("ignored"),
-                contact_id: (*c).clone(),
-                status: WorkStatus::Pending,
-                reason: None,
-            })
-            .collect(),
+        send_at: None,
+        cancelled_at: None,
+        idempotency_key: Some("order-batch-7".to_owned()),
+        request_hash: Some("hash-1".to_owned()),
+        counts: RunCounts::default(),
     };
-    flow.create_run(&ws, &run, now).await.unwrap();
-    let outcome = |contact: &ContactId, status, reason: Option<&str>| RecipientOutcome {
+    let target = |run: &Run, seq: i64, chat: &str| RunTarget {
         run_id: run.id.clone(),
-        contact_id: contact.clone(),
-        status,
-        reason: reason.map(str::to_owned),
+        seq,
+        external_id: None,
+        channel: Some(Channel::Telegram),
+        chat_id: Some(chat.to_owned()),
+        variables: vars(&[("order", &format!("A-{seq}"))]),
+        contact_id: None,
+        status: TargetStatus::Pending,
+        reason: None,
+        updated_at: now,
     };
+    let targets = vec![
+        target(&run, 1, "100"),
+        target(&run, 2, "no-such-chat"),
+        target(&run, 3, "100"),
+    ];
+    assert_eq!(
+        flow.create_run(
+            &NewRun {
+                run: run.clone(),
+                targets: targets.clone()
+            },
+            now
+        )
+        .await
+        .unwrap(),
+        RunCreated::New
+    );
+    // The same key: the same request answers the same run; another request is refused.
+    let again = Run {
+        id: RunId::new(),
+        ..run.clone()
+    };
+    assert_eq!(
+        flow.create_run(
+            &NewRun {
+                run: again.clone(),
+                targets: vec![]
+            },
+            now
+        )
+        .await
+        .unwrap(),
+        RunCreated::Repeated(run.id.clone())
+    );
+    assert!(matches!(
+        flow.create_run(
+            &NewRun {
+                run: Run {
+                    request_hash: Some("hash-2".to_owned()),
+                    ..again.clone()
+                },
+                targets: vec![]
+            },
+            now
+        )
+        .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    not_found(
+        flow.run(&ws, &again.id).await,
+        "a repeated request makes no run",
+    );
     let stored = flow.run(&ws, &run.id).await.unwrap();
     assert_eq!(
         stored,
         Run {
-            recipients: vec![
-                outcome(&ann, WorkStatus::Pending, None),
-                outcome(&bob, WorkStatus::Pending, None)
-            ],
+            counts: RunCounts {
+                pending: 3,
+                ..RunCounts::default()
+            },
             ..run.clone()
         }
     );
+
+    // Claimed once, in their order, leased.
+    let claimed = flow.claim_targets(10, LEASE, now).await.unwrap();
+    assert_eq!(claimed, targets);
+    assert!(
+        flow.claim_targets(10, LEASE, now).await.unwrap().is_empty(),
+        "leased"
+    );
+    // The first queued for Ann with its message; the second no contact; the third Ann again:
+    // skipped, its message left out.
     let promo = NewMessage {
         run_id: Some(run.id.clone()),
-        ..message("10% off")
+        ..message("10% off, order A-1")
     };
+    let twice = NewMessage {
+        run_id: Some(run.id.clone()),
+        ..message("10% off, order A-3")
+    };
+    let worked =
+        |seq: i64, contact: Option<&ContactId>, status, reason: Option<&str>| TargetOutcome {
+            run_id: run.id.clone(),
+            seq,
+            contact_id: contact.cloned(),
+            status,
+            reason: reason.map(str::to_owned),
+        };
+    let out = flow
+        .commit_all(
+            &[
+                (
+                    bot.clone(),
+                    FlowCommit {
+                        contact_id: Some(ann.clone()),
+                        target: Some(worked(1, Some(&ann), TargetStatus::Queued, None)),
+                        messages: vec![promo.clone()],
+                        ..FlowCommit::default()
+                    },
+                ),
+                (
+                    bot.clone(),
+                    FlowCommit {
+                        target: Some(worked(
+                            2,
+                            None,
+                            TargetStatus::Failed,
+                            Some("not_subscribed"),
+                        )),
+                        ..FlowCommit::default()
+                    },
+                ),
+                (
+                    bot.clone(),
+                    FlowCommit {
+                        contact_id: Some(ann.clone()),
+                        target: Some(worked(3, Some(&ann), TargetStatus::Queued, None)),
+                        messages: vec![twice.clone()],
+                        ..FlowCommit::default()
+                    },
+                ),
+            ],
+            now,
+        )
+        .await;
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!(
+        b.raw
+            .int(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id IN ('{}', '{}')",
+                promo.id, twice.id
+            ))
+            .await,
+        1,
+        "the duplicate's message is left out"
+    );
+    // Its message sent: the recipient is.
     flow.commit(
         &bot,
         FlowCommit {
-            contact_id: Some(bob.clone()),
-            messages: vec![promo.clone()],
-            recipient: Some(outcome(&bob, WorkStatus::Failed, Some("not subscribed"))),
+            contact_id: Some(ann.clone()),
+            recipient: Some(RecipientOutcome {
+                run_id: run.id.clone(),
+                contact_id: ann.clone(),
+                status: WorkStatus::Done,
+                reason: None,
+            }),
             ..FlowCommit::default()
         },
         now,
@@ -1177,50 +1307,130 @@ async fn story(b: &Backend) {
     .await
     .unwrap();
     assert_eq!(
-        flow.run(&ws, &run.id).await.unwrap().recipients,
-        [
-            outcome(&ann, WorkStatus::Pending, None),
-            outcome(&bob, WorkStatus::Failed, Some("not subscribed"))
-        ]
+        flow.run(&ws, &run.id).await.unwrap().counts,
+        RunCounts {
+            sent: 1,
+            failed: 1,
+            skipped: 1,
+            ..RunCounts::default()
+        }
     );
-    let out = flow.claim_messages(10, LEASE, now).await.unwrap();
-    let promo_out = out
-        .iter()
-        .find(|m| m.id == promo.id)
-        .expect("the run's message is claimable");
-    assert_eq!(promo_out.run_id, Some(run.id.clone()));
+    // The recipients, paged in their order, and by outcome.
+    let (page, next) = flow
+        .run_targets(&ws, &run.id, &[], Some(2), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|t| (t.seq, t.status)).collect::<Vec<_>>(),
+        [(1, TargetStatus::Sent), (2, TargetStatus::Failed)]
+    );
+    assert_eq!(page[0].contact_id, Some(ann.clone()));
+    assert_eq!(page[1].reason.as_deref(), Some("not_subscribed"));
+    let (rest, next) = flow
+        .run_targets(&ws, &run.id, &[], Some(2), next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|t| t.seq).collect::<Vec<_>>(), [3]);
+    assert_eq!(next, None);
+    let (skipped, _) = flow
+        .run_targets(&ws, &run.id, &[TargetStatus::Skipped], None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped
+            .iter()
+            .map(|t| (t.seq, t.reason.as_deref()))
+            .collect::<Vec<_>>(),
+        [(3, Some("duplicate"))]
+    );
+    assert_eq!(
+        b.raw
+            .int(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id = '{}' AND run_id = '{}' AND contact_id = '{ann}'",
+                promo.id, run.id
+            ))
+            .await,
+        1,
+        "the run's message is Ann's, in the outbox"
+    );
     not_found(
         flow.run(&other_ws, &run.id).await,
         "another workspace's run",
     );
     not_found(
+        flow.run_targets(&other_ws, &run.id, &[], None, None).await,
+        "another workspace's run's recipients",
+    );
+    not_found(
         flow.create_run(
-            &other_ws,
-            &Run {
-                id: RunId::new(),
-                ..run.clone()
+            &NewRun {
+                run: Run {
+                    id: RunId::new(),
+                    workspace_id: other_ws.clone(),
+                    idempotency_key: None,
+                    ..run.clone()
+                },
+                targets: vec![],
             },
             now,
         )
         .await,
         "a run of another workspace's bot",
     );
-    assert!(matches!(
-        flow.create_run(&ws, &run, now).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    let stranger = Run {
+
+    // A run for later waits for its time; cancelled, it never goes.
+    let later = Run {
         id: RunId::new(),
-        recipients: vec![outcome(&ContactId::new(), WorkStatus::Pending, None)],
+        send_at: Some(now + 3_600 * SEC),
+        idempotency_key: None,
+        request_hash: None,
         ..run.clone()
     };
+    flow.create_run(
+        &NewRun {
+            run: later.clone(),
+            targets: vec![target(&later, 1, "100"), target(&later, 2, "200")],
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(
+        flow.claim_targets(10, LEASE, now + LEASE + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (runs, next) = flow.runs_of_bot(&ws, &bot, None, None).await.unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.id.clone(), r.counts.total()))
+            .collect::<Vec<_>>(),
+        [(later.id.clone(), 2), (run.id.clone(), 3)],
+        "newest first, counted"
+    );
+    assert_eq!(next, None);
     not_found(
-        flow.create_run(&ws, &stranger, now).await,
-        "a recipient that is no contact of the bot",
+        flow.runs_of_bot(&other_ws, &bot, None, None).await,
+        "another workspace's bot's runs",
+    );
+    let cancelled = flow.cancel_run(&ws, &later.id, now + 1).await.unwrap();
+    assert_eq!(cancelled.cancelled_at, Some(now + 1));
+    assert_eq!(cancelled.counts.cancelled, 2);
+    assert_eq!(
+        flow.cancel_run(&ws, &later.id, now + 2).await.unwrap(),
+        cancelled,
+        "cancelling again changes nothing"
+    );
+    assert!(
+        flow.claim_targets(10, LEASE, now + 7_200 * SEC)
+            .await
+            .unwrap()
+            .is_empty()
     );
     not_found(
-        flow.run(&ws, &stranger.id).await,
-        "a refused run is not stored",
+        flow.cancel_run(&other_ws, &later.id, now).await,
+        "another workspace's run",
     );
 
     // --- The signing secret.
@@ -1266,7 +1476,7 @@ async fn story(b: &Backend) {
         ("starts", "contact_id"),
         ("messages", "contact_id"),
         ("deliveries", "contact_id"),
-        ("run_recipients", "contact_id"),
+        ("run_targets", "contact_id"),
     ] {
         assert_eq!(
             b.raw
@@ -1286,7 +1496,11 @@ async fn story(b: &Backend) {
         0
     );
     assert_eq!(b.raw.count("contacts").await, 3, "the others stay");
-    assert_eq!(flow.run(&ws, &run.id).await.unwrap().recipients.len(), 1);
+    assert_eq!(
+        flow.run(&ws, &run.id).await.unwrap().counts.total(),
+        1,
+        "Ann's outcomes went with her; the recipient that was no contact stays"
+    );
 
     // --- Deleting the bot deletes all of its flow.
     s.bots.delete_bot(&ws, &bot).await.unwrap();
@@ -1299,7 +1513,7 @@ async fn story(b: &Backend) {
         "delivery_attempts",
         "scenario_versions",
         "runs",
-        "run_recipients",
+        "run_targets",
     ] {
         assert_eq!(
             b.raw.count(table).await,

@@ -34,7 +34,7 @@ use crate::api::notify::flow_error;
 use crate::app::AppState;
 use crate::domain::links::parse_channel;
 use crate::domain::validate;
-use crate::flow::call::{Recipient, call_node as run_node};
+use crate::flow::call::{Recipient, call_node, new_run};
 use crate::store::Role;
 
 pub fn router() -> Router<AppState> {
@@ -153,16 +153,15 @@ async fn run(
 
     let bot = load_bot(&state, &auth, bot_id).await?;
     let _turn = state.write_turn();
-    let run = run_node(
+    let run = new_run(&bot, node.clone(), variables);
+    let id = call_node(
         state.flow_context(),
-        &bot,
-        node,
-        variables,
+        run,
         Recipient::Chat { channel, chat_id },
     )
     .await
     .map_err(flow_error)?;
-    Ok((run.id.to_string(), who))
+    Ok((id.to_string(), who))
 }
 
 /// A channel by botlink's name or ConnectiveOne's.

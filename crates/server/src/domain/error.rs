@@ -26,4 +26,13 @@ impl DomainError {
             message: message.into(),
         }
     }
+
+    /// The rule's stable code (`internal` and `storage` for the others).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Invalid { code, .. } => code,
+            DomainError::Store(_) => "storage",
+            DomainError::Internal(_) => "internal",
+        }
+    }
 }

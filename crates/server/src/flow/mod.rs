@@ -1,6 +1,6 @@
 //! The Start flow's workers: what happens after a messenger's update is stored.
 //!
-//! Three loops, each claiming work from the database with a lease (so that work an instance
+//! Four loops, each claiming work from the database with a lease (so that work an instance
 //! dies with is taken up again by another, or by itself after a restart):
 //! - the inbox (`start.rs`): an update becomes a contact, a Start attributed to its link,
 //!   and the scenario's run up to its first request: the messages and the delivery it causes
@@ -9,7 +9,9 @@
 //!   retried while the platform says so;
 //! - deliveries (`deliver.rs`): `send_me` / `send_request` made to the CRM, signed, retried on
 //!   the retry schedule; the first attempt's outcome takes the scenario on along `ok` or
-//!   `not_ok`.
+//!   `not_ok`;
+//! - runs (`call.rs`): the recipients of call_node runs for many, from the run's `send_at` on:
+//!   each resolved to its contact and its messages queued, or failed with a reason.
 //!
 //! `run.rs` drives a scenario run and turns its effects into rows; `creds.rs` opens a bot
 //! channel's secrets into what its sender needs; `call.rs` is call_node.
@@ -46,6 +48,7 @@ pub struct Wake {
     pub inbox: Notify,
     pub outbox: Notify,
     pub deliveries: Notify,
+    pub runs: Notify,
 }
 
 /// What the workers work with.
@@ -74,12 +77,13 @@ pub enum FlowError {
     Other(String),
 }
 
-/// One of the three workers.
+/// one of the four workers.
 #[derive(Debug, Clone, Copy)]
 enum Worker {
     Inbox,
     Outbox,
     Deliveries,
+    Runs,
 }
 
 impl Worker {
@@ -88,6 +92,7 @@ impl Worker {
             Worker::Inbox => "inbox",
             Worker::Outbox => "outbox",
             Worker::Deliveries => "deliveries",
+            Worker::Runs => "runs",
         }
     }
 
@@ -96,6 +101,7 @@ impl Worker {
             Worker::Inbox => &wake.inbox,
             Worker::Outbox => &wake.outbox,
             Worker::Deliveries => &wake.deliveries,
+            Worker::Runs => &wake.runs,
         }
     }
 
@@ -105,14 +111,20 @@ impl Worker {
             Worker::Inbox => start::process_due(flow).await,
             Worker::Outbox => send::send_due(flow).await,
             Worker::Deliveries => deliver::deliver_due(flow).await,
+            Worker::Runs => call::expand_due(flow).await,
         }
     }
 }
 
-/// Starts the three workers; they stop (finishing the work in hand) when `stop` fires.
+/// Starts the four workers; they stop (finishing the work in hand) when `stop` fires.
 pub fn spawn(flow: Arc<Flow>, stop: CancellationToken) -> TaskTracker {
     let tasks = TaskTracker::new();
-    for w in [Worker::Inbox, Worker::Outbox, Worker::Deliveries] {
+    for w in [
+        Worker::Inbox,
+        Worker::Outbox,
+        Worker::Deliveries,
+        Worker::Runs,
+    ] {
         tasks.spawn(run_worker(w, flow.clone(), stop.clone()));
     }
     tasks.close();

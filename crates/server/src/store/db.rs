@@ -255,6 +255,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim order",
         include_str!("../../migrations/sqlite/0008_claim_order.sql"),
     ),
+    (
+        9,
+        "run targets",
+        include_str!("../../migrations/sqlite/0009_run_targets.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -293,6 +298,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "claim order",
         include_str!("../../migrations/postgres/0008_claim_order.sql"),
+    ),
+    (
+        9,
+        "run targets",
+        include_str!("../../migrations/postgres/0009_run_targets.sql"),
     ),
 ];
 

@@ -300,8 +300,11 @@ pub struct FlowCommit {
     pub inbox_done: Option<InboxId>,
     /// A delivery's attempt, recorded.
     pub attempt: Option<DeliveryAttempt>,
-    /// A call_node recipient's outcome.
+    /// A call_node recipient's outcome, once its messages are sent or given up.
     pub recipient: Option<RecipientOutcome>,
+    /// A bulk run's target worked: written before the messages, which are left out when the
+    /// target turns out a duplicate.
+    pub target: Option<TargetOutcome>,
     /// A message sent, given up or put off.
     pub message_done: Option<MessageOutcome>,
     /// The contact (`contact_id`) is no longer subscribed: the platform said it blocked the bot.
@@ -318,16 +321,132 @@ pub struct ScenarioVersion {
     pub created_at: i64,
 }
 
-/// A call_node run.
+/// A call_node run: a node run for one recipient or many.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: RunId,
     pub workspace_id: WorkspaceId,
     pub bot_id: BotId,
     pub node: String,
+    /// The call's variables; a recipient's own override them.
     pub variables: BTreeMap<String, String>,
     pub created_at: i64,
-    pub recipients: Vec<RecipientOutcome>,
+    /// When its recipients are worked (`None`: at once).
+    pub send_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub idempotency_key: Option<String>,
+    /// A hash of the request that made the run, to tell a repeated request from another one
+    /// under the same idempotency key.
+    pub request_hash: Option<String>,
+    /// How many recipients stand where (filled when read).
+    pub counts: RunCounts,
+}
+
+/// A run's recipients by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub pending: i64,
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub cancelled: i64,
+}
+
+impl RunCounts {
+    pub fn total(&self) -> i64 {
+        self.pending + self.queued + self.sent + self.failed + self.skipped + self.cancelled
+    }
+}
+
+/// Where a run's recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    /// Not worked yet (a bulk run's recipients wait for the expander, and for `send_at`).
+    Pending,
+    /// Its messages are in the outbox.
+    Queued,
+    Sent,
+    /// `reason` says why: `not_subscribed`, `unsubscribed`, `blocked`, `outside_window`, ...
+    Failed,
+    /// Not sent, by rule: `duplicate` (the contact was a recipient of the run already).
+    Skipped,
+    Cancelled,
+}
+
+impl TargetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Pending => "pending",
+            TargetStatus::Queued => "queued",
+            TargetStatus::Sent => "sent",
+            TargetStatus::Failed => "failed",
+            TargetStatus::Skipped => "skipped",
+            TargetStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for TargetStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => TargetStatus::Pending,
+            "queued" => TargetStatus::Queued,
+            "sent" => TargetStatus::Sent,
+            "failed" => TargetStatus::Failed,
+            "skipped" => TargetStatus::Skipped,
+            "cancelled" => TargetStatus::Cancelled,
+            other => return Err(format!("unknown recipient status {other:?}")),
+        })
+    }
+}
+
+/// A run's recipient: whom (an external id, or a channel and chat id), its own variables, the
+/// contact it resolved to, and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTarget {
+    pub run_id: RunId,
+    /// Its place in the request, from 1.
+    pub seq: i64,
+    pub external_id: Option<String>,
+    pub channel: Option<Channel>,
+    pub chat_id: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    pub contact_id: Option<ContactId>,
+    pub status: TargetStatus,
+    pub reason: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A target worked by the expander: resolved to a contact and queued (its messages in the same
+/// commit; `Skipped` instead when the contact is already a recipient of the run), or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetOutcome {
+    pub run_id: RunId,
+    pub seq: i64,
+    pub contact_id: Option<ContactId>,
+    pub status: TargetStatus,
+    pub reason: Option<String>,
+}
+
+/// What a run is made with: its recipients in order, each [`RunTarget`] as asked (its
+/// `seq`, `contact_id`, `status` and `reason` as known: a single call resolves its one
+/// recipient at once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    pub run: Run,
+    pub targets: Vec<RunTarget>,
+}
+
+/// How an idempotent run request was taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunCreated {
+    /// A new run.
+    New,
+    /// The key was used before for the same request: that run, unchanged.
+    Repeated(RunId),
 }
 
 /// The Start flow's storage.
@@ -478,10 +597,44 @@ pub trait FlowStore: Send + Sync {
 
     // Runs.
 
-    async fn create_run(&self, ws: &WorkspaceId, run: &Run, now_ms: i64) -> StoreResult<()>;
+    /// Makes a run with its targets, all or nothing. With an idempotency key the bot has used
+    /// before: `Repeated` with that run when the request hash is the same, else
+    /// `Conflict`; nothing is written.
+    async fn create_run(&self, new: &NewRun, now_ms: i64) -> StoreResult<RunCreated>;
+    /// A run with its counts.
     async fn run(&self, ws: &WorkspaceId, id: &RunId) -> StoreResult<Run>;
-
-    // The bot's signing secret (sealed).
+    /// A page of a bot's runs, newest first, and the cursor of the next page.
+    async fn runs_of_bot(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<Run>, Option<String>)>;
+    /// A run by id alone (its counts left at zero), for the workers.
+    async fn run_by_id(&self, id: &RunId) -> StoreResult<Run>;
+    /// A page of a run's recipients in their order, those of `statuses` only unless it is
+    /// empty, and the cursor of the next page.
+    async fn run_targets(
+        &self,
+        ws: &WorkspaceId,
+        run: &RunId,
+        statuses: &[TargetStatus],
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<RunTarget>, Option<String>)>;
+    /// Cancels a run: its recipients not worked yet, and those whose messages are all unsent,
+    /// become `cancelled`, and those messages are given up. Cancelling a cancelled run changes
+    /// nothing. Returns the run.
+    async fn cancel_run(&self, ws: &WorkspaceId, id: &RunId, now_ms: i64) -> StoreResult<Run>;
+    /// Claims up to `limit` targets of runs that are due (not cancelled, `send_at` past),
+    /// oldest run first and in their order, leased for `lease_ms`.
+    async fn claim_targets(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<RunTarget>>;
 
     async fn set_signing_secret(
         &self,

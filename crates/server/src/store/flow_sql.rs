@@ -15,7 +15,7 @@
 //! On SQLite every method that writes first takes a write turn with the click writer (see
 //! [`WriteTurn`]), as the API's writes do: workers call these outside HTTP requests.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use botlink_core::{Channel, Inbound};
@@ -26,7 +26,8 @@ use super::db::{
 };
 use super::flow::{
     Attempt, Contact, ContactFilter, Delivery, DeliveryFilter, FlowCommit, FlowStore, InboxItem,
-    MessageOutcome, OutboxMessage, RecipientOutcome, Run, ScenarioVersion, WorkStatus,
+    MessageOutcome, NewRun, OutboxMessage, Run, RunCounts, RunCreated, RunTarget, ScenarioVersion,
+    TargetStatus, WorkStatus,
 };
 use super::ids::{BotId, ContactId, DeliveryId, InboxId, MessageId, RunId, WorkspaceId};
 use super::start_stats::count_start;
@@ -289,6 +290,47 @@ macro_rules! commit_in {
                 None => None,
             };
 
+            // 1b. A bulk run's target: queued for the contact unless the contact is a recipient
+            // of the run already (then skipped, and its messages left out), or failed. A
+            // target no longer pending (cancelled, or worked after a lost lease) takes nothing.
+            let mut skip_messages = false;
+            if let Some(t) = &$commit.target {
+                let contact_id = t.contact_id.as_ref().map(|c| c.as_str());
+                let first = sqlx::query(
+                    "UPDATE run_targets SET contact_id = $3, status = $4, reason = $5, \
+                     locked_until = NULL, updated_at = $6 \
+                     WHERE run_id = $1 AND seq = $2 AND status = 'pending' \
+                     AND ($3 IS NULL OR NOT EXISTS (SELECT 1 FROM run_targets o WHERE o.run_id = $1 \
+                     AND o.contact_id = $3 AND o.status <> 'skipped')) \
+                     AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND bot_id = $7)",
+                )
+                .bind(t.run_id.as_str())
+                .bind(t.seq)
+                .bind(contact_id)
+                .bind(t.status.as_str())
+                .bind(t.reason.as_deref())
+                .bind($now)
+                .bind($bot.as_str())
+                .execute(&mut *$tx)
+                .await?;
+                if first.rows_affected() == 0 {
+                    skip_messages = true;
+                    sqlx::query(
+                        "UPDATE run_targets SET contact_id = $3, status = 'skipped', reason = 'duplicate', \
+                         locked_until = NULL, updated_at = $4 \
+                         WHERE run_id = $1 AND seq = $2 AND status = 'pending' \
+                         AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND bot_id = $5)",
+                    )
+                    .bind(t.run_id.as_str())
+                    .bind(t.seq)
+                    .bind(contact_id)
+                    .bind($now)
+                    .bind($bot.as_str())
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+            }
+
             // 2. The Start, the messages and the deliveries: ids chosen by the caller, so a
             // repeated commit finds them written and adds nothing.
             if let (Some(start), Some(c)) = (&$commit.start, &contact) {
@@ -316,7 +358,7 @@ macro_rules! commit_in {
                     count_start($bot, c.channel, start).build().execute(&mut *$tx).await?;
                 }
             }
-            if let Some(c) = &contact {
+            if let (Some(c), false) = (&contact, skip_messages) {
                 for m in &$commit.messages {
                     sqlx::query(
                         "INSERT INTO messages (id, workspace_id, bot_id, contact_id, channel, chat_id, \
@@ -413,27 +455,27 @@ macro_rules! commit_in {
                 .await?;
             }
 
-            // 5. A call_node recipient's outcome (its run and contact this bot's).
+            // 5. A call_node recipient's outcome, its messages sent or given up (nothing when
+            // the recipient was cancelled meanwhile).
             if let Some(r) = &$commit.recipient {
-                let done = sqlx::query(
-                    "INSERT INTO run_recipients (run_id, contact_id, status, reason, updated_at) \
-                     SELECT $1, $2, $3, $4, $5 \
-                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND bot_id = $6) \
-                     AND EXISTS (SELECT 1 FROM contacts WHERE id = $2 AND bot_id = $6) \
-                     ON CONFLICT (run_id, contact_id) DO UPDATE SET status = excluded.status, \
-                     reason = excluded.reason, updated_at = excluded.updated_at",
+                let status = match r.status {
+                    WorkStatus::Pending => TargetStatus::Queued,
+                    WorkStatus::Done => TargetStatus::Sent,
+                    WorkStatus::Failed => TargetStatus::Failed,
+                };
+                sqlx::query(
+                    "UPDATE run_targets SET status = $3, reason = $4, updated_at = $5 \
+                     WHERE run_id = $1 AND contact_id = $2 AND status = 'queued' \
+                     AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND bot_id = $6)",
                 )
                 .bind(r.run_id.as_str())
                 .bind(r.contact_id.as_str())
-                .bind(r.status.as_str())
+                .bind(status.as_str())
                 .bind(r.reason.as_deref())
                 .bind($now)
                 .bind($bot.as_str())
                 .execute(&mut *$tx)
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
             }
             // 6. A message's outcome.
             if let Some(m) = &$commit.message_done {
@@ -576,14 +618,93 @@ fn scenario_from<R: Cols>(r: &R, document: bool) -> StoreResult<ScenarioVersion>
     })
 }
 
-fn recipient_from<R: Cols>(r: &R) -> StoreResult<RecipientOutcome> {
-    Ok(RecipientOutcome {
-        run_id: r.text("run_id")?.into(),
-        contact_id: r.text("contact_id")?.into(),
-        status: from_name("run_recipients", &r.text("status")?)?,
-        reason: r.opt_text("reason")?,
+/// The columns of `runs` a [`Run`] is read from.
+macro_rules! run_cols {
+    () => {
+        "id, workspace_id, bot_id, node, variables, created_at, send_at, cancelled_at, \
+         idempotency_key, request_hash"
+    };
+}
+
+/// A run, its counts left at zero (see [`Store::run_counts`]).
+fn run_from<R: Cols>(r: &R) -> StoreResult<Run> {
+    Ok(Run {
+        id: r.text("id")?.into(),
+        workspace_id: r.text("workspace_id")?.into(),
+        bot_id: r.text("bot_id")?.into(),
+        node: r.text("node")?,
+        variables: from_json("runs", &r.text("variables")?)?,
+        created_at: r.int("created_at")?,
+        send_at: r.opt_int("send_at")?,
+        cancelled_at: r.opt_int("cancelled_at")?,
+        idempotency_key: r.opt_text("idempotency_key")?,
+        request_hash: r.opt_text("request_hash")?,
+        counts: RunCounts::default(),
     })
 }
+
+fn target_from<R: Cols>(r: &R) -> StoreResult<RunTarget> {
+    Ok(RunTarget {
+        run_id: r.text("run_id")?.into(),
+        seq: r.int("seq")?,
+        external_id: r.opt_text("external_id")?,
+        channel: r
+            .opt_text("channel")?
+            .map(|c| from_name("run_targets", &c))
+            .transpose()?,
+        chat_id: r.opt_text("chat_id")?,
+        variables: from_json("run_targets", &r.text("variables")?)?,
+        contact_id: r.opt_text("contact_id")?.map(Into::into),
+        status: from_name("run_targets", &r.text("status")?)?,
+        reason: r.opt_text("reason")?,
+        updated_at: r.int("updated_at")?,
+    })
+}
+
+/// Adds `n` recipients of status `status` to `counts`.
+fn add_count(counts: &mut RunCounts, status: &str, n: i64) -> StoreResult<()> {
+    let slot = match from_name::<TargetStatus>("run_targets", status)? {
+        TargetStatus::Pending => &mut counts.pending,
+        TargetStatus::Queued => &mut counts.queued,
+        TargetStatus::Sent => &mut counts.sent,
+        TargetStatus::Failed => &mut counts.failed,
+        TargetStatus::Skipped => &mut counts.skipped,
+        TargetStatus::Cancelled => &mut counts.cancelled,
+    };
+    *slot += n;
+    Ok(())
+}
+
+/// Targets written by one statement when a run is made (10 values each: well under SQLite's
+/// and PostgreSQL's limits on bound values).
+const TARGETS_PER_INSERT: usize = 500;
+
+/// Whether a target of a due run waits (`$1` now).
+const TARGETS_DUE: &str = "SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id \
+     WHERE t.status = 'pending' AND (t.locked_until IS NULL OR t.locked_until <= $1) \
+     AND r.cancelled_at IS NULL AND (r.send_at IS NULL OR r.send_at <= $1) LIMIT 1";
+
+/// The targets due, oldest run first and in their order; `$1` now, `$3` how many.
+macro_rules! pick_targets {
+    () => {
+        "SELECT t.run_id, t.seq FROM run_targets t JOIN runs r ON r.id = t.run_id \
+         WHERE t.status = 'pending' AND (t.locked_until IS NULL OR t.locked_until <= $1) \
+         AND r.cancelled_at IS NULL AND (r.send_at IS NULL OR r.send_at <= $1) \
+         ORDER BY r.created_at, t.run_id, t.seq LIMIT $3"
+    };
+}
+
+const SQLITE_CLAIM_TARGETS: &str = concat!(
+    "UPDATE run_targets SET locked_until = $2 WHERE (run_id, seq) IN (",
+    pick_targets!(),
+    ") RETURNING *"
+);
+const POSTGRES_CLAIM_TARGETS: &str = concat!(
+    "WITH c AS MATERIALIZED (",
+    pick_targets!(),
+    " FOR UPDATE OF t SKIP LOCKED) UPDATE run_targets x SET locked_until = $2 FROM c \
+     WHERE x.run_id = c.run_id AND x.seq = c.seq RETURNING x.*"
+);
 
 /// The cursor of the page after a row sorted by (`at`, `id`) descending, hex-encoded so that
 /// callers treat it as opaque (the form links' cursors take).
@@ -1268,25 +1389,54 @@ impl FlowStore for Store {
         })
     }
 
-    async fn create_run(&self, ws: &WorkspaceId, run: &Run, now_ms: i64) -> StoreResult<()> {
+    async fn create_run(&self, new: &NewRun, now_ms: i64) -> StoreResult<RunCreated> {
+        let run = &new.run;
         let _turn = self.flow_turn().await;
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write()).await?;
+            if let Some(key) = &run.idempotency_key {
+                let before = sqlx::query(
+                    "SELECT id, request_hash FROM runs WHERE bot_id = $1 AND idempotency_key = $2",
+                )
+                .bind(run.bot_id.as_str())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(before) = before {
+                    return if before.opt_text("request_hash")? == run.request_hash {
+                        Ok(RunCreated::Repeated(before.text("id")?.into()))
+                    } else {
+                        Err(StoreError::Conflict {
+                            what: "this Idempotency-Key was used for another request to this bot: \
+                                   send a new key for a new request"
+                                .to_owned(),
+                        })
+                    };
+                }
+            }
             let done = sqlx::query(
-                "INSERT INTO runs (id, workspace_id, bot_id, node, variables, created_at) \
-                 SELECT $1, workspace_id, id, $4, $5, $6 FROM bots WHERE id = $2 AND workspace_id = $3",
+                "INSERT INTO runs (id, workspace_id, bot_id, node, variables, created_at, send_at, \
+                 idempotency_key, request_hash) \
+                 SELECT $1, workspace_id, id, $4, $5, $6, $7, $8, $9 FROM bots WHERE id = $2 AND workspace_id = $3",
             )
             .bind(run.id.as_str())
             .bind(run.bot_id.as_str())
-            .bind(ws.as_str())
+            .bind(run.workspace_id.as_str())
             .bind(&run.node)
             .bind(to_json(&run.variables))
             .bind(now_ms)
+            .bind(run.send_at)
+            .bind(run.idempotency_key.as_deref())
+            .bind(run.request_hash.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict { what: "this run id is already used; generate a new id".to_owned() }
+                    StoreError::Conflict {
+                        what: "a run with this id, or a request with this Idempotency-Key, is already \
+                               under way: retry the same request to get its run"
+                            .to_owned(),
+                    }
                 } else {
                     StoreError::Database(e)
                 }
@@ -1294,61 +1444,241 @@ impl FlowStore for Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            let mut seen = HashSet::new();
-            for r in run.recipients.iter().filter(|r| seen.insert(r.contact_id.as_str())) {
-                // From the contact's row: a contact of another bot is not found.
-                let done = sqlx::query(
-                    "INSERT INTO run_recipients (run_id, contact_id, status, reason, updated_at) \
-                     SELECT $1, id, $3, $4, $5 FROM contacts WHERE id = $2 AND bot_id = $6",
-                )
-                .bind(run.id.as_str())
-                .bind(r.contact_id.as_str())
-                .bind(r.status.as_str())
-                .bind(r.reason.as_deref())
-                .bind(now_ms)
-                .bind(run.bot_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
+            for chunk in new.targets.chunks(TARGETS_PER_INSERT) {
+                let mut sql = QueryBuilder::new(
+                    "INSERT INTO run_targets (run_id, seq, external_id, channel, chat_id, variables, \
+                     contact_id, status, reason, updated_at) ",
+                );
+                sql.push_values(chunk, |mut row, t| {
+                    row.push_bind(run.id.as_str())
+                        .push_bind(t.seq)
+                        .push_bind(t.external_id.as_deref())
+                        .push_bind(t.channel.map(|c| c.as_str()))
+                        .push_bind(t.chat_id.as_deref())
+                        .push_bind(to_json(&t.variables))
+                        .push_bind(t.contact_id.as_ref().map(|c| c.as_str()))
+                        .push_bind(t.status.as_str())
+                        .push_bind(t.reason.as_deref())
+                        .push_bind(now_ms);
+                });
+                sql.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
-        Ok(())
+        Ok(RunCreated::New)
     }
 
     async fn run(&self, ws: &WorkspaceId, id: &RunId) -> StoreResult<Run> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_snapshot()).await?;
-            let row = sqlx::query(
-                "SELECT id, workspace_id, bot_id, node, variables, created_at FROM runs \
-                 WHERE id = $1 AND workspace_id = $2",
-            )
+            let row = sqlx::query(concat!(
+                "SELECT ", run_cols!(), " FROM runs WHERE id = $1 AND workspace_id = $2"
+            ))
             .bind(id.as_str())
             .bind(ws.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-            let rows = sqlx::query(
-                "SELECT run_id, contact_id, status, reason FROM run_recipients WHERE run_id = $1 \
-                 ORDER BY contact_id",
+            let mut run = run_from(&row)?;
+            let counts = sqlx::query(
+                "SELECT status, COUNT(*) AS n FROM run_targets WHERE run_id = $1 GROUP BY status",
             )
             .bind(id.as_str())
             .fetch_all(&mut *tx)
             .await?;
-            let recipients = rows.iter().map(recipient_from).collect::<StoreResult<Vec<_>>>()?;
+            for c in &counts {
+                add_count(&mut run.counts, &c.text("status")?, c.int("n")?)?;
+            }
             tx.commit().await?;
-            Ok(Run {
-                id: row.text("id")?.into(),
-                workspace_id: row.text("workspace_id")?.into(),
-                bot_id: row.text("bot_id")?.into(),
-                node: row.text("node")?,
-                variables: from_json("runs", &row.text("variables")?)?,
-                created_at: row.int("created_at")?,
-                recipients,
-            })
+            Ok(run)
         })
+    }
+
+    async fn runs_of_bot(
+        &self,
+        ws: &WorkspaceId,
+        bot: &BotId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<Run>, Option<String>)> {
+        let limit = page_size(limit);
+        let after = cursor.map(parse_cursor).transpose()?;
+        let mut runs = with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_snapshot()).await?;
+            sqlx::query("SELECT id FROM bots WHERE id = $1 AND workspace_id = $2")
+                .bind(bot.as_str())
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut sql = QueryBuilder::new(concat!("SELECT ", run_cols!(), " FROM runs WHERE bot_id = "));
+            sql.push_bind(bot.as_str());
+            if let Some((at, id)) = &after {
+                sql.push(" AND (created_at < ").push_bind(*at);
+                sql.push(" OR (created_at = ").push_bind(*at).push(" AND id < ").push_bind(id.as_str()).push("))");
+            }
+            sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+            let rows = sql.build().fetch_all(&mut *tx).await?;
+            let mut runs = rows.iter().map(run_from).collect::<StoreResult<Vec<_>>>()?;
+            if !runs.is_empty() {
+                let mut sql = QueryBuilder::new(
+                    "SELECT run_id, status, COUNT(*) AS n FROM run_targets WHERE run_id IN (",
+                );
+                let mut ids = sql.separated(", ");
+                for r in &runs {
+                    ids.push_bind(r.id.as_str());
+                }
+                sql.push(") GROUP BY run_id, status");
+                let counts = sql.build().fetch_all(&mut *tx).await?;
+                for c in &counts {
+                    let run_id = c.text("run_id")?;
+                    if let Some(run) = runs.iter_mut().find(|r| r.id.as_str() == run_id) {
+                        add_count(&mut run.counts, &c.text("status")?, c.int("n")?)?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            runs
+        });
+        let next = cut_page(&mut runs, limit, |r| (r.created_at, r.id.as_str()));
+        Ok((runs, next))
+    }
+
+    async fn run_by_id(&self, id: &RunId) -> StoreResult<Run> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            run_from(&row)
+        })
+    }
+
+    async fn run_targets(
+        &self,
+        ws: &WorkspaceId,
+        run: &RunId,
+        statuses: &[TargetStatus],
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> StoreResult<(Vec<RunTarget>, Option<String>)> {
+        let limit = page_size(limit);
+        // The cursor is the last seq of the page before, as the other cursors are made.
+        let after = cursor.map(parse_cursor).transpose()?.map(|(seq, _)| seq);
+        let mut targets = with_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_snapshot()).await?;
+            sqlx::query("SELECT id FROM runs WHERE id = $1 AND workspace_id = $2")
+                .bind(run.as_str())
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut sql = QueryBuilder::new("SELECT * FROM run_targets WHERE run_id = ");
+            sql.push_bind(run.as_str());
+            if !statuses.is_empty() {
+                sql.push(" AND status IN (");
+                let mut list = sql.separated(", ");
+                for status in statuses {
+                    list.push_bind(status.as_str());
+                }
+                sql.push(")");
+            }
+            if let Some(seq) = after {
+                sql.push(" AND seq > ").push_bind(seq);
+            }
+            sql.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit) + 1);
+            let rows = sql.build().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows.iter().map(target_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        let next = if targets.len() > limit as usize {
+            targets.truncate(limit as usize);
+            targets.last().map(|t| cursor_after(t.seq, ""))
+        } else {
+            None
+        };
+        Ok((targets, next))
+    }
+
+    async fn cancel_run(&self, ws: &WorkspaceId, id: &RunId, now_ms: i64) -> StoreResult<Run> {
+        {
+            let _turn = self.flow_turn().await;
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(self.begin_write()).await?;
+                let found = sqlx::query(
+                    "UPDATE runs SET cancelled_at = COALESCE(cancelled_at, $3) \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id.as_str())
+                .bind(ws.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                if found.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query(
+                    "UPDATE run_targets SET status = 'cancelled', locked_until = NULL, updated_at = $2 \
+                     WHERE run_id = $1 AND status = 'pending'",
+                )
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                // Queued recipients none of whose messages has gone: cancelled, and their
+                // messages given up. One with a message sent keeps the rest of its node.
+                sqlx::query(
+                    "UPDATE run_targets SET status = 'cancelled', updated_at = $2 \
+                     WHERE run_id = $1 AND status = 'queued' AND NOT EXISTS (SELECT 1 FROM messages m \
+                     WHERE m.run_id = $1 AND m.contact_id = run_targets.contact_id AND m.status <> 'pending')",
+                )
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE messages SET status = 'failed', error = 'cancelled', next_at = NULL, \
+                     locked_until = NULL, updated_at = $2 \
+                     WHERE run_id = $1 AND status = 'pending' AND contact_id IN (SELECT contact_id \
+                     FROM run_targets WHERE run_id = $1 AND status = 'cancelled' AND contact_id IS NOT NULL)",
+                )
+                .bind(id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            });
+        }
+        self.run(ws, id).await
+    }
+
+    async fn claim_targets(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<RunTarget>> {
+        if !self.any_due(TARGETS_DUE, now_ms).await? {
+            return Ok(Vec::new());
+        }
+        let _turn = self.flow_turn().await;
+        let mut targets = with_pool!(self, pool => {
+            let sql = match self.backend() {
+                Backend::Sqlite => SQLITE_CLAIM_TARGETS,
+                Backend::Postgres => POSTGRES_CLAIM_TARGETS,
+            };
+            let rows = sqlx::query(sql)
+                .persistent(self.claims_persist())
+                .bind(now_ms)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(target_from).collect::<StoreResult<Vec<_>>>()?
+        });
+        targets.sort_by(|a, b| (a.run_id.as_str(), a.seq).cmp(&(b.run_id.as_str(), b.seq)));
+        Ok(targets)
     }
 
     async fn set_signing_secret(

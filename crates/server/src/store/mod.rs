@@ -48,7 +48,8 @@ pub use db::{Backend, ConnectOptions, Store, connect, connect_with};
 pub use flow::{
     Attempt, Contact, ContactFilter, ContactWrite, Continuation, Delivery, DeliveryAttempt,
     DeliveryFilter, FlowCommit, FlowStore, InboxItem, MessageOutcome, NewDelivery, NewMessage,
-    OutboxMessage, RecipientOutcome, Run, ScenarioVersion, StartRecord, WorkStatus,
+    NewRun, OutboxMessage, RecipientOutcome, Run, RunCounts, RunCreated, RunTarget,
+    ScenarioVersion, StartRecord, TargetOutcome, TargetStatus, WorkStatus,
 };
 pub use ids::{
     ApiKeyId, BotId, ClickId, ContactId, DeliveryId, EntryPointId, InboxId, LinkId, MessageId,
