@@ -212,7 +212,7 @@ api() {
 setup_bot() {
     local left=$LINKS n i=0
     BOT_ID=$(jq -nc --arg s "$WEBHOOK_SECRET" --arg api "http://$SINK" \
-        '{name: "Shop", channels: {telegram: {username: "shop_bot", token: "123456:ABC-bench",
+        '{name: "Shop", channels: {telegram: {username: "shop_bot", token: "123456:ABC-bench", rate_limit: 100000,
           webhook_secret: $s, api_base_url: $api}}}' \
         | api POST /bots --data-binary @- | jq -r .id)
     jq -nc --arg url "http://$SINK/hook" \

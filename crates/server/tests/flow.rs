@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use botlink_testkit::fakes::sign::telegram_headers;
-use botlink_testkit::fakes::{FakeCrm, FakeMessenger};
+use botlink_testkit::fakes::{Failure, FakeCrm, FakeMessenger, Limits, Rate};
 use botlink_testkit::{ADMIN_KEY, TestServer, client};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -775,5 +775,109 @@ async fn a_call_for_many_thousands_is_answered_at_once() {
         )
         .await;
     assert_eq!(last["error"]["code"], "invalid_cursor");
+    s.stop().await;
+}
+
+/// A bot's `rate_limit` holds against a platform enforcing it: messages paced evenly, none
+/// answered 429, none lost; a platform's 429 pauses the channel and the message goes later.
+#[tokio::test]
+async fn sends_keep_to_the_channels_rate_limit() {
+    let messenger = FakeMessenger::start().await;
+    messenger.add_telegram_bot(TG_TOKEN);
+    // The platform allows this bot 11 messages a second, counted over a sliding second; the
+    // bot's `rate_limit` says 10 (the margin is for a loaded machine's timing, not botlink's).
+    messenger.set_limits(
+        TG_TOKEN,
+        Limits {
+            per_bot: Some(Rate::per_second(11)),
+            per_chat: Some(Rate::per_second(1)),
+        },
+    );
+    let s = server().await;
+    let (st, bot) = s
+        .post(
+            "/api/v1/bots",
+            ADMIN_KEY,
+            json!({"name": "Paced", "channels": {"telegram": {
+                "username": "paced_bot", "token": TG_TOKEN, "webhook_secret": TG_SECRET,
+                "api_base_url": messenger.base_url(), "rate_limit": 10}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bot}");
+    assert_eq!(bot["channels"][0]["settings"]["rate_limit"], 10, "{bot}");
+    let bot = bot["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/bots/{bot}/scenario"),
+            Some(ADMIN_KEY),
+            Some(json!({"start": "quiet", "nodes": {
+                "quiet": [{"set": {"seen": "yes"}}],
+                "note": [{"message": "Note {{n}}"}]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    const PEOPLE: i64 = 30;
+    for i in 0..PEOPLE {
+        let update = telegram_update_from(i + 1, 2000 + i, "P", "/start");
+        assert_eq!(
+            post_update(&s, &bot, Some(TG_SECRET), &update).await,
+            StatusCode::OK
+        );
+    }
+    let recipients: Vec<Value> = (0..PEOPLE)
+        .map(|i| json!({"channel": "telegram", "chat_id": (2000 + i).to_string(), "variables": {"n": i.to_string()}}))
+        .collect();
+    // The Starts are worked before the call's recipients are looked up.
+    eventually("every Start is a contact", || async {
+        let (_, page) = s
+            .get(&format!("/api/v1/bots/{bot}/contacts?limit=100"), ADMIN_KEY)
+            .await;
+        page["contacts"]
+            .as_array()
+            .is_some_and(|c| c.len() == PEOPLE as usize)
+    })
+    .await;
+    let (st, run) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/call_node"),
+            ADMIN_KEY,
+            json!({"node": "note", "recipients": recipients}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{run}");
+    let sent = messenger
+        .wait_for_messages(PEOPLE as usize, Duration::from_secs(20))
+        .await;
+    assert_eq!(messenger.answered_429s(), 0, "no send over the limit");
+    let spread = sent.last().unwrap().at - sent[0].at;
+    assert!(
+        spread >= Duration::from_millis(2_500),
+        "30 messages at 10 a second take about 3 s, not a burst: {spread:?}"
+    );
+    let mut chats: Vec<&str> = sent.iter().map(|m| m.chat_id.as_str()).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    assert_eq!(chats.len(), PEOPLE as usize, "each person once");
+
+    // The platform asks to wait: the channel pauses, and the message goes after the wait.
+    messenger.fail_next(1, Failure::TooManyRequests { retry_after: 2 });
+    let asked = std::time::Instant::now();
+    let (st, run) = s
+        .post(
+            &format!("/api/v1/bots/{bot}/call_node"),
+            ADMIN_KEY,
+            json!({"node": "note", "variables": {"n": "after"}, "to": {"channel": "telegram", "chat_id": "2000"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{run}");
+    let sent = messenger
+        .wait_for_messages(PEOPLE as usize + 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(sent.last().unwrap().text, "Note after");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "sent after the wait the platform asked for"
+    );
     s.stop().await;
 }

@@ -137,6 +137,22 @@ async fn concurrent_claims_on_postgres() {
     b.store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_slots_on_sqlite() {
+    let b = sqlite().await;
+    send_slots(&b).await;
+    b.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_slots_on_postgres() {
+    let Some(b) = postgres().await else {
+        return;
+    };
+    send_slots(&b).await;
+    b.store.close().await;
+}
+
 #[tokio::test]
 async fn batched_commits_on_sqlite() {
     let b = sqlite().await;
@@ -1661,6 +1677,7 @@ async fn batched_commits(b: &Backend) {
         status: WorkStatus::Done,
         error: None,
         retry_at: None,
+        hold_next_until: None,
     };
     let carol_write = contact_write(Channel::Telegram, "3");
     let carol = carol_write.new_id.clone();
@@ -1693,6 +1710,7 @@ async fn batched_commits(b: &Backend) {
                     status: WorkStatus::Failed,
                     error: Some("blocked: bot was blocked by the user".to_owned()),
                     retry_at: None,
+                    hold_next_until: None,
                 }),
                 ..FlowCommit::default()
             },
@@ -1744,4 +1762,109 @@ async fn batched_commits(b: &Backend) {
         "the failed commit wrote nothing, not even its contact"
     );
     assert!(flow.commit_all(&[], T0).await.is_empty());
+}
+
+/// Send slots: taken in runs that never overlap, from any number of takers at once; a pause
+/// moves the next slot past it; a chat's least gap holds its next message back.
+async fn send_slots(b: &Backend) {
+    let s = &b.stores;
+    let flow = s.flow.clone();
+    let ws = s.workspaces.ensure_workspace("paced", T0).await.unwrap().id;
+    let bot = new_bot(s, &ws, "paced bot").await;
+    let tg = Channel::Telegram;
+    assert_eq!(
+        flow.take_send_slots(&bot, tg, 5, 100, 1_000).await.unwrap(),
+        1_000
+    );
+    assert_eq!(
+        flow.take_send_slots(&bot, tg, 3, 100, 1_000).await.unwrap(),
+        1_500,
+        "after the first five"
+    );
+    assert_eq!(
+        flow.take_send_slots(&bot, tg, 1, 100, 5_000).await.unwrap(),
+        5_000,
+        "unused time is not saved up"
+    );
+    assert_eq!(
+        flow.take_send_slots(&bot, Channel::Viber, 1, 100, 5_000)
+            .await
+            .unwrap(),
+        5_000,
+        "each channel its own"
+    );
+    flow.pause_sends(&bot, tg, 9_000).await.unwrap();
+    assert_eq!(
+        flow.take_send_slots(&bot, tg, 1, 100, 6_000).await.unwrap(),
+        9_000,
+        "paused until then"
+    );
+    flow.pause_sends(&bot, tg, 7_000).await.unwrap();
+    assert_eq!(
+        flow.take_send_slots(&bot, tg, 1, 100, 6_000).await.unwrap(),
+        9_100,
+        "a shorter pause shortens nothing"
+    );
+
+    // Eight takers at once: every run of slots its own.
+    let mut takers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (flow, bot) = (flow.clone(), bot.clone());
+        takers.spawn(async move {
+            flow.take_send_slots(&bot, Channel::Line, 50, 10, 0)
+                .await
+                .unwrap()
+        });
+    }
+    let mut firsts = Vec::new();
+    while let Some(first) = takers.join_next().await {
+        firsts.push(first.unwrap());
+    }
+    firsts.sort_unstable();
+    assert_eq!(
+        firsts,
+        (0..8).map(|i| i * 500).collect::<Vec<_>>(),
+        "runs of 50 slots, none shared"
+    );
+
+    // A chat's least gap: its next message waits.
+    let (first, second) = (message("one"), message("two"));
+    flow.commit(
+        &bot,
+        FlowCommit {
+            contact: Some(contact_write(tg, "gap")),
+            messages: vec![first.clone(), second.clone()],
+            ..FlowCommit::default()
+        },
+        T0,
+    )
+    .await
+    .unwrap();
+    let claimed = flow.claim_messages(10, LEASE, T0).await.unwrap();
+    assert_eq!(ids(&claimed, |m| &m.id), vec![first.id.clone()]);
+    flow.commit(
+        &bot,
+        FlowCommit {
+            message_done: Some(MessageOutcome {
+                id: first.id.clone(),
+                status: WorkStatus::Done,
+                error: None,
+                retry_at: None,
+                hold_next_until: Some(T0 + SEC),
+            }),
+            ..FlowCommit::default()
+        },
+        T0 + 10,
+    )
+    .await
+    .unwrap();
+    assert!(
+        flow.claim_messages(10, LEASE, T0 + SEC - 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held back"
+    );
+    let claimed = flow.claim_messages(10, LEASE, T0 + SEC).await.unwrap();
+    assert_eq!(ids(&claimed, |m| &m.id), vec![second.id.clone()]);
 }

@@ -17,7 +17,8 @@ use crate::app::AppState;
 use crate::domain::bots::{channel_row, identifier, relink};
 use crate::domain::links::parse_channel;
 use crate::flow::deliver::new_signing_secret;
-use crate::store::{Bot, BotId, BotPatch, NewBot, Role};
+use crate::flow::pace::MAX_RATE_LIMIT;
+use crate::store::{Bot, BotChannel, BotId, BotPatch, NewBot, Role};
 use crate::util::format_rfc3339;
 
 /// One channel's settings. Which fields apply depends on the channel:
@@ -25,8 +26,8 @@ use crate::util::format_rfc3339;
 /// `app_secret`, `page_token`, `verify_token`; instagram `username`, `app_secret`,
 /// `access_token`; whatsapp `number`, `phone_number_id`, `business_account_id`,
 /// `access_token`, `app_secret`; line `id`, `channel_secret`, `access_token`; max `username`,
-/// `token`; webchat `id` (default: the bot's id); custom `link`, `url`, `webhook_secret`. Any channel takes `api_base_url` (e.g. a
-/// local Telegram Bot API server).
+/// `token`; webchat `id` (default: the bot's id); custom `link`, `url`, `webhook_secret`. Any
+/// channel takes `api_base_url` (e.g. a local Telegram Bot API server) and `rate_limit`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelIn {
@@ -76,6 +77,10 @@ pub struct ChannelIn {
         pattern = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub api_base_url: Option<String>,
+    /// Messages a second this bot may send on the channel, all chats together, in place of
+    /// the platform's documented limit (e.g. Telegram's paid broadcasts: up to 1,000).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit: Option<u32>,
     /// custom: the chat's page (an http(s) URL without a query), which links open with
     /// `?start=<parameter>`.
     #[schema(
@@ -202,7 +207,27 @@ const PUBLIC_FIELDS: &[&str] = &[
     "api_base_url",
     "link",
     "url",
+    "rate_limit",
 ];
+
+/// A channel's row with its `rate_limit` setting, checked.
+fn with_rate_limit(mut row: BotChannel, ch: &ChannelIn) -> Result<BotChannel, ApiError> {
+    if let Some(n) = ch.rate_limit {
+        if !(1..=MAX_RATE_LIMIT).contains(&n) {
+            return Err(ApiError::invalid(
+                "invalid_channel_settings",
+                format!(
+                    "channels.{}.rate_limit must be 1 to {MAX_RATE_LIMIT} messages a second",
+                    row.channel
+                ),
+            ));
+        }
+        if let Some(m) = row.settings.as_object_mut() {
+            m.insert("rate_limit".to_owned(), n.into());
+        }
+    }
+    Ok(row)
+}
 
 impl ChannelIn {
     fn public(&self) -> [(&'static str, &Option<String>); 11] {
@@ -360,13 +385,16 @@ pub async fn create_bot(
     let mut channels = Vec::with_capacity(input.channels.len());
     for (name, ch) in &input.channels {
         let channel = parse_channel(name)?;
-        channels.push(channel_row(
-            state.secret(),
-            &id,
-            channel,
-            &ch.public(),
-            &ch.secrets(),
-            None,
+        channels.push(with_rate_limit(
+            channel_row(
+                state.secret(),
+                &id,
+                channel,
+                &ch.public(),
+                &ch.secrets(),
+                None,
+            )?,
+            ch,
         )?);
     }
     let now = crate::util::now_ms();
@@ -477,13 +505,16 @@ pub async fn update_bot(
                     .iter()
                     .find(|c| c.channel == channel)
                     .and_then(|c| c.secrets.as_deref());
-                upsert.push(channel_row(
-                    state.secret(),
-                    &bot.id,
-                    channel,
-                    &ch.public(),
-                    &ch.secrets(),
-                    old,
+                upsert.push(with_rate_limit(
+                    channel_row(
+                        state.secret(),
+                        &bot.id,
+                        channel,
+                        &ch.public(),
+                        &ch.secrets(),
+                        old,
+                    )?,
+                    ch,
                 )?);
             }
             None => remove.push(channel),

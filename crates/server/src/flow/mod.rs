@@ -19,6 +19,7 @@
 pub mod call;
 pub mod creds;
 pub mod deliver;
+pub mod pace;
 pub mod run;
 pub mod send;
 pub mod start;

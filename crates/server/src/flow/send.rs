@@ -9,6 +9,7 @@ use std::time::Duration;
 use botlink_core::Channel;
 
 use super::creds::sender;
+use super::pace::{Pace, pace_of};
 use super::{Flow, now_ms};
 use crate::outbound::channels::{self, ChannelSender, SendOutcome};
 use crate::store::{
@@ -27,26 +28,65 @@ pub async fn send_due(flow: &Arc<Flow>) -> Result<usize, StoreError> {
         .claim_messages(BATCH, flow.lease_ms, now_ms())
         .await?;
     let n = claimed.len();
-    // One sender per bot channel for the batch: its secrets are opened once.
-    let mut senders: HashMap<(BotId, Channel), Arc<Result<ChannelSender, String>>> = HashMap::new();
+    // Per bot channel, once a batch: its sender (its secrets opened once) and its pace.
+    let mut channels: HashMap<(BotId, Channel), Arc<ChannelContext>> = HashMap::new();
+    for m in &claimed {
+        let key = (m.bot_id.clone(), m.channel);
+        if channels.contains_key(&key) {
+            continue;
+        }
+        let ctx = match flow.bots.bot_by_id(&m.bot_id).await? {
+            Some(bot) => ChannelContext {
+                sender: sender(&flow.secret, &bot, m.channel).map_err(|e| e.to_string()),
+                pace: pace_of(&bot, m.channel),
+            },
+            None => ChannelContext {
+                sender: Err("the bot was deleted".to_owned()),
+                pace: None,
+            },
+        };
+        channels.insert(key, Arc::new(ctx));
+    }
+    // Each paced channel's messages of the batch get a run of slots, taken at once.
+    let mut slots: HashMap<(BotId, Channel), (i64, i64)> = HashMap::new();
+    for (key, ctx) in &channels {
+        let Some(pace) = ctx.pace else { continue };
+        let count = claimed
+            .iter()
+            .filter(|m| m.bot_id == key.0 && m.channel == key.1)
+            .count();
+        let interval = pace.interval_us();
+        let first = flow
+            .flow
+            .take_send_slots(
+                &key.0,
+                key.1,
+                u32::try_from(count).unwrap_or(u32::MAX),
+                interval,
+                now_us(),
+            )
+            .await?;
+        slots.insert(key.clone(), (first, interval));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for m in claimed {
         let key = (m.bot_id.clone(), m.channel);
-        let sender = match senders.get(&key) {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(match flow.bots.bot_by_id(&m.bot_id).await? {
-                    Some(bot) => sender(&flow.secret, &bot, m.channel).map_err(|e| e.to_string()),
-                    None => Err("the bot was deleted".to_owned()),
-                });
-                senders.insert(key, s.clone());
-                s
-            }
-        };
+        let ctx = channels[&key].clone();
+        let at = slots.get_mut(&key).map(|(next, interval)| {
+            let at = *next;
+            *next += *interval;
+            at
+        });
         let flow = flow.clone();
         tasks.spawn(async move {
+            if let Some(at) = at {
+                let wait = at - now_us();
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
+                }
+            }
             let bot = m.bot_id.clone();
-            (bot, send_one(&flow, &sender, m).await)
+            (bot, send_one(&flow, &ctx, m).await)
         });
     }
     // The outcomes committed together; a message whose task panicked stays leased, and is sent
@@ -108,13 +148,9 @@ fn to_channel(m: &OutboxMessage) -> Result<channels::OutMessage, String> {
 
 /// Sends one message; what its outcome writes: the message done, failed or put off, and a
 /// contact that blocked the bot unsubscribed.
-async fn send_one(
-    flow: &Flow,
-    sender: &Result<ChannelSender, String>,
-    m: OutboxMessage,
-) -> FlowCommit {
+async fn send_one(flow: &Flow, ctx: &ChannelContext, m: OutboxMessage) -> FlowCommit {
     let now = now_ms();
-    let outcome = match (sender.as_ref().map_err(Clone::clone), to_channel(&m)) {
+    let outcome = match (ctx.sender.as_ref().map_err(Clone::clone), to_channel(&m)) {
         (Ok(sender), Ok(msg)) => sender.send(&flow.outbound, &msg, now).await,
         (Err(e), _) | (_, Err(e)) => SendOutcome::Failed {
             reason: "cannot_send",
@@ -126,11 +162,22 @@ async fn send_one(
     let mut unsubscribe = false;
     let (status, error, retry_at) = match &outcome {
         SendOutcome::Sent { .. } => (WorkStatus::Done, None, None),
-        SendOutcome::RetryAfter(wait) => (
-            WorkStatus::Pending,
-            Some(format!("rate limited: retry after {} ms", wait.as_millis())),
-            Some(now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2)),
-        ),
+        SendOutcome::RetryAfter(wait) => {
+            let until = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            // The whole bot waits on this channel, on every instance.
+            if let Err(e) = flow
+                .flow
+                .pause_sends(&m.bot_id, m.channel, until.saturating_mul(1000))
+                .await
+            {
+                tracing::warn!(bot = %m.bot_id, channel = %m.channel, error = %e, "pausing a channel's sends");
+            }
+            (
+                WorkStatus::Pending,
+                Some(format!("rate limited: retry after {} ms", wait.as_millis())),
+                Some(until),
+            )
+        }
         SendOutcome::Transient { reason, detail } if attempts < MAX_ATTEMPTS => (
             WorkStatus::Pending,
             Some(format!("{reason}: {detail}")),
@@ -178,9 +225,27 @@ async fn send_one(
             status,
             error,
             retry_at,
+            hold_next_until: ctx
+                .pace
+                .and_then(|p| p.per_chat_ms)
+                .filter(|_| status == WorkStatus::Done)
+                .map(|gap| now + gap),
         }),
         ..FlowCommit::default()
     }
+}
+
+/// What sending on one bot channel needs, once a batch.
+struct ChannelContext {
+    sender: Result<ChannelSender, String>,
+    pace: Option<Pace>,
+}
+
+/// Epoch microseconds now.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The wait before retrying a message after `attempts` passing failures: 1 s, doubling, at

@@ -260,6 +260,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "run targets",
         include_str!("../../migrations/sqlite/0009_run_targets.sql"),
     ),
+    (
+        10,
+        "send rates",
+        include_str!("../../migrations/sqlite/0010_send_rates.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -303,6 +308,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "run targets",
         include_str!("../../migrations/postgres/0009_run_targets.sql"),
+    ),
+    (
+        10,
+        "send rates",
+        include_str!("../../migrations/postgres/0010_send_rates.sql"),
     ),
 ];
 

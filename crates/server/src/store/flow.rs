@@ -245,6 +245,9 @@ pub struct MessageOutcome {
     pub status: WorkStatus,
     pub error: Option<String>,
     pub retry_at: Option<i64>,
+    /// The contact's next message waits until then at least (a platform's least gap between
+    /// two messages to one chat).
+    pub hold_next_until: Option<i64>,
 }
 
 /// What a contact becomes: created with `new_id` when (bot, channel, chat_id) is new, else
@@ -530,6 +533,22 @@ pub trait FlowStore: Send + Sync {
         commits: &[(BotId, FlowCommit)],
         now_ms: i64,
     ) -> Vec<StoreResult<Option<ContactId>>>;
+
+    // Pacing (see `flow::pace`).
+
+    /// Takes `count` send slots of the bot on the channel, `interval_us` apart, from the next
+    /// free one (or `now_us`, if later): answers the first; the others follow at the interval.
+    /// No two calls, from any instance, get the same slots.
+    async fn take_send_slots(
+        &self,
+        bot: &BotId,
+        channel: Channel,
+        count: u32,
+        interval_us: i64,
+        now_us: i64,
+    ) -> StoreResult<i64>;
+    /// No slot of the bot on the channel before `until_us` (a platform asked to wait).
+    async fn pause_sends(&self, bot: &BotId, channel: Channel, until_us: i64) -> StoreResult<()>;
 
     // The outbox.
 

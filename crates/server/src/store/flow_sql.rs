@@ -477,11 +477,22 @@ macro_rules! commit_in {
                 .execute(&mut *$tx)
                 .await?;
             }
-            // 6. A message's outcome.
+            // 6. A message's outcome, and the gap before the contact's next one.
             if let Some(m) = &$commit.message_done {
                 let done = message_done_query(m, $now).execute(&mut *$tx).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
+                }
+                if let Some(until) = m.hold_next_until {
+                    sqlx::query(
+                        "UPDATE messages SET next_at = CASE WHEN next_at < $2 THEN $2 ELSE next_at END \
+                         WHERE contact_id = (SELECT contact_id FROM messages WHERE id = $1) \
+                         AND status = 'pending' AND id <> $1",
+                    )
+                    .bind(m.id.as_str())
+                    .bind(until)
+                    .execute(&mut *$tx)
+                    .await?;
                 }
             }
             // 7. The contact blocked the bot.
@@ -1132,6 +1143,50 @@ impl FlowStore for Store {
         out
     }
 
+    async fn take_send_slots(
+        &self,
+        bot: &BotId,
+        channel: Channel,
+        count: u32,
+        interval_us: i64,
+        now_us: i64,
+    ) -> StoreResult<i64> {
+        let span = i64::from(count).saturating_mul(interval_us);
+        let _turn = self.flow_turn().await;
+        let next: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO send_slots (bot_id, channel, next_at) VALUES ($1, $2, $3 + $4) \
+                 ON CONFLICT (bot_id, channel) DO UPDATE SET next_at = \
+                 CASE WHEN send_slots.next_at > $3 THEN send_slots.next_at ELSE $3 END + $4 \
+                 RETURNING next_at",
+            )
+            .bind(bot.as_str())
+            .bind(channel.as_str())
+            .bind(now_us)
+            .bind(span)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(next - span)
+    }
+
+    async fn pause_sends(&self, bot: &BotId, channel: Channel, until_us: i64) -> StoreResult<()> {
+        let _turn = self.flow_turn().await;
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO send_slots (bot_id, channel, next_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bot_id, channel) DO UPDATE SET next_at = \
+                 CASE WHEN send_slots.next_at > $3 THEN send_slots.next_at ELSE $3 END",
+            )
+            .bind(bot.as_str())
+            .bind(channel.as_str())
+            .bind(until_us)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     async fn claim_messages(
         &self,
         limit: u32,
@@ -1169,6 +1224,7 @@ impl FlowStore for Store {
             status,
             error: error.map(str::to_owned),
             retry_at,
+            hold_next_until: None,
         };
         let _turn = self.flow_turn().await;
         with_pool!(self, pool => {
