@@ -123,11 +123,8 @@ pub enum SendOutcome {
     },
 }
 
-/// How long to wait on a rate limit when neither the body nor `Retry-After` says (LINE and MAX
-/// answer 429 without a wait). Their limits are counted per second, and a 429 pauses the bot on
-/// that channel on every instance (`flow::pace`): two seconds lets the window pass without
-/// stopping a whole bot for long.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long to wait on a rate limit when neither the body nor `Retry-After` says.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl SendOutcome {
     /// The outcome of a request that got no answer.
